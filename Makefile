@@ -1,0 +1,39 @@
+# Quick start: `make demo` and `make test` on a fresh clone. Both install what they need.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+# Debian packages the project needs (installed only when missing).
+APT_PACKAGES := fonts-dejavu-core
+
+.PHONY: demo test lint deps apt-deps clean
+
+demo: deps
+	$(VENV)/bin/rendercluster demo --config configs/local.yaml
+
+test: deps lint
+	$(PY) -m pytest -q
+
+lint: deps
+	$(VENV)/bin/ruff check .
+
+deps: apt-deps $(STAMP)
+
+# torch goes first and pinned: it is the CPU wheel on this disk; anything looser pulls CUDA.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --disable-pip-version-check torch==2.13.0
+	$(PIP) install -q --disable-pip-version-check -e ".[dev]"
+	touch $(STAMP)
+
+apt-deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+		dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+clean:
+	rm -rf $(VENV) .pytest_cache

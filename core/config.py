@@ -1,0 +1,288 @@
+"""The one cluster configuration: models, styles, limits, auth, storage, tiling.
+
+A single YAML file drives the embedded local cluster, `serve run` and the Helm
+chart. Every field has a default, a bound and a description; unknown keys are
+rejected so that a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+MODEL_NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"
+_SOURCE_PATTERN = re.compile(
+    r"^(tiny(:\d+)?|hf:[\w.-]+/[\w.-]+@[\w.-]+|s3://[a-z0-9.-]{3,63}/.*|/.+|\./.+|[\w.-]+/.*)$"
+)
+
+ModelName = Annotated[str, Field(pattern=MODEL_NAME_PATTERN)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AutoscalingConfig(_Strict):
+    """How Serve scales a model's GPU replicas."""
+
+    min_replicas: int = Field(1, ge=0, le=1000, description="Fewest replicas kept running.")
+    max_replicas: int = Field(4, ge=1, le=1000, description="Most replicas Serve may start.")
+    initial_replicas: int | None = Field(
+        None, ge=0, le=1000, description="Replicas at start (default: min_replicas)."
+    )
+    target_ongoing_requests: float = Field(
+        2.0, gt=0, le=1000, description="Ongoing requests per replica the autoscaler aims for."
+    )
+    upscale_delay_s: float = Field(
+        5.0, ge=0, le=3600, description="Seconds of sustained load before adding replicas."
+    )
+    downscale_delay_s: float = Field(
+        120.0, ge=0, le=86400, description="Seconds of low load before removing replicas."
+    )
+    metrics_interval_s: float = Field(
+        1.0, gt=0, le=60, description="How often replicas report their load."
+    )
+
+    @model_validator(mode="after")
+    def _bounds_ordered(self) -> AutoscalingConfig:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(
+                f"max_replicas ({self.max_replicas}) must be >= min_replicas ({self.min_replicas})"
+            )
+        initial = self.initial_replicas
+        if initial is not None and not self.min_replicas <= initial <= self.max_replicas:
+            raise ValueError(
+                f"initial_replicas ({initial}) must lie between min_replicas "
+                f"({self.min_replicas}) and max_replicas ({self.max_replicas})"
+            )
+        return self
+
+
+class BatchingConfig(_Strict):
+    """Dynamic batching of requests that share mode, size and steps."""
+
+    max_batch_size: int = Field(4, ge=1, le=64, description="Most requests run as one batch.")
+    batch_wait_timeout_s: float = Field(
+        0.01, ge=0, le=10, description="How long a partial batch waits for more requests."
+    )
+
+
+class ModelConfig(_Strict):
+    """One pinned model and how it is served."""
+
+    source: str = Field(
+        ...,
+        description=(
+            "Where the weights come from: 'hf:org/name@revision' (pinned Hugging Face "
+            "revision), a local directory in save_pretrained layout, 's3://bucket/prefix' "
+            "(copied once to node disk), or 'tiny[:seed]' (random tiny pipeline, CPU test model)."
+        ),
+    )
+    family: Literal["sd", "sdxl", "sd3", "flux"] = Field(
+        "sd", description="diffusers pipeline family the weights belong to."
+    )
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto", description="Weights dtype; 'auto' is float16 on a GPU and float32 on a CPU."
+    )
+    default_steps: int = Field(25, ge=1, le=500, description="Denoising steps when unset.")
+    default_guidance: float = Field(7.0, ge=0, le=50, description="CFG scale when unset.")
+    scheduler: Literal["default", "ddim", "euler", "euler_a", "dpm++", "pndm", "lms"] = Field(
+        "default", description="Noise scheduler; 'default' keeps the checkpoint's own."
+    )
+    native_resolution: int = Field(
+        512, ge=32, le=4096, description="Side in pixels the model was trained at."
+    )
+    latent_factor: int = Field(
+        8, ge=1, le=64, description="Pixels per latent cell: width and height must be multiples."
+    )
+    gpus_per_replica: float = Field(
+        1.0, ge=0, le=8, description="Logical GPUs each replica reserves (0: CPU only)."
+    )
+    cpus_per_replica: float = Field(
+        0.25, gt=0, le=64, description="CPUs each replica reserves (keep small on GPU nodes)."
+    )
+    torch_threads: int = Field(
+        1, ge=1, le=256, description="torch intra-op threads per replica when on a CPU."
+    )
+    autoscaling: AutoscalingConfig = Field(default_factory=AutoscalingConfig)
+    max_ongoing_requests: int = Field(
+        4, ge=1, le=1000, description="Requests a replica runs at once (feeds batching)."
+    )
+    max_queued_requests: int = Field(
+        64, ge=1, le=100000, description="Requests queued per caller before 503 backpressure."
+    )
+    batching: BatchingConfig = Field(default_factory=BatchingConfig)
+
+    @field_validator("source")
+    @classmethod
+    def _source_form(cls, value: str) -> str:
+        if not _SOURCE_PATTERN.match(value):
+            raise ValueError(
+                f"source {value!r} is not one of 'hf:org/name@revision', a directory path, "
+                "'s3://bucket/prefix' or 'tiny[:seed]'"
+            )
+        return value
+
+
+class LimitsConfig(_Strict):
+    """What a single request may ask for."""
+
+    max_width: int = Field(2048, ge=8, le=262144, description="Widest output in pixels.")
+    max_height: int = Field(2048, ge=8, le=262144, description="Tallest output in pixels.")
+    max_pixels: int = Field(
+        4_194_304, ge=64, le=10**11, description="Largest width x height of one output."
+    )
+    max_steps: int = Field(100, ge=1, le=1000, description="Most denoising steps.")
+    max_prompt_chars: int = Field(2000, ge=1, le=100000, description="Longest prompt.")
+    max_upload_bytes: int = Field(
+        20 * 2**20, ge=1024, le=2**31, description="Largest decoded init image or mask upload."
+    )
+    max_upload_pixels: int = Field(
+        50_000_000, ge=64, le=10**10, description="Largest upload in pixels (bomb guard)."
+    )
+
+
+class AuthConfig(_Strict):
+    """API keys. Never written in the YAML: only where to read them from."""
+
+    api_keys_env: str | None = Field(
+        None,
+        pattern=r"^[A-Z_][A-Z0-9_]*$",
+        description="Environment variable holding comma-separated API keys.",
+    )
+    api_keys_file: Path | None = Field(
+        None, description="File holding one API key per line ('#' starts a comment)."
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return self.api_keys_env is not None or self.api_keys_file is not None
+
+
+class StorageConfig(_Strict):
+    """Where artifacts and run records go."""
+
+    kind: Literal["local", "s3"] = Field("local", description="Local directory or S3 bucket.")
+    path: Path = Field(Path(".renders"), description="Local directory for artifacts (kind: local).")
+    bucket: str | None = Field(
+        None, pattern=r"^[a-z0-9.-]{3,63}$", description="S3 bucket (kind: s3)."
+    )
+    prefix: str = Field("render-cluster", description="Key prefix inside the bucket.")
+    endpoint_url: str | None = Field(
+        None, description="S3-compatible endpoint (MinIO, Ceph); default: AWS."
+    )
+    region: str | None = Field(None, description="S3 region; default from the AWS chain.")
+    presign_expiry_s: int = Field(
+        3600, ge=60, le=604800, description="Lifetime of presigned artifact URLs."
+    )
+
+    @model_validator(mode="after")
+    def _bucket_for_s3(self) -> StorageConfig:
+        if self.kind == "s3" and not self.bucket:
+            raise ValueError("bucket is required when kind is 's3'")
+        return self
+
+
+class TilingConfig(_Strict):
+    """Defaults for large-format (tiled) renders."""
+
+    overlap_fraction: float = Field(
+        0.125, ge=0, le=0.5, description="Tile overlap as a fraction of the tile side."
+    )
+    max_in_flight: int = Field(
+        64, ge=1, le=10000, description="Tiles in flight at once across all replicas."
+    )
+    max_attempts: int = Field(3, ge=1, le=20, description="Tries per tile before the job fails.")
+    refine_strength: float = Field(
+        0.35, ge=0, le=1, description="img2img strength of the per-tile refine."
+    )
+
+
+class HttpConfig(_Strict):
+    """Where the Serve HTTP proxy listens."""
+
+    host: str = Field("127.0.0.1", description="Bind address.")
+    port: int = Field(8000, ge=1, le=65535, description="TCP port.")
+
+
+class ClusterConfig(_Strict):
+    """Everything the cluster runs, loaded from one YAML file."""
+
+    models: dict[ModelName, ModelConfig] = Field(
+        ..., min_length=1, description="Served models by name."
+    )
+    styles: dict[str, ModelName] = Field(
+        default_factory=dict, description="Style label -> model name (the dispatcher)."
+    )
+    default_style: str | None = Field(
+        None, description="Style used when a request names neither model nor style."
+    )
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    tiling: TilingConfig = Field(default_factory=TilingConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
+    model_cache_dir: Path = Field(
+        Path("~/.cache/render-cluster/models"),
+        description="Node-local directory for tiny pipelines and models copied from S3.",
+    )
+
+    @field_validator("styles")
+    @classmethod
+    def _styles_name_models(cls, styles: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        models = info.data.get("models")
+        if models is None:  # models failed validation: reported on their own
+            return styles
+        unknown = [
+            f"{style!r} -> {model!r}" for style, model in styles.items() if model not in models
+        ]
+        if unknown:
+            raise ValueError(
+                f"styles name models that are not defined: {', '.join(unknown)} "
+                f"(models: {', '.join(sorted(models))})"
+            )
+        return styles
+
+    @field_validator("default_style")
+    @classmethod
+    def _default_style_exists(cls, value: str | None, info: ValidationInfo) -> str | None:
+        styles = info.data.get("styles")
+        if value is not None and styles is not None and value not in styles:
+            raise ValueError(
+                f"default_style {value!r} is not one of the styles "
+                f"({', '.join(sorted(styles)) or 'none defined'})"
+            )
+        return value
+
+    def resolve_model(self, model: str | None, style: str | None) -> str:
+        """Return the model name a request is routed to (model wins over style)."""
+        if model is not None:
+            if model not in self.models:
+                raise KeyError(f"model {model!r} is not one of {sorted(self.models)}")
+            return model
+        label = style if style is not None else self.default_style
+        if label is None:
+            return next(iter(self.models))
+        if label not in self.styles:
+            raise KeyError(f"style {label!r} is not one of {sorted(self.styles)}")
+        return self.styles[label]
+
+
+def deployment_name(model_name: str) -> str:
+    """Serve deployment name of a model server (shared by the app and the Helm chart)."""
+    return f"model-{model_name}"
+
+
+APP_NAME = "render-cluster"
+INGRESS_DEPLOYMENT = "ingress"
+APP_IMPORT_PATH = "serve.app:build_app"

@@ -1,0 +1,98 @@
+"""Errors typed by what the caller can do about them.
+
+- `RequestError`: the caller must fix the request (HTTP 4xx).
+- `OverloadedError`: retry later (HTTP 503 with Retry-After).
+- `TileError` / `TileOutOfMemory`: the router retries the tile (smaller on OOM).
+- `JobFailed`: the job is over; the message says why.
+- `ConfigError`: the config file is wrong; every problem is listed.
+
+Every error keeps its constructor arguments in `args` so it survives pickling
+across Ray processes.
+"""
+
+from __future__ import annotations
+
+
+class RenderClusterError(Exception):
+    """Base of every error this project raises on purpose."""
+
+
+class ConfigError(RenderClusterError):
+    """A config file failed validation."""
+
+    def __init__(self, source: str, problems: list[str]):
+        super().__init__(source, problems)
+        self.source = source
+        self.problems = problems
+
+    def __str__(self) -> str:
+        listed = "\n".join(f"  - {p}" for p in self.problems)
+        return f"invalid config {self.source}:\n{listed}"
+
+
+class RequestError(RenderClusterError):
+    """The request is invalid; `field` names what to fix."""
+
+    status_code = 422
+
+    def __init__(self, field: str, message: str):
+        super().__init__(field, message)
+        self.field = field
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+class NotFoundError(RequestError):
+    """A named thing (render, run, artifact) does not exist."""
+
+    status_code = 404
+
+
+class AuthError(RenderClusterError):
+    """Missing or wrong API key."""
+
+    status_code = 401
+
+
+class OverloadedError(RenderClusterError):
+    """A model's queue is full; the caller should retry after `retry_after_s`."""
+
+    status_code = 503
+
+    def __init__(self, model: str, retry_after_s: int = 1):
+        super().__init__(model, retry_after_s)
+        self.model = model
+        self.retry_after_s = retry_after_s
+
+    def __str__(self) -> str:
+        return f"model {self.model!r} is at capacity; retry after {self.retry_after_s}s"
+
+
+class TileError(RenderClusterError):
+    """One tile failed in a way worth retrying elsewhere."""
+
+    def __init__(self, tile: str, reason: str):
+        super().__init__(tile, reason)
+        self.tile = tile
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"tile {self.tile}: {self.reason}"
+
+
+class TileOutOfMemory(TileError):
+    """A tile ran out of accelerator memory; retry it as smaller sub-tiles."""
+
+
+class JobFailed(RenderClusterError):
+    """A render job ended without a result."""
+
+    def __init__(self, job_id: str, reason: str):
+        super().__init__(job_id, reason)
+        self.job_id = job_id
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"job {self.job_id} failed: {self.reason}"
