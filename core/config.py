@@ -75,6 +75,13 @@ class BatchingConfig(_Strict):
     batch_wait_timeout_s: float = Field(
         0.01, ge=0, le=10, description="How long a partial batch waits for more requests."
     )
+    fixed_batch_shape: bool = Field(
+        True,
+        description=(
+            "Pad partial batches to max_batch_size so that a request's bytes never depend "
+            "on what it was batched with (kernels differ in the last bits by batch size)."
+        ),
+    )
 
 
 class ModelConfig(_Strict):

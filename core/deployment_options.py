@@ -1,0 +1,51 @@
+"""Serve deployment options derived from a `ModelConfig`.
+
+The one place that maps the config onto Ray Serve's deployment settings, used
+both by the application builder (`serve/app.py`) and by the Helm chart's
+`serveConfigV2` generator, so that local and Kubernetes deployments agree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.config import ClusterConfig, ModelConfig, deployment_name
+
+
+def autoscaling_options(model: ModelConfig) -> dict[str, Any]:
+    """Serve `autoscaling_config` for one model."""
+    scaling = model.autoscaling
+    options: dict[str, Any] = {
+        "min_replicas": scaling.min_replicas,
+        "max_replicas": scaling.max_replicas,
+        "target_ongoing_requests": scaling.target_ongoing_requests,
+        "upscale_delay_s": scaling.upscale_delay_s,
+        "downscale_delay_s": scaling.downscale_delay_s,
+        "metrics_interval_s": scaling.metrics_interval_s,
+        "look_back_period_s": max(2 * scaling.metrics_interval_s, 2.0),
+    }
+    if scaling.initial_replicas is not None:
+        options["initial_replicas"] = scaling.initial_replicas
+    return options
+
+
+def model_deployment_options(model_name: str, model: ModelConfig) -> dict[str, Any]:
+    """Keyword arguments for `Deployment.options(...)` of a model server."""
+    return {
+        "name": deployment_name(model_name),
+        "ray_actor_options": {
+            "num_gpus": model.gpus_per_replica,
+            "num_cpus": model.cpus_per_replica,
+        },
+        "autoscaling_config": autoscaling_options(model),
+        "max_ongoing_requests": model.max_ongoing_requests,
+        "max_queued_requests": model.max_queued_requests,
+        "health_check_period_s": 10.0,
+        "health_check_timeout_s": 60.0,
+        "graceful_shutdown_timeout_s": 30.0,
+    }
+
+
+def serve_deployments(config: ClusterConfig) -> list[dict[str, Any]]:
+    """The `deployments:` list of a Serve config file (serveConfigV2) for every model."""
+    return [model_deployment_options(name, model) for name, model in config.models.items()]

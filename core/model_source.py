@@ -1,0 +1,29 @@
+"""Parse the `source` of a model entry into its kind and parts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model's weights come from."""
+
+    kind: Literal["tiny", "hf", "local", "s3"]
+    location: str
+    revision: str | None = None
+    seed: int = 0
+
+
+def parse_source(source: str) -> ModelSource:
+    """Split a validated source string (see `ModelConfig.source`)."""
+    if source == "tiny" or source.startswith("tiny:"):
+        seed = int(source.partition(":")[2] or 0)
+        return ModelSource("tiny", source, revision=f"tiny-seed{seed}", seed=seed)
+    if source.startswith("hf:"):
+        repo, _, revision = source[3:].partition("@")
+        return ModelSource("hf", repo, revision=revision)
+    if source.startswith("s3://"):
+        return ModelSource("s3", source)
+    return ModelSource("local", source)

@@ -1,0 +1,149 @@
+"""Turn a model entry of the config into loaded diffusers pipelines.
+
+Sources: `hf:org/name@revision` (Hugging Face cache or hub, pinned revision;
+offline with HF_HUB_OFFLINE=1 when cached), a local directory in
+`save_pretrained` layout, `s3://bucket/prefix` (copied once to node-local disk
+with boto3), or `tiny[:seed]` (built from configs, saved once to the cache).
+txt2img, img2img and inpainting share one set of weights (`from_pipe`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import torch
+from diffusers import (
+    AutoPipelineForImage2Image,
+    AutoPipelineForInpainting,
+    AutoPipelineForText2Image,
+    DDIMScheduler,
+    DiffusionPipeline,
+    DPMSolverMultistepScheduler,
+    EulerAncestralDiscreteScheduler,
+    EulerDiscreteScheduler,
+    LMSDiscreteScheduler,
+    PNDMScheduler,
+)
+
+from core.config import ModelConfig
+from core.model_source import ModelSource, parse_source
+from serve.tiny_pipeline import tiny_pipeline_dir
+
+SCHEDULERS = {
+    "ddim": DDIMScheduler,
+    "euler": EulerDiscreteScheduler,
+    "euler_a": EulerAncestralDiscreteScheduler,
+    "dpm++": DPMSolverMultistepScheduler,
+    "pndm": PNDMScheduler,
+    "lms": LMSDiscreteScheduler,
+}
+_COMPLETE_MARKER = ".complete"
+
+
+class ModelLoadError(RuntimeError):
+    """The weights named by a model entry cannot be found or loaded."""
+
+
+@dataclass
+class LoadedModel:
+    """The three pipelines of one model, sharing the same components."""
+
+    txt2img: DiffusionPipeline
+    img2img: DiffusionPipeline
+    inpaint: DiffusionPipeline
+    device: str
+    dtype: torch.dtype
+    source: ModelSource
+
+
+def pick_device_and_dtype(requested: str) -> tuple[str, torch.dtype]:
+    """float16 on a GPU and float32 on a CPU unless the config pins a dtype."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "auto":
+        return device, torch.float16 if device == "cuda" else torch.float32
+    return device, getattr(torch, requested)
+
+
+def load_model(model: ModelConfig, cache_dir: Path) -> LoadedModel:
+    """Load a model entry into txt2img / img2img / inpaint pipelines."""
+    source = parse_source(model.source)
+    directory, kwargs = _resolve(source, Path(cache_dir).expanduser())
+    device, dtype = pick_device_and_dtype(model.dtype)
+    try:
+        txt2img = AutoPipelineForText2Image.from_pretrained(directory, torch_dtype=dtype, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"cannot load model from {model.source}: {exc}") from None
+    if model.scheduler != "default":
+        scheduler_cls = SCHEDULERS[model.scheduler]
+        txt2img.scheduler = scheduler_cls.from_config(txt2img.scheduler.config)
+    txt2img = txt2img.to(device)
+    img2img = AutoPipelineForImage2Image.from_pipe(txt2img)
+    inpaint = AutoPipelineForInpainting.from_pipe(txt2img)
+    for pipe in (txt2img, img2img, inpaint):
+        pipe.set_progress_bar_config(disable=True)
+    return LoadedModel(txt2img, img2img, inpaint, device, dtype, source)
+
+
+def _resolve(source: ModelSource, cache_dir: Path) -> tuple[str, dict[str, Any]]:
+    """Return what to pass to from_pretrained: a directory or repo id, and extra kwargs."""
+    if source.kind == "tiny":
+        return str(tiny_pipeline_dir(cache_dir, source.seed)), {}
+    if source.kind == "local":
+        path = Path(source.location).expanduser()
+        if not (path / "model_index.json").exists():
+            raise ModelLoadError(
+                f"{path} is not a diffusers pipeline directory (no model_index.json)"
+            )
+        return str(path), {"local_files_only": True}
+    if source.kind == "s3":
+        return str(copy_s3_prefix(source.location, cache_dir)), {"local_files_only": True}
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}
+    return source.location, {"revision": source.revision, "local_files_only": offline}
+
+
+def copy_s3_prefix(uri: str, cache_dir: Path, client: Any = None) -> Path:
+    """Copy every object under `s3://bucket/prefix` to node disk once; return the directory.
+
+    The copy lands in a private temporary directory and is renamed into place
+    only when complete, so a crash mid-copy never leaves a half model behind.
+    """
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    prefix = prefix.strip("/")
+    digest = hashlib.sha256(uri.encode()).hexdigest()[:16]
+    target = cache_dir / "s3" / f"{bucket}-{digest}"
+    if (target / _COMPLETE_MARKER).exists():
+        return target
+    client = client or boto3.client("s3")  # endpoint from AWS_ENDPOINT_URL(_S3) if set
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        keys = [
+            obj["Key"]
+            for page in client.get_paginator("list_objects_v2").paginate(
+                Bucket=bucket, Prefix=f"{prefix}/" if prefix else ""
+            )
+            for obj in page.get("Contents", [])
+        ]
+        if not keys:
+            raise ModelLoadError(f"no objects under {uri}")
+        for key in keys:
+            relative = key[len(prefix) :].lstrip("/") if prefix else key
+            destination = staging / relative
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            client.download_file(bucket, key, str(destination))
+        (staging / _COMPLETE_MARKER).touch()
+        try:
+            os.rename(staging, target)
+        except OSError:
+            if not (target / _COMPLETE_MARKER).exists():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target

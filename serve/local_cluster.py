@@ -1,0 +1,59 @@
+"""Start and stop the embedded local cluster: Ray with logical GPUs plus the Serve app."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import ray
+from ray import serve
+
+from core.config import APP_NAME, ClusterConfig
+from serve.app import application
+
+
+@dataclass
+class LocalCluster:
+    """A running embedded cluster and where to reach it."""
+
+    url: str
+    startup_s: float
+
+    def shutdown(self) -> None:
+        """Stop Serve and Ray."""
+        serve.shutdown()
+        ray.shutdown()
+
+
+def start_local_cluster(
+    config: ClusterConfig, gpus: int = 4, port: int | None = None, cpus: int | None = None
+) -> LocalCluster:
+    """Start Ray with `gpus` logical GPUs, deploy the app, and wait until it serves."""
+    started = time.perf_counter()
+    if not ray.is_initialized():
+        ray.init(
+            num_gpus=gpus,
+            num_cpus=cpus if cpus is not None else max(8, gpus * 2),
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
+    port = port if port is not None else config.http.port
+    serve.start(http_options={"host": config.http.host, "port": port})
+    serve.run(application(config), name=APP_NAME, route_prefix="/", blocking=False)
+    _wait_running()
+    return LocalCluster(
+        url=f"http://{config.http.host}:{port}", startup_s=time.perf_counter() - started
+    )
+
+
+def _wait_running(timeout_s: float = 300.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        app = serve.status().applications.get(APP_NAME)
+        if app is not None and app.status == "RUNNING":
+            return
+        if app is not None and app.status == "DEPLOY_FAILED":
+            raise RuntimeError(f"the Serve application failed to deploy: {app.message}")
+        time.sleep(0.2)
+    raise TimeoutError(f"the Serve application was not running after {timeout_s:.0f}s")
