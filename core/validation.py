@@ -84,12 +84,13 @@ def check_size(width: int, height: int, model: ModelConfig, config: ClusterConfi
             raise RequestError(name, f"must be at least {model.latent_factor}, got {value}")
         if value > limit:
             raise RequestError(name, f"must be at most {limit}, got {value}")
-        if value % model.latent_factor:
+        factor = model.latent_factor
+        if value % factor:
+            below = value // factor * factor
             raise RequestError(
                 name,
-                f"must be a multiple of {model.latent_factor} (the model's latent factor); "
-                f"got {value}, nearest valid sizes are {value // model.latent_factor * model.latent_factor}"
-                f" and {(value // model.latent_factor + 1) * model.latent_factor}",
+                f"must be a multiple of {factor} (the model's latent factor); got {value}, "
+                f"nearest valid sizes are {below} and {below + factor}",
             )
     if width * height > limits.max_pixels:
         raise RequestError(

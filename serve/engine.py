@@ -49,7 +49,8 @@ class RenderEngine:
         for indices in groups.values():
             for start in range(0, len(indices), self.max_batch_size):
                 chunk = indices[start : start + self.max_batch_size]
-                for index, result in zip(chunk, self._render_group([requests[i] for i in chunk])):
+                rendered = self._render_group([requests[i] for i in chunk])
+                for index, result in zip(chunk, rendered, strict=True):
                     results[index] = result
         return results  # type: ignore[return-value]
 
