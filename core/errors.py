@@ -96,3 +96,17 @@ class JobFailed(RenderClusterError):
 
     def __str__(self) -> str:
         return f"job {self.job_id} failed: {self.reason}"
+
+
+class StorageError(RenderClusterError):
+    """The artifact store failed (unreachable, access denied, I/O); nothing was half-written."""
+
+    status_code = 502
+
+    def __init__(self, location: str, reason: str):
+        super().__init__(location, reason)
+        self.location = location
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"storage {self.location}: {self.reason}"
