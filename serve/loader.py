@@ -77,7 +77,7 @@ def load_model(model: ModelConfig, cache_dir: Path) -> LoadedModel:
     directory, kwargs = _resolve(source, Path(cache_dir).expanduser())
     device, dtype = pick_device_and_dtype(model.dtype)
     try:
-        txt2img = AutoPipelineForText2Image.from_pretrained(directory, torch_dtype=dtype, **kwargs)
+        txt2img = AutoPipelineForText2Image.from_pretrained(directory, dtype=dtype, **kwargs)
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"cannot load model from {model.source}: {exc}") from None
     if model.scheduler != "default":
@@ -104,8 +104,12 @@ def _resolve(source: ModelSource, cache_dir: Path) -> tuple[str, dict[str, Any]]
         return str(path), {"local_files_only": True}
     if source.kind == "s3":
         return str(copy_s3_prefix(source.location, cache_dir)), {"local_files_only": True}
+    # Read at call time (huggingface_hub reads these once, at import).
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}
-    return source.location, {"revision": source.revision, "local_files_only": offline}
+    kwargs = {"revision": source.revision, "local_files_only": offline}
+    if os.environ.get("HF_HUB_CACHE"):
+        kwargs["cache_dir"] = os.environ["HF_HUB_CACHE"]
+    return source.location, kwargs
 
 
 def copy_s3_prefix(uri: str, cache_dir: Path, client: Any = None) -> Path:

@@ -1,0 +1,92 @@
+"""ClusterConfig: the shipped file loads; bad files list every problem by path and line."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.config_file import load_config, parse_config
+from core.errors import ConfigError
+
+GOOD = """
+models:
+  a: {source: "tiny:3", native_resolution: 256}
+  b: {source: "hf:org/model@0123abc", family: sdxl}
+styles: {photo: a, poster: b}
+default_style: photo
+"""
+
+
+def test_shipped_local_config_loads_two_differing_tiny_models_and_three_styles():
+    config = load_config("configs/local.yaml")
+    assert set(config.models) == {"quality", "fast"}
+    assert config.models["quality"].source != config.models["fast"].source
+    assert set(config.styles) == {"photoreal", "typography", "draft"}
+    assert config.resolve_model(None, "draft") == "fast"
+    assert config.resolve_model(None, None) == "quality"  # default style photoreal
+
+
+def test_model_wins_over_style_and_unknown_names_raise():
+    config = parse_config(GOOD)
+    assert config.resolve_model("b", "photo") == "b"
+    with pytest.raises(KeyError, match="style 'nope'"):
+        config.resolve_model(None, "nope")
+    with pytest.raises(KeyError, match="model 'zz'"):
+        config.resolve_model("zz", None)
+
+
+def problems_of(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, source="bad.yaml")
+    return info.value.problems
+
+
+def test_every_problem_is_listed_with_its_path_and_line():
+    problems = problems_of(
+        """models:
+  a:
+    source: "ftp://nowhere"
+    autoscaling: {min_replicas: 3, max_replicas: 1}
+    gpus_per_replica: -1
+    typo_field: 1
+limits:
+  max_width: 0
+"""
+    )
+    text = "\n".join(problems)
+    assert "models.a.source (line 3)" in text and "ftp://nowhere" in text
+    assert "models.a.autoscaling (line 4): max_replicas (1) must be >= min_replicas (3)" in text
+    assert "models.a.gpus_per_replica (line 5)" in text
+    assert "models.a.typo_field (line 6): Extra inputs are not permitted" in text
+    assert "limits.max_width (line 8)" in text
+    assert len(problems) == 5
+
+
+def test_styles_must_name_defined_models_and_default_style_must_exist():
+    problems = problems_of(
+        """models:
+  a: {source: tiny}
+styles: {photo: a, poster: missing}
+"""
+    )
+    assert len(problems) == 1
+    assert "styles (line 3)" in problems[0] and "'poster' -> 'missing'" in problems[0]
+    problems = problems_of("models: {a: {source: tiny}}\nstyles: {photo: a}\ndefault_style: nope\n")
+    assert problems == [
+        "default_style (line 3): default_style 'nope' is not one of the styles (photo)"
+    ]
+
+
+def test_api_keys_cannot_be_written_in_the_yaml():
+    problems = problems_of("models: {a: {source: tiny}}\nauth: {api_keys: [secret]}\n")
+    assert problems == ["auth.api_keys (line 2): Extra inputs are not permitted"]
+
+
+def test_invalid_yaml_and_missing_file_are_config_errors(tmp_path):
+    assert problems_of("models:\n  a: [unclosed\n")[0].startswith("line 3: not valid YAML")
+    with pytest.raises(ConfigError, match="cannot read file"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_s3_storage_needs_a_bucket():
+    problems = problems_of("models: {a: {source: tiny}}\nstorage: {kind: s3}\n")
+    assert problems == ["storage (line 2): bucket is required when kind is 's3'"]
