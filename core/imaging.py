@@ -64,7 +64,11 @@ def decode_image_bytes(data: bytes, field: str, max_pixels: int, mode: str = "RG
             return np.asarray(image.convert(mode))
     except RequestError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise RequestError(
+            field, f"image has too many pixels, over the limit of {max_pixels} (decompression bomb)"
+        ) from None
+    except UnidentifiedImageError:
         raise RequestError(field, "is not a decodable PNG, JPEG or WebP image") from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise RequestError(field, f"image data is corrupt ({exc})") from None

@@ -1,0 +1,48 @@
+"""One real Ray (4 logical GPUs) and one Serve instance shared by every integration test."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from core.config import ClusterConfig
+from core.config_file import load_config
+
+
+@dataclass
+class RunningCluster:
+    """The shared cluster: its HTTP URL and the config it was started from."""
+
+    url: str
+    config: ClusterConfig
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=120)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/integration/" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCluster]:
+    from serve.local_cluster import start_local_cluster
+
+    config = load_config("configs/local.yaml").model_copy(
+        update={"model_cache_dir": tmp_path_factory.mktemp("models")}
+    )
+    running = start_local_cluster(config, gpus=4, port=free_port(), cpus=8)
+    yield RunningCluster(running.url, config)
+    running.shutdown()
