@@ -11,7 +11,7 @@ from rich.markup import escape
 
 from core.errors import RenderClusterError
 
-stderr = Console(stderr=True, highlight=False)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 @contextmanager

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from cli.client import RenderClient
 from cli.errors import one_line_errors
+from cli.k8s import app as k8s_app
 from core.config_file import load_config
 from core.errors import RequestError
 
@@ -22,6 +23,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+app.add_typer(k8s_app, name="k8s")
 console = Console(highlight=False)
 
 ConfigOption = Annotated[

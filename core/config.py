@@ -21,7 +21,7 @@ from pydantic import (
 )
 
 MODEL_NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"
-_SOURCE_PATTERN = re.compile(
+SOURCE_PATTERN = re.compile(
     r"^(tiny(:\d+)?|hf:[\w.-]+/[\w.-]+@[\w.-]+|s3://[a-z0-9.-]{3,63}/.*|/.+|\./.+|[\w.-]+/.*)$"
 )
 
@@ -133,7 +133,7 @@ class ModelConfig(_Strict):
     @field_validator("source")
     @classmethod
     def _source_form(cls, value: str) -> str:
-        if not _SOURCE_PATTERN.match(value):
+        if not SOURCE_PATTERN.match(value):
             raise ValueError(
                 f"source {value!r} is not one of 'hf:org/name@revision', a directory path, "
                 "'s3://bucket/prefix' or 'tiny[:seed]'"

@@ -1,0 +1,505 @@
+"""`rendercluster k8s`: render the Helm chart, read a deployment's status, submit campaigns.
+
+The cluster commands use the official `kubernetes` client with the current
+kubeconfig context (or the pod's service account inside a cluster). Every
+failure to reach or use the cluster ends in one line on stderr and exit code 1,
+never a traceback. `kubernetes` and `helm_python` are imported inside the
+commands: they take most of a second to load and every other `rendercluster`
+command would pay for it.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import os
+import re
+import secrets
+import shlex
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    help="Deploy and drive render-cluster on Kubernetes (KubeRay RayService).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console(highlight=False)
+
+CHART_DIR = Path(__file__).resolve().parent.parent / "helm" / "render-cluster"
+RAY_GROUP = "ray.io"
+RAY_VERSION = "v1"
+APP_LABEL = "app.kubernetes.io/name=render-cluster"
+CLUSTER_LABEL = "ray.io/cluster"
+GROUP_LABEL = "ray.io/group"
+DEFAULT_ENTRYPOINT = "rendercluster campaign run {manifest}"
+MANIFEST_ENV = "RENDER_CLUSTER_MANIFEST_GZ"
+# The manifest travels gzipped in an environment variable of the Ray job; Linux caps
+# one variable at 128 KiB, which leaves room for several thousand campaign items.
+MAX_ENCODED_MANIFEST = 120 * 1024
+MAX_RAYJOB_NAME = 47  # KubeRay appends a suffix and keeps names within 63 characters
+REQUEST_TIMEOUT_S = 15
+_SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+_DECODE_MANIFEST = (
+    "import base64,gzip,os,sys; sys.stdout.buffer.write("
+    f"gzip.decompress(base64.b64decode(os.environ['{MANIFEST_ENV}'])))"
+)
+
+NamespaceOption = Annotated[
+    str | None,
+    typer.Option("--namespace", "-n", help="Namespace (default: the kubeconfig context's)."),
+]
+NameOption = Annotated[
+    str | None,
+    typer.Option("--name", help="RayService name (default: the namespace's only one)."),
+]
+
+
+class K8sError(Exception):
+    """A failure the user can act on, shown as one line."""
+
+
+class ChartError(K8sError):
+    """Helm refused the values or a template failed; the message lists every problem."""
+
+
+@contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """Turn cluster and file errors into `error: ...` on stderr and exit code 1."""
+    try:
+        yield
+    except ChartError as exc:
+        _fail(str(exc), one_line=False)
+    except K8sError as exc:
+        _fail(str(exc))
+    except Exception as exc:
+        message = _cluster_message(exc)
+        if message is None:
+            raise
+        _fail(message)
+
+
+def _cluster_message(exc: Exception) -> str | None:
+    """One line for an error of the Kubernetes client or its transport, else None."""
+    from kubernetes.client.exceptions import ApiException
+    from kubernetes.config.config_exception import ConfigException
+    from urllib3.exceptions import HTTPError
+
+    if isinstance(exc, ConfigException):
+        return f"no Kubernetes cluster configured ({exc}); set KUBECONFIG or run inside a cluster"
+    if isinstance(exc, yaml.YAMLError):
+        return f"the kubeconfig is not valid YAML ({exc})"
+    if isinstance(exc, ApiException):
+        return _api_message(exc)
+    if isinstance(exc, HTTPError | OSError):
+        return f"cannot reach the Kubernetes API server at {_api_host()}: {_root_cause(exc)}"
+    return None
+
+
+def _fail(message: str, one_line: bool = True) -> None:
+    text = " ".join(message.split()) if one_line else message
+    typer.echo(f"error: {text}", err=True)
+    raise typer.Exit(1)
+
+
+def _api_message(exc: Any) -> str:
+    detail = exc.reason
+    try:
+        detail = yaml.safe_load(exc.body).get("message", detail)
+    except (AttributeError, TypeError, yaml.YAMLError):
+        pass
+    if exc.status in (401, 403):
+        return f"the cluster refused the request ({exc.status}): {detail} (RBAC: k8s/rbac-cli.yaml)"
+    return f"Kubernetes API error {exc.status}: {detail}"
+
+
+def _api_host() -> str:
+    from kubernetes import client
+
+    return client.Configuration.get_default_copy().host
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost OS error's text (e.g. 'Connection refused'), else the error itself."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.strerror:
+            return seen.strerror
+        seen = getattr(seen, "reason", None) or seen.__cause__ or seen.__context__
+        if not isinstance(seen, BaseException):
+            break
+    return str(exc).splitlines()[0]
+
+
+# ---------------------------------------------------------------- render
+
+
+@app.command()
+def render(
+    values: Annotated[Path, typer.Option("--values", "-f", help="Values file for the chart.")],
+    out: Annotated[
+        Path | None, typer.Option(help="Write one file per template here instead of printing.")
+    ] = None,
+    release: Annotated[str, typer.Option(help="Helm release name.")] = "render-cluster",
+    namespace: Annotated[str, typer.Option("--namespace", "-n")] = "default",
+    chart: Annotated[Path, typer.Option(help="Chart directory.")] = CHART_DIR,
+) -> None:
+    """Render the Helm chart's manifests offline (Helm's own Go SDK)."""
+    with _one_line_errors():
+        manifests = render_chart(chart, _read_values(values), release, namespace)
+        if out is None:
+            typer.echo(_as_stream(manifests), nl=False)
+            return
+        for source, text in manifests.items():
+            path = out / source
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
+            except OSError as exc:
+                raise K8sError(f"cannot write {path}: {exc.strerror}") from None
+    typer.echo(f"wrote {len(manifests)} manifests under {out}", err=True)
+
+
+def render_chart(
+    chart: Path, values: dict[str, Any], release: str, namespace: str
+) -> dict[str, str]:
+    """Template path -> manifest text, for every template that renders an object."""
+    try:
+        import helm_python
+    except ImportError:
+        raise K8sError("rendering the chart needs helm-python-sdk: pip install it") from None
+    try:
+        with helm_python.Chart.load(chart) as loaded:
+            rendered = loaded.render(values, name=release, namespace=namespace)
+    except helm_python.HelmError as exc:
+        raise ChartError(str(exc).strip()) from None
+    return {
+        source: text.lstrip("\n")
+        for source, text in sorted(rendered.items())
+        if text.strip() and not source.endswith("NOTES.txt")
+    }
+
+
+def _read_values(path: Path) -> dict[str, Any]:
+    try:
+        values = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise K8sError(f"cannot read {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise K8sError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(values, dict | None):
+        raise K8sError(f"{path} must hold a mapping of chart values")
+    return values or {}
+
+
+def _as_stream(manifests: dict[str, str]) -> str:
+    return "".join(f"---\n# Source: {source}\n{text}" for source, text in manifests.items())
+
+
+# ---------------------------------------------------------------- cluster access
+
+
+def _connect(namespace: str | None) -> tuple[Any, str]:
+    """An API client for the current context (or in-cluster account) and the namespace."""
+    from kubernetes import client, config
+    from kubernetes.config.config_exception import ConfigException
+
+    kubeconfig = os.environ.get("KUBECONFIG")
+    try:
+        config.load_kube_config(config_file=kubeconfig)
+        _, context = config.list_kube_config_contexts(config_file=kubeconfig)
+        default_namespace = context.get("context", {}).get("namespace", "default")
+    except ConfigException:
+        if "KUBERNETES_SERVICE_HOST" not in os.environ:
+            raise
+        config.load_incluster_config()
+        default_namespace = _SA_NAMESPACE.read_text().strip()
+    return client.ApiClient(), namespace or default_namespace
+
+
+def _find_rayservice(api: Any, namespace: str, name: str | None) -> dict[str, Any]:
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    custom = client.CustomObjectsApi(api)
+    try:
+        if name:
+            return custom.get_namespaced_custom_object(
+                RAY_GROUP,
+                RAY_VERSION,
+                namespace,
+                "rayservices",
+                name,
+                _request_timeout=REQUEST_TIMEOUT_S,
+            )
+        found = custom.list_namespaced_custom_object(
+            RAY_GROUP,
+            RAY_VERSION,
+            namespace,
+            "rayservices",
+            label_selector=APP_LABEL,
+            _request_timeout=REQUEST_TIMEOUT_S,
+        )["items"]
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        if name:
+            raise K8sError(f"no RayService {name!r} in namespace {namespace!r}") from None
+        raise K8sError(
+            "the cluster has no RayService resource (ray.io/v1): install the KubeRay operator"
+            " 1.7.0 first (k8s/README.md)"
+        ) from None
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise K8sError(
+            f"no render-cluster RayService in namespace {namespace!r}: install the chart "
+            "(helm install ... helm/render-cluster) or pass --namespace"
+        )
+    names = ", ".join(item["metadata"]["name"] for item in found)
+    raise K8sError(f"several render-cluster RayServices in {namespace!r} ({names}): use --name")
+
+
+def _active_cluster(rayservice: dict[str, Any]) -> str | None:
+    return rayservice.get("status", {}).get("activeServiceStatus", {}).get("rayClusterName")
+
+
+# ---------------------------------------------------------------- status
+
+
+@dataclass(frozen=True)
+class GroupPods:
+    """A worker group's bounds and its pods by phase."""
+
+    group: str
+    min_replicas: int | None
+    max_replicas: int | None
+    phases: dict[str, int]
+
+
+@dataclass(frozen=True)
+class StatusSummary:
+    """What `k8s status` shows, drawn from the RayService and its cluster's pods."""
+
+    name: str
+    namespace: str
+    active_cluster: str | None
+    pending_cluster: str | None
+    conditions: list[tuple[str, str, str, str]]
+    applications: list[tuple[str, str, str]]
+    groups: list[GroupPods]
+
+
+def summarize(rayservice: dict[str, Any], pods: list[dict[str, Any]]) -> StatusSummary:
+    """Condense a RayService object and its active cluster's pods (plain dicts)."""
+    status = rayservice.get("status", {})
+    active = status.get("activeServiceStatus", {})
+    conditions = [
+        (c.get("type", ""), c.get("status", ""), c.get("reason", ""), c.get("message", ""))
+        for c in status.get("conditions", [])
+    ]
+    applications = []
+    for app_name, app_status in sorted(active.get("applicationStatuses", {}).items()):
+        applications.append((app_name, app_status.get("status", ""), app_status.get("message", "")))
+        for deployment, dep in sorted(app_status.get("serveDeploymentStatuses", {}).items()):
+            name = f"{app_name}/{deployment}"
+            applications.append((name, dep.get("status", ""), dep.get("message", "")))
+    cluster_spec = rayservice.get("spec", {}).get("rayClusterConfig", {})
+    phases: dict[str, Counter[str]] = {}
+    for pod in pods:
+        group = pod["metadata"].get("labels", {}).get(GROUP_LABEL, "?")
+        phases.setdefault(group, Counter())[pod.get("status", {}).get("phase", "Unknown")] += 1
+    groups = [GroupPods("headgroup", 1, 1, dict(phases.pop("headgroup", {})))]
+    for spec in cluster_spec.get("workerGroupSpecs", []):
+        counts = phases.pop(spec["groupName"], Counter())
+        groups.append(
+            GroupPods(
+                spec["groupName"], spec.get("minReplicas"), spec.get("maxReplicas"), dict(counts)
+            )
+        )
+    groups += [GroupPods(group, None, None, dict(counts)) for group, counts in phases.items()]
+    return StatusSummary(
+        name=rayservice["metadata"]["name"],
+        namespace=rayservice["metadata"].get("namespace", ""),
+        active_cluster=active.get("rayClusterName"),
+        pending_cluster=status.get("pendingServiceStatus", {}).get("rayClusterName"),
+        conditions=conditions,
+        applications=applications,
+        groups=groups,
+    )
+
+
+@app.command()
+def status(namespace: NamespaceOption = None, name: NameOption = None) -> None:
+    """The RayService's conditions, Serve applications and worker pods per group."""
+    from kubernetes import client
+
+    with _one_line_errors():
+        api, namespace = _connect(namespace)
+        rayservice = _find_rayservice(api, namespace, name)
+        cluster = _active_cluster(rayservice)
+        pods: list[dict[str, Any]] = []
+        if cluster:
+            listed = client.CoreV1Api(api).list_namespaced_pod(
+                namespace,
+                label_selector=f"{CLUSTER_LABEL}={cluster}",
+                _request_timeout=REQUEST_TIMEOUT_S,
+            )
+            pods = api.sanitize_for_serialization(listed)["items"]
+    _print_status(summarize(rayservice, pods))
+
+
+def _print_status(summary: StatusSummary) -> None:
+    console.print(
+        f"RayService [bold]{summary.name}[/] in {summary.namespace}: "
+        f"active cluster {summary.active_cluster or '(none yet)'}"
+        + (f", upgrading to {summary.pending_cluster}" if summary.pending_cluster else "")
+    )
+    conditions = Table("condition", "status", "reason", "message", title="Conditions")
+    for row in summary.conditions:
+        conditions.add_row(*row)
+    applications = Table("application / deployment", "status", "message", title="Serve")
+    for row in summary.applications:
+        applications.add_row(*row)
+    groups = Table("group", "min", "max", "pods by phase", title="Pods")
+    for group in summary.groups:
+        phases = ", ".join(f"{phase} {n}" for phase, n in sorted(group.phases.items())) or "none"
+        bounds = [
+            str(v) if v is not None else "-" for v in (group.min_replicas, group.max_replicas)
+        ]
+        groups.add_row(group.group, *bounds, phases)
+    for table in (conditions, applications, groups):
+        console.print(table)
+
+
+# ---------------------------------------------------------------- submit-campaign
+
+
+def rayjob_name(manifest: Path, suffix: str) -> str:
+    """`campaign-<manifest stem>-<suffix>`: a DNS-1035 label KubeRay accepts (<= 47)."""
+    stem = re.sub(r"[^a-z0-9]+", "-", manifest.stem.lower()).strip("-") or "manifest"
+    room = MAX_RAYJOB_NAME - len("campaign--") - len(suffix)
+    return f"campaign-{stem[:room].rstrip('-')}-{suffix}"
+
+
+def rayjob_body(
+    *,
+    job_name: str,
+    cluster_name: str,
+    image: str,
+    manifest_name: str,
+    manifest: bytes,
+    entrypoint: str = DEFAULT_ENTRYPOINT,
+) -> dict[str, Any]:
+    """The RayJob that runs `entrypoint` on the serving cluster with the manifest at hand.
+
+    The manifest travels gzipped in the job's runtime environment and is written to
+    a file on the head before the entrypoint runs; `{manifest}` in the entrypoint is
+    replaced by that file's path.
+    """
+    encoded = base64.b64encode(gzip.compress(manifest, mtime=0)).decode()
+    if len(encoded) > MAX_ENCODED_MANIFEST:
+        raise K8sError(
+            f"{manifest_name} is too large to carry in a RayJob ({len(encoded) // 1024} KiB "
+            f"compressed, limit {MAX_ENCODED_MANIFEST // 1024} KiB): split the campaign"
+        )
+    path = shlex.quote(f"/tmp/{job_name}{Path(manifest_name).suffix or '.yaml'}")
+    command = entrypoint.replace("{manifest}", path)
+    runtime_env = {"env_vars": {MANIFEST_ENV: encoded}}
+    return {
+        "apiVersion": f"{RAY_GROUP}/{RAY_VERSION}",
+        "kind": "RayJob",
+        "metadata": {
+            "name": job_name,
+            "labels": {
+                "app.kubernetes.io/name": "render-cluster",
+                "app.kubernetes.io/component": "campaign",
+                "app.kubernetes.io/managed-by": "rendercluster",
+            },
+            "annotations": {"render-cluster/manifest": manifest_name},
+        },
+        "spec": {
+            "clusterSelector": {CLUSTER_LABEL: cluster_name},
+            "entrypoint": f"python -c {shlex.quote(_DECODE_MANIFEST)} > {path} && {command}",
+            "runtimeEnvYAML": yaml.safe_dump(runtime_env),
+            # The serving cluster outlives the job: never delete it.
+            "shutdownAfterJobFinishes": False,
+            "submitterPodTemplate": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [
+                        {
+                            "name": "ray-job-submitter",
+                            "image": image,
+                            "resources": {
+                                "requests": {"cpu": "200m", "memory": "512Mi"},
+                                "limits": {"cpu": "1", "memory": "1Gi"},
+                            },
+                            "securityContext": {
+                                "allowPrivilegeEscalation": False,
+                                "capabilities": {"drop": ["ALL"]},
+                            },
+                        }
+                    ],
+                }
+            },
+        },
+    }
+
+
+@app.command("submit-campaign")
+def submit_campaign(
+    manifest: Annotated[Path, typer.Argument(help="Campaign manifest (YAML, JSONL or CSV).")],
+    entrypoint: Annotated[
+        str,
+        typer.Option(help="Command run on the cluster; {manifest} becomes the manifest's path."),
+    ] = DEFAULT_ENTRYPOINT,
+    namespace: NamespaceOption = None,
+    name: NameOption = None,
+) -> None:
+    """Create a RayJob that runs the campaign on the deployed cluster."""
+    from kubernetes import client
+
+    with _one_line_errors():
+        try:
+            data = manifest.read_bytes()
+        except OSError as exc:
+            raise K8sError(f"cannot read {manifest}: {exc.strerror}") from None
+        api, namespace = _connect(namespace)
+        rayservice = _find_rayservice(api, namespace, name)
+        cluster = _active_cluster(rayservice)
+        if not cluster:
+            raise K8sError(
+                f"RayService {rayservice['metadata']['name']!r} has no active Ray cluster yet: "
+                "wait until `rendercluster k8s status` shows it ready"
+            )
+        head = rayservice["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]
+        body = rayjob_body(
+            job_name=rayjob_name(manifest, secrets.token_hex(3)),
+            cluster_name=cluster,
+            image=head["containers"][0]["image"],
+            manifest_name=manifest.name,
+            manifest=data,
+            entrypoint=entrypoint,
+        )
+        client.CustomObjectsApi(api).create_namespaced_custom_object(
+            RAY_GROUP,
+            RAY_VERSION,
+            namespace,
+            "rayjobs",
+            body,
+            _request_timeout=REQUEST_TIMEOUT_S,
+        )
+    job = body["metadata"]["name"]
+    console.print(f"created RayJob [bold]{job}[/] in {namespace} on Ray cluster {cluster}")
+    console.print(f"follow it: kubectl -n {namespace} get rayjob {job} -w")
+    console.print(f"logs:      kubectl -n {namespace} logs -f job/{job}")

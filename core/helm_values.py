@@ -1,0 +1,320 @@
+"""The Helm chart's values as pydantic models: the source of `values.schema.json`.
+
+The chart's `cluster:` key is the same `ClusterConfig` the local cluster loads,
+so the chart and the code cannot drift: `scripts/gen_values_schema.py` writes
+the schema and the per-model defaults the templates fill in, and a test checks
+that the committed files equal what these models generate.
+
+Rules that JSON schema cannot express (max < min replicas, a style naming no
+model, a model needing more GPUs than any worker group has) are checked in the
+chart's `templates/_validate.tpl`, with the same messages as the pydantic
+validators.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    StringConstraints,
+)
+
+from core.config import SOURCE_PATTERN, ClusterConfig, ModelConfig
+
+# Keys of `ClusterConfig` the chart owns: Serve's HTTP options are fixed by the
+# RayService (0.0.0.0:8000 in every pod) and the model cache is the chart's volume.
+CHART_OWNED_CLUSTER_KEYS = ("http", "model_cache_dir")
+
+_QUANTITY = r"^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+|[numkKMGTPE]i?)?$"
+_DNS_LABEL = r"^[a-z]([-a-z0-9]{0,28}[a-z0-9])?$"
+
+Quantity = Annotated[
+    NonNegativeInt | NonNegativeFloat | Annotated[str, StringConstraints(pattern=_QUANTITY)],
+    Field(description="A Kubernetes quantity: a number or a string such as '500m' or '16Gi'."),
+]
+
+
+class _Values(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class ComputeResources(_Values):
+    """CPU and memory of one container (GPUs come from `gpusPerPod`)."""
+
+    cpu: Quantity = Field(..., description="CPU cores, e.g. 4 or '500m'.")
+    memory: Quantity = Field(..., description="Memory, e.g. '16Gi'.")
+    ephemeral_storage: Quantity | None = Field(
+        None, alias="ephemeral-storage", description="Node-local scratch disk, e.g. '50Gi'."
+    )
+
+
+class Resources(_Values):
+    """Requests and limits: both are required so that every container declares them."""
+
+    requests: ComputeResources
+    limits: ComputeResources
+
+
+class Toleration(_Values):
+    """A Kubernetes toleration (for tainted GPU nodes)."""
+
+    key: str | None = Field(None, description="Taint key, e.g. 'nvidia.com/gpu'.")
+    operator: Literal["Exists", "Equal"] = Field("Equal", description="How the value matches.")
+    value: str | None = Field(None, description="Taint value (operator: Equal).")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        None, description="Taint effect to tolerate; empty tolerates every effect."
+    )
+    tolerationSeconds: int | None = Field(None, ge=0, description="NoExecute grace period.")
+
+
+class Placement(_Values):
+    """Where a group's pods may run."""
+
+    nodeSelector: dict[str, str] = Field(default_factory=dict, description="Node labels.")
+    tolerations: list[Toleration] = Field(default_factory=list, description="Taints tolerated.")
+    affinity: dict[str, Any] = Field(
+        default_factory=dict, description="A Kubernetes affinity block, passed through."
+    )
+
+
+class HeadGroup(Placement):
+    """The Ray head pod: CPU only (`num-gpus: 0`); runs the ingress and the tile router."""
+
+    resources: Resources = Field(..., description="Head container requests and limits.")
+
+
+class WorkerGroup(Placement):
+    """One Ray worker group per GPU class (l4, a100, ...); the autoscaler adds its pods."""
+
+    name: str = Field(
+        ..., pattern=_DNS_LABEL, description="Group name (a DNS label), e.g. 'l4' or 'a100'."
+    )
+    gpusPerPod: int = Field(
+        1, ge=0, le=16, description="nvidia.com/gpu per pod (0: a CPU-only dev group)."
+    )
+    minReplicas: int = Field(0, ge=0, le=1000, description="Pods kept even when idle.")
+    maxReplicas: int = Field(4, ge=1, le=1000, description="Most pods the autoscaler may add.")
+    idleTimeoutSeconds: int | None = Field(
+        None, ge=0, description="Seconds idle before a pod is removed (default: autoscaler's)."
+    )
+    resources: Resources = Field(..., description="CPU and memory of each worker container.")
+
+
+class Image(_Values):
+    """The render-cluster image (built from k8s/Dockerfile)."""
+
+    repository: str = Field(..., min_length=1, description="Image repository.")
+    tag: str = Field("", description="Image tag; empty: the chart's appVersion.")
+    pullPolicy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        "IfNotPresent", description="Kubernetes image pull policy."
+    )
+
+
+class LocalObjectReference(_Values):
+    """A reference to a Secret in the release namespace."""
+
+    name: str = Field(..., min_length=1, description="Secret name.")
+
+
+class Autoscaler(_Values):
+    """KubeRay's in-tree autoscaler: turns Serve's pending replicas into GPU pods."""
+
+    version: Literal["v1", "v2"] = Field("v2", description="Ray autoscaler version.")
+    upscalingMode: Literal["Default", "Aggressive", "Conservative"] = Field(
+        "Default", description="How fast pods are added for pending demand."
+    )
+    idleTimeoutSeconds: int = Field(
+        60, ge=0, description="Seconds a worker pod stays idle before removal."
+    )
+    resources: Resources = Field(..., description="Autoscaler sidecar requests and limits.")
+
+
+class RayAuth(_Values):
+    """Ray's own token authentication (dashboard and job submission)."""
+
+    mode: Literal["token", "disabled"] = Field(
+        "token", description="'token': only holders of the cluster's token may submit jobs."
+    )
+
+
+class ModelCache(_Values):
+    """Node-local disk for weights copied from S3 or Hugging Face."""
+
+    mountPath: str = Field(
+        "/home/ray/model-cache", pattern=r"^/", description="Mount path; the app's model cache."
+    )
+    volume: dict[str, Any] = Field(
+        default_factory=lambda: {"emptyDir": {"sizeLimit": "100Gi"}},
+        description="A Kubernetes volume source (emptyDir, hostPath, ephemeral, ...).",
+    )
+
+
+class S3Secret(_Values):
+    """S3 credentials as AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (none: IAM roles)."""
+
+    existingSecret: str = Field("", description="Secret with keys AWS_ACCESS_KEY_ID and ...KEY.")
+    accessKeyId: str = Field("", description="Access key id for the Secret the chart creates.")
+    secretAccessKey: str = Field("", description="Secret key for the Secret the chart creates.")
+
+
+class HuggingFaceSecret(_Values):
+    """Hugging Face token as HF_TOKEN (for gated models)."""
+
+    existingSecret: str = Field("", description="Secret with key HF_TOKEN.")
+    token: str = Field("", description="Token for the Secret the chart creates.")
+
+
+class ApiKeysSecret(_Values):
+    """API keys, exposed as the variable named by `cluster.auth.api_keys_env`."""
+
+    existingSecret: str = Field("", description="Secret with key API_KEYS (comma-separated).")
+    keys: list[str] = Field(default_factory=list, description="Keys for the created Secret.")
+
+
+class Secrets(_Values):
+    """Credentials: an existing Secret's name, or values the chart turns into a Secret."""
+
+    s3: S3Secret = Field(default_factory=S3Secret)
+    huggingFace: HuggingFaceSecret = Field(default_factory=HuggingFaceSecret)
+    apiKeys: ApiKeysSecret = Field(default_factory=ApiKeysSecret)
+
+
+class ServiceAccount(_Values):
+    """The pods' ServiceAccount (the autoscaler sidecar uses it; KubeRay binds its Role)."""
+
+    create: bool = Field(True, description="Create it; otherwise use `name`.")
+    name: str = Field("", description="Name; empty: the release's full name.")
+    annotations: dict[str, str] = Field(
+        default_factory=dict, description="e.g. an IAM role for S3 (IRSA, Workload Identity)."
+    )
+
+
+class Service(_Values):
+    """The Serve HTTP Service (port 8000), kept pointed at the active cluster by KubeRay."""
+
+    type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field("ClusterIP")
+    annotations: dict[str, str] = Field(default_factory=dict, description="Service annotations.")
+
+
+class IngressTls(_Values):
+    """A TLS Secret and the hosts it covers."""
+
+    secretName: str = Field(..., min_length=1)
+    hosts: list[str] = Field(default_factory=list)
+
+
+class Ingress(_Values):
+    """An optional Ingress in front of the Serve Service."""
+
+    enabled: bool = Field(False, description="Create the Ingress.")
+    className: str = Field("", description="IngressClass name; empty: the cluster default.")
+    annotations: dict[str, str] = Field(default_factory=dict)
+    host: str = Field("", description="Host name; empty: every host.")
+    path: str = Field("/", pattern=r"^/", description="Path prefix routed to the API.")
+    tls: list[IngressTls] = Field(default_factory=list)
+
+
+class ServiceMonitor(_Values):
+    """An optional Prometheus Operator ServiceMonitor scraping every Ray pod."""
+
+    enabled: bool = Field(False, description="Create the metrics Service and ServiceMonitor.")
+    interval: str = Field("30s", pattern=r"^[0-9]+(ms|s|m|h)$", description="Scrape interval.")
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="Labels your Prometheus selects, e.g. release: prom."
+    )
+
+
+class PodDisruptionBudget(_Values):
+    """Limits on voluntary evictions (node drains); the Ray autoscaler is not affected."""
+
+    enabled: bool = Field(True, description="Create PodDisruptionBudgets.")
+    headMaxUnavailable: int = Field(
+        0, ge=0, le=1, description="0: a drain waits rather than evict the only head."
+    )
+    workerMaxUnavailable: int = Field(
+        1, ge=0, description="Worker pods of one group a drain may evict at once."
+    )
+
+
+class ClusterUpgradeOptions(_Values):
+    """Incremental upgrade pacing (NewClusterWithIncrementalUpgrade, Gateway API)."""
+
+    gatewayClassName: str = Field(..., min_length=1, description="Gateway API class to use.")
+    stepSizePercent: int = Field(..., ge=1, le=100, description="Traffic moved per step.")
+    intervalSeconds: int = Field(..., ge=1, description="Seconds between steps.")
+    maxSurgePercent: int = Field(100, ge=1, le=100, description="Extra capacity at once.")
+
+
+class UpgradeStrategy(_Values):
+    """How KubeRay rolls out a changed Ray cluster spec (image, groups, resources)."""
+
+    type: Literal["NewCluster", "NewClusterWithIncrementalUpgrade", "None"] = Field(
+        "NewCluster",
+        description=(
+            "NewCluster: blue/green (a second cluster at its minimum size until ready); "
+            "NewClusterWithIncrementalUpgrade: shift traffic and capacity step by step; "
+            "None: never create a second cluster (serve config still updates in place)."
+        ),
+    )
+    clusterUpgradeOptions: ClusterUpgradeOptions | None = Field(
+        None, description="Required by NewClusterWithIncrementalUpgrade."
+    )
+
+
+class ChartValues(_Values):
+    """Everything `helm install` reads from values.yaml."""
+
+    nameOverride: str = Field("", description="Replaces the chart name in resource names.")
+    fullnameOverride: str = Field("", description="Replaces the release-chart full name.")
+    image: Image
+    imagePullSecrets: list[LocalObjectReference] = Field(default_factory=list)
+    rayVersion: str = Field(
+        ..., pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$", description="Ray version inside the image."
+    )
+    cluster: ClusterConfig = Field(..., description="The render-cluster config (one YAML).")
+    head: HeadGroup
+    workerGroups: list[WorkerGroup] = Field(..., min_length=1)
+    autoscaler: Autoscaler
+    rayAuth: RayAuth = Field(default_factory=RayAuth)
+    modelCache: ModelCache = Field(default_factory=ModelCache)
+    secrets: Secrets = Field(default_factory=Secrets)
+    serviceAccount: ServiceAccount = Field(default_factory=ServiceAccount)
+    service: Service = Field(default_factory=Service)
+    ingress: Ingress = Field(default_factory=Ingress)
+    serviceMonitor: ServiceMonitor = Field(default_factory=ServiceMonitor)
+    podDisruptionBudget: PodDisruptionBudget = Field(default_factory=PodDisruptionBudget)
+    upgradeStrategy: UpgradeStrategy = Field(default_factory=UpgradeStrategy)
+    podLabels: dict[str, str] = Field(default_factory=dict, description="Extra pod labels.")
+    podAnnotations: dict[str, str] = Field(
+        default_factory=dict, description="Extra pod annotations."
+    )
+    podSecurityContext: dict[str, Any] = Field(
+        default_factory=dict, description="Pod securityContext of every Ray pod."
+    )
+    containerSecurityContext: dict[str, Any] = Field(
+        default_factory=dict, description="securityContext of every Ray container."
+    )
+
+
+def values_schema() -> dict[str, Any]:
+    """The chart's `values.schema.json`: `ChartValues` with the chart-owned keys removed."""
+    schema = ChartValues.model_json_schema()
+    defs = schema["$defs"]
+    cluster = defs["ClusterConfig"]["properties"]
+    for key in CHART_OWNED_CLUSTER_KEYS:
+        cluster.pop(key)
+    defs.pop("HttpConfig")
+    # The source form is checked by a validator; JSON schema needs it as a pattern.
+    defs["ModelConfig"]["properties"]["source"]["pattern"] = SOURCE_PATTERN.pattern
+    # Draft 7: the newest draft every Helm 3.x validator reads; $defs refs are plain pointers.
+    return {"$schema": "http://json-schema.org/draft-07/schema#", **schema}
+
+
+def model_defaults() -> dict[str, Any]:
+    """Every `ModelConfig` field's default, for the chart to fill in (`source` has none)."""
+    return ModelConfig(source="tiny").model_dump(mode="json", exclude={"source"})
