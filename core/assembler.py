@@ -1,0 +1,271 @@
+"""Streaming gatherer: blends tiles into final canvas row bands as they arrive.
+
+A canvas row is final once every tile overlapping it has arrived. Tiles are
+kept (as the uint8 pixels received, or as float32 contributions in
+multi-band mode) only until the rows they cover are emitted; once the top of
+a tile row is emitted only its still-needed bottom strip is kept. With tiles
+arriving roughly row by row, memory is about one tile row plus one overlap
+strip: it depends on the canvas width, never on its height. Tiles that
+arrive far ahead of the first unfinished row are kept until then; the
+router's concurrency bound limits how many.
+
+Blending happens when a band is emitted, in a fixed order, so the bytes do
+not depend on the order in which tiles arrived. The canvas is cut at every
+tile edge into pieces covered by the same tiles: a piece covered by one tile
+is copied unchanged (its weight is exactly 1); others are mixed across
+columns, then across rows, with the weights of `core.blending.axis_weights`
+(the separable factors of `tile_weights`), rounding to uint8 after each mix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from core.blending import Ramp, axis_weights, multiband_contribution
+from core.tiling import Tile, TilePlan
+
+__all__ = ["RowAssembler"]
+
+Blend = Literal["feather", "multiband"]
+
+
+@dataclass(frozen=True)
+class _Span:
+    """A piece of one axis covered by the same tiles, with each tile's weights over it."""
+
+    start: int
+    stop: int
+    members: tuple[int, ...]  # grid rows (or columns) covering the span
+    sources: tuple[tuple[int, slice], ...]  # (member, the span's slice of its tile)
+    weights: tuple[np.ndarray, ...]  # one array per member, see `_spans`
+
+
+class RowAssembler:
+    """Accepts tiles in any order; returns final canvas row bands top to bottom.
+
+    `blend="multiband"` blends `levels` frequency bands (see
+    `core.blending.multiband_contribution`): slower, and it holds float32
+    contributions (4x the bytes) instead of the tiles' uint8 pixels.
+    """
+
+    def __init__(
+        self,
+        plan: TilePlan,
+        channels: int = 3,
+        ramp: Ramp = "cosine",
+        blend: Blend = "feather",
+        levels: int = 4,
+    ):
+        if channels < 1:
+            raise ValueError(f"channels must be >= 1, got {channels}")
+        if blend not in ("feather", "multiband"):
+            raise ValueError(f"blend must be 'feather' or 'multiband', got {blend!r}")
+        if levels < 1:
+            raise ValueError(f"levels must be >= 1, got {levels}")
+        self._plan = plan
+        self._channels = channels
+        self._ramp = ramp
+        self._blend = blend
+        self._levels = levels
+        self._tile_h = plan.tiles[0].h
+        self._x_spans = _spans(plan.xs, plan.tiles[0].w, plan.width, ramp, channels)
+        self._y_spans = _spans(plan.ys, self._tile_h, plan.height, ramp, None)
+        self._arrived = [False] * len(plan.tiles)
+        self._held: dict[int, np.ndarray] = {}
+        self._missing = [plan.cols] * plan.rows
+        self._next_span = 0
+        self._next_release = 0
+        self._trimmed = [0] * plan.rows  # leading rows dropped from each grid row's tiles
+        self._rows_emitted = 0
+        self._held_bytes = 0
+        self._peak_held_bytes = 0
+
+    @property
+    def done(self) -> bool:
+        """Whether every canvas row has been emitted."""
+        return self._rows_emitted == self._plan.height
+
+    @property
+    def rows_emitted(self) -> int:
+        """Canvas rows emitted so far (the next band starts there)."""
+        return self._rows_emitted
+
+    @property
+    def peak_held_bytes(self) -> int:
+        """The most bytes of tile data held at once (a memory bound for tests and metrics)."""
+        return self._peak_held_bytes
+
+    def add(self, tile: Tile, pixels: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        """Accept one tile's uint8 (h, w, C) pixels (any order).
+
+        Returns the canvas row bands that are now final, top to bottom, as
+        (y0, uint8 array (y1 - y0, width, C)); each canvas row is returned
+        exactly once, bands contiguous from y=0. The pixels are kept by
+        reference until their rows are emitted: do not modify them.
+        """
+        plan = self._plan
+        if not 0 <= tile.index < len(plan.tiles) or plan.tiles[tile.index] != tile:
+            raise ValueError(f"tile {tile.key} is not part of this plan")
+        if self._arrived[tile.index]:
+            raise ValueError(f"tile {tile.key} was already added")
+        expected = (tile.h, tile.w, self._channels)
+        if pixels.shape != expected or pixels.dtype != np.uint8:
+            raise ValueError(
+                f"tile {tile.key}: expected uint8 pixels of shape {expected}, "
+                f"got {pixels.dtype} {pixels.shape}"
+            )
+        if self._blend == "multiband":
+            pixels = multiband_contribution(plan, tile, pixels, self._levels, self._ramp)
+        held = np.ascontiguousarray(pixels).reshape(tile.h, tile.w * self._channels)
+        self._arrived[tile.index] = True
+        self._held[tile.index] = held
+        self._held_bytes += held.nbytes
+        self._peak_held_bytes = max(self._peak_held_bytes, self._held_bytes)
+        self._missing[tile.row] -= 1
+        return self._emit()
+
+    def _emit(self) -> list[tuple[int, np.ndarray]]:
+        first = stop = self._next_span
+        spans = self._y_spans
+        while stop < len(spans) and not any(self._missing[r] for r in spans[stop].members):
+            stop += 1
+        if stop == first:
+            return []
+        y0, y1 = spans[first].start, spans[stop - 1].stop
+        band = np.empty((y1 - y0, self._plan.width, self._channels), np.uint8)
+        flat = band.reshape(y1 - y0, -1)
+        for y_span in spans[first:stop]:
+            rows = flat[y_span.start - y0 : y_span.stop - y0]
+            sources = self._row_sources(y_span)
+            for x_span in self._x_spans:
+                out = rows[:, x_span.start * self._channels : x_span.stop * self._channels]
+                if self._blend == "feather":
+                    self._feather(sources, y_span.weights, x_span, out)
+                else:
+                    self._sum_contributions(sources, x_span, out)
+        self._next_span = stop
+        self._rows_emitted = y1
+        self._release(y1)
+        return [(y0, band)]
+
+    def _row_sources(self, y_span: _Span) -> list[tuple[int, slice]]:
+        """For each grid row covering a y span: its first tile index, the span's tile rows."""
+        return [
+            (
+                row * self._plan.cols,
+                slice(rows.start - self._trimmed[row], rows.stop - self._trimmed[row]),
+            )
+            for row, rows in y_span.sources
+        ]
+
+    def _feather(
+        self,
+        row_sources: list[tuple[int, slice]],
+        row_weights: tuple[np.ndarray, ...],
+        x_span: _Span,
+        out: np.ndarray,
+    ) -> None:
+        """Blend the tiles covering one piece of the canvas into `out` (n, m * C).
+
+        Across columns first, then across rows; a tile row covering the piece
+        alone is used as it is.
+        """
+        rows = []
+        for first, tile_rows in row_sources:
+            pieces = [self._held[first + col][tile_rows, part] for col, part in x_span.sources]
+            if len(row_sources) == 1:
+                _mix(pieces, x_span.weights, out)
+                return
+            if len(pieces) == 1:
+                rows.append(pieces[0])
+            else:
+                rows.append(np.empty_like(out))
+                _mix(pieces, x_span.weights, rows[-1])
+        _mix(rows, row_weights, out)
+
+    def _sum_contributions(
+        self, row_sources: list[tuple[int, slice]], x_span: _Span, out: np.ndarray
+    ) -> None:
+        """Sum the multi-band contributions (weights applied) covering one piece into `out`."""
+        total = np.zeros(out.shape, np.float32)
+        for first, tile_rows in row_sources:
+            for col, part in x_span.sources:
+                total += self._held[first + col][tile_rows, part]
+        np.clip(np.rint(total, out=total), 0, 255, out=total)
+        np.copyto(out, total, casting="unsafe")
+
+    def _release(self, y: int) -> None:
+        """Drop what lies above canvas row `y`: whole tile rows, or the top of their tiles."""
+        plan = self._plan
+        while self._next_release < plan.rows and plan.ys[self._next_release] + self._tile_h <= y:
+            start = self._next_release * plan.cols
+            for index in range(start, start + plan.cols):
+                self._held_bytes -= self._held.pop(index).nbytes
+            self._next_release += 1
+        for row in range(self._next_release, plan.rows):
+            if plan.ys[row] >= y:
+                break
+            drop = y - plan.ys[row] - self._trimmed[row]
+            for index in range(row * plan.cols, (row + 1) * plan.cols):
+                kept = self._held[index][drop:].copy()
+                self._held_bytes += kept.nbytes - self._held[index].nbytes
+                self._held[index] = kept
+            self._trimmed[row] += drop
+
+
+def _mix(pieces: list[np.ndarray], weights: tuple[np.ndarray, ...], out: np.ndarray) -> None:
+    """Write the weighted sum of uint8 `pieces` into `out`, rounded to the nearest level.
+
+    One piece (weight exactly 1) is copied. Two, the common case, are mixed in
+    8-bit fixed point with weights summing to exactly 256: uint16 arithmetic,
+    about 1.5x faster than float32 and within 1 level of the float blend.
+    More are summed in float32.
+    """
+    if len(pieces) == 1:
+        out[...] = pieces[0]
+        return
+    if len(pieces) == 2:
+        total = np.multiply(pieces[0], weights[0], dtype=np.uint16)
+        total += np.multiply(pieces[1], weights[1], dtype=np.uint16)
+        total += 128
+        total >>= 8
+    else:
+        total = np.zeros(out.shape, np.float32)
+        for piece, weight in zip(pieces, weights, strict=True):
+            total += piece * weight
+        np.rint(total, out=total)
+    np.copyto(out, total, casting="unsafe")
+
+
+def _spans(
+    origins: tuple[int, ...], size: int, length: int, ramp: Ramp, channels: int | None
+) -> list[_Span]:
+    """Split [0, length) at every tile edge, with the covering tiles' weights over each piece.
+
+    Along x (`channels` given) positions are counted in values of a flat
+    (width * C) row and weights repeat per channel; along y weights are
+    columns. Pairs get fixed-point weights (see `_mix`), others float32.
+    """
+    axis = axis_weights(origins, size, length, ramp)
+    edges = sorted({0, length, *origins, *(o + size for o in origins)})
+    spans = []
+    for a, b in zip(edges, edges[1:], strict=False):
+        members = tuple(i for i, o in enumerate(origins) if o <= a < o + size)
+        weights = [axis[i][a - origins[i] : b - origins[i]] for i in members]
+        if channels is None:
+            weights = [w[:, None] for w in weights]
+            sources = tuple((i, slice(a - origins[i], b - origins[i])) for i in members)
+        else:
+            weights = [np.repeat(w, channels) for w in weights]
+            sources = tuple(
+                (i, slice((a - origins[i]) * channels, (b - origins[i]) * channels))
+                for i in members
+            )
+        if len(members) == 2:
+            first = np.rint(weights[0] * 256).astype(np.uint16)
+            weights = [first, 256 - first]
+        spans.append(_Span(a, b, members, sources, tuple(weights)))
+    return spans
