@@ -18,8 +18,14 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from core.errors import RequestError
 
 ALLOWED_UPLOAD_FORMATS = {"PNG", "JPEG", "WEBP"}
-_PIL_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
-MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+_PIL_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP", "tiff": "TIFF"}
+MEDIA_TYPES = {
+    "png": "image/png",
+    "jpeg": "image/jpeg",
+    "webp": "image/webp",
+    "tiff": "image/tiff",
+}
+EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp", "tiff": "tif"}
 
 
 def decode_base64_image(
@@ -80,10 +86,12 @@ def _flatten_on_white(image: Image.Image) -> Image.Image:
     return Image.alpha_composite(background, rgba).convert("RGB")
 
 
-def encode_image(pixels: np.ndarray, fmt: str, quality: int = 92) -> bytes:
-    """Encode a uint8 array as PNG, JPEG or WebP bytes."""
+def encode_image(pixels: np.ndarray, fmt: str, quality: int = 92, dpi: int = 300) -> bytes:
+    """Encode a uint8 array as PNG, JPEG, WebP or TIFF bytes with the given DPI."""
     buffer = io.BytesIO()
-    options = {} if fmt == "png" else {"quality": quality}
+    options: dict = {"dpi": (dpi, dpi)}
+    if fmt in ("jpeg", "webp"):
+        options["quality"] = quality
     Image.fromarray(pixels).save(buffer, format=_PIL_FORMATS[fmt], **options)
     return buffer.getvalue()
 

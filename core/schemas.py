@@ -13,7 +13,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 RenderMode = Literal["txt2img", "img2img", "inpaint"]
-ImageFormat = Literal["png", "jpeg", "webp"]
+ImageFormat = Literal["png", "jpeg", "webp", "tiff"]
+JobMode = Literal["auto", "single", "hires", "tiled"]
 MAX_SEED = 2**63 - 1
 
 
@@ -45,10 +46,39 @@ class RenderRequestBody(BaseModel):
     mask: str | None = Field(
         None, description="Base64 mask, white = repaint; needs init_image of the same size."
     )
-    strength: float = Field(
-        0.75, gt=0, le=1, description="How far img2img/inpaint may move from init_image."
+    strength: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description=(
+            "How far img2img/inpaint may move from init_image (default 0.75), or the "
+            "per-tile refine strength of a hires render (default: the config's)."
+        ),
     )
-    format: ImageFormat = Field("png", description="Encoding of the returned image.")
+    format: ImageFormat = Field(
+        "png", description="Encoding of the image (large-format renders: png, jpeg or tiff)."
+    )
+    mode: JobMode = Field(
+        "auto",
+        description=(
+            "'auto': one pass up to the model's native size, 'hires' beyond it; 'single' "
+            "forces one pass; 'hires': base render, upscale, tiled img2img refine; 'tiled': "
+            "direct tiled txt2img (textures, panoramas; prone to repeated objects)."
+        ),
+    )
+    wait: bool = Field(
+        True, description="Large-format renders only: false answers 202 with a job id at once."
+    )
+    dpi: int = Field(300, ge=1, le=4800, description="Resolution written into the file.")
+    tile_size: int | None = Field(
+        None, description="Tile side for large renders (default: the model's native size)."
+    )
+    overlap: int | None = Field(
+        None, ge=0, description="Tile overlap in pixels (default: 1/8 of the tile)."
+    )
+    base_image: str | None = Field(
+        None, description="Hires only: base64 image to upscale and refine instead of a base render."
+    )
 
 
 class RenderResponse(BaseModel):
@@ -62,6 +92,7 @@ class RenderResponse(BaseModel):
     height: int
     format: ImageFormat
     timings: dict[str, float]
+    url: str | None = None
     image_base64: str
 
 
@@ -111,3 +142,56 @@ class GenerateResult:
     batch_size: int
     replica: str
     gpu_ids: list[str]
+    started_at: float = 0.0  # wall-clock start of the compute (time.time() on the replica)
+
+
+LargeFormat = Literal["png", "jpeg", "tiff"]
+
+
+@dataclass
+class LargeRenderJob:
+    """A large-format render for the tile router (hires refine or direct tiled txt2img)."""
+
+    job_id: str
+    model_name: str
+    prompt: str
+    width: int
+    height: int
+    steps: int
+    guidance: float
+    seed: int
+    tile_size: int
+    align: int
+    output_key: str
+    mode: Literal["hires", "tiled"] = "hires"
+    negative_prompt: str = ""
+    strength: float = 0.35
+    overlap: int | None = None
+    base_image: np.ndarray | None = field(default=None, repr=False)  # (h, w, 3) uint8
+    format: LargeFormat = "png"
+    dpi: int = 300
+    max_in_flight: int = 32
+    max_attempts: int = 3
+    colour_match: bool = True
+    blend: Literal["feather", "multiband"] = "feather"
+
+
+@dataclass
+class LargeRenderResult:
+    """What a finished large-format render produced and how."""
+
+    job_id: str
+    output_key: str
+    output_bytes: int
+    width: int
+    height: int
+    format: LargeFormat
+    tiles: int
+    redundancy: float
+    seam_score: float
+    replicas_used: list[str]
+    max_concurrent_replicas: int
+    retries: int
+    splits: int
+    base_size: tuple[int, int] | None
+    timings: dict[str, float]

@@ -14,7 +14,11 @@ import numpy as np
 from core.config import ClusterConfig, ModelConfig
 from core.errors import RequestError
 from core.imaging import decode_base64_image
-from core.schemas import MAX_SEED, GenerateRequest, RenderRequestBody
+from core.schemas import MAX_SEED, GenerateRequest, LargeRenderJob, RenderRequestBody
+
+DEFAULT_IMG2IMG_STRENGTH = 0.75
+LARGE_FORMATS = ("png", "jpeg", "tiff")
+JPEG_MAX_SIDE = 65535
 
 
 @dataclass
@@ -66,11 +70,99 @@ def resolve_render(body: RenderRequestBody, config: ClusterConfig) -> ResolvedRe
         guidance=body.guidance if body.guidance is not None else model.default_guidance,
         seed=body.seed if body.seed is not None else secrets.randbelow(MAX_SEED),
         mode=mode,
-        strength=body.strength,
+        strength=body.strength if body.strength is not None else DEFAULT_IMG2IMG_STRENGTH,
         init_image=init_image,
         mask=mask,
     )
     return ResolvedRender(model_name, model, request, body.format)
+
+
+def _model_and_prompt(body: RenderRequestBody, config: ClusterConfig) -> tuple[str, ModelConfig]:
+    try:
+        model_name = config.resolve_model(body.model, body.style)
+    except KeyError as exc:
+        raise RequestError("model" if body.model is not None else "style", exc.args[0]) from None
+    limit = config.limits.max_prompt_chars
+    if len(body.prompt) > limit:
+        raise RequestError("prompt", f"is {len(body.prompt)} characters, over the limit of {limit}")
+    return model_name, config.models[model_name]
+
+
+def is_large(body: RenderRequestBody, config: ClusterConfig) -> bool:
+    """Whether the request goes through the tile router rather than one model call."""
+    if body.mode in ("hires", "tiled"):
+        return True
+    if body.mode == "single":
+        return False
+    try:
+        native = config.models[config.resolve_model(body.model, body.style)].native_resolution
+    except KeyError:
+        return False  # resolve_render reports the unknown name
+    return (body.width or 0) > native or (body.height or 0) > native
+
+
+def resolve_large(
+    body: RenderRequestBody, config: ClusterConfig, job_id: str, output_key: str
+) -> tuple[LargeRenderJob, ModelConfig]:
+    """Validate a large-format request into a `LargeRenderJob`; raise `RequestError`."""
+    model_name, model = _model_and_prompt(body, config)
+    for name in ("init_image", "mask"):
+        if getattr(body, name) is not None:
+            raise RequestError(name, "is not used by large-format renders (use base_image)")
+    if body.base_image is not None and body.mode == "tiled":
+        raise RequestError("base_image", "is only used by hires renders, not 'tiled'")
+    if body.width is None or body.height is None:
+        raise RequestError("width", "large-format renders need both width and height")
+    check_size(body.width, body.height, model, config)
+    if body.format not in LARGE_FORMATS:
+        raise RequestError(
+            "format", f"large-format renders are written as {', '.join(LARGE_FORMATS)}"
+        )
+    if body.format == "jpeg" and max(body.width, body.height) > JPEG_MAX_SIDE:
+        raise RequestError("format", f"JPEG sides are limited to {JPEG_MAX_SIDE}; use png or tiff")
+    steps = body.steps if body.steps is not None else model.default_steps
+    if not 1 <= steps <= config.limits.max_steps:
+        raise RequestError("steps", f"must be between 1 and {config.limits.max_steps}, got {steps}")
+    tile = body.tile_size if body.tile_size is not None else model.native_resolution
+    if tile < 4 * model.latent_factor or tile % model.latent_factor or tile > 4096:
+        raise RequestError(
+            "tile_size",
+            f"must be a multiple of {model.latent_factor} between {4 * model.latent_factor} "
+            f"and 4096, got {tile}",
+        )
+    if body.overlap is not None and body.overlap >= tile // 2:
+        raise RequestError(
+            "overlap", f"must be less than half the tile ({tile // 2}), got {body.overlap}"
+        )
+    base = None
+    if body.base_image is not None:
+        limits = config.limits
+        base = decode_base64_image(
+            body.base_image, "base_image", limits.max_upload_bytes, limits.max_upload_pixels
+        )
+    job = LargeRenderJob(
+        job_id=job_id,
+        model_name=model_name,
+        prompt=body.prompt,
+        negative_prompt=body.negative_prompt,
+        width=body.width,
+        height=body.height,
+        steps=steps,
+        guidance=body.guidance if body.guidance is not None else model.default_guidance,
+        seed=body.seed if body.seed is not None else secrets.randbelow(MAX_SEED),
+        tile_size=tile,
+        align=model.latent_factor,
+        output_key=output_key,
+        mode="tiled" if body.mode == "tiled" else "hires",
+        strength=body.strength if body.strength is not None else config.tiling.refine_strength,
+        overlap=body.overlap,
+        base_image=base,
+        format=body.format,
+        dpi=body.dpi,
+        max_in_flight=config.tiling.max_in_flight,
+        max_attempts=config.tiling.max_attempts,
+    )
+    return job, model
 
 
 def check_size(width: int, height: int, model: ModelConfig, config: ClusterConfig) -> None:

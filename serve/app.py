@@ -31,8 +31,14 @@ def build_app(args: dict[str, Any]) -> Application:
 
 
 def application(config: ClusterConfig) -> Application:
-    """The bound application graph for a validated config."""
-    cache_dir = str(Path(config.model_cache_dir).expanduser())
+    """The bound application graph for a validated config.
+
+    Relative paths in the config are made absolute here, in the process that
+    builds the app, because replicas run in other working directories.
+    """
+    storage = config.storage.model_copy(update={"path": config.storage.path.resolve()})
+    config = config.model_copy(update={"storage": storage})
+    cache_dir = str(Path(config.model_cache_dir).expanduser().resolve())
     handles = {
         name: ModelServer.options(**model_deployment_options(name, model)).bind(
             name, model.model_dump(mode="json"), cache_dir

@@ -59,6 +59,7 @@ class RenderEngine:
         if self.fixed_batch_shape and self.max_batch_size > 1:
             filler = _padding_request(group[0])
             padded += [filler] * (self.max_batch_size - len(group))
+        started_at = time.time()
         started = time.perf_counter()
         try:
             images = self._run(padded)
@@ -75,6 +76,7 @@ class RenderEngine:
                 batch_size=len(group),
                 replica=replica,
                 gpu_ids=gpu_ids,
+                started_at=started_at,
             )
             for i, request in enumerate(group)
         ]

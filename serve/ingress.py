@@ -6,25 +6,26 @@ trace.
 """
 
 import logging
-import time
-import uuid
+import mimetypes
+from datetime import datetime
 from typing import Any
 
-from fastapi import FastAPI, Header, Request
+from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from core.config import ClusterConfig, deployment_name
 from core.config_file import config_from_dict
-from core.errors import AuthError, OverloadedError, RequestError
-from core.imaging import MEDIA_TYPES, encode_base64, encode_image
+from core.errors import AuthError, OverloadedError, RequestError, StorageError
+from core.imaging import MEDIA_TYPES, encode_base64
 from core.schemas import ModelSummary, RenderRequestBody, RenderResponse
-from core.validation import resolve_render
+from core.store import open_store
 from serve.auth import ApiKeys
 from serve.cluster_status import deployment_status
 from serve.dispatch import Dispatcher
+from serve.render_service import RenderService
 
 logger = logging.getLogger("ray.serve")
 api = FastAPI(title="render-cluster", version="0.1.0")
@@ -64,10 +65,24 @@ async def _overloaded(_: Request, exc: OverloadedError) -> JSONResponse:
     return _error(503, None, str(exc), {"Retry-After": str(exc.retry_after_s)})
 
 
+@api.exception_handler(StorageError)
+async def _storage_error(_: Request, exc: StorageError) -> JSONResponse:
+    return _error(502, None, str(exc))
+
+
 @api.exception_handler(Exception)
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
     logger.exception("unhandled error in ingress")
     return _error(500, None, f"internal error ({type(exc).__name__}); see the server log")
+
+
+def authorized(
+    request: Request,
+    authorization: str | None = Header(None),
+    x_api_key: str | None = Header(None),
+) -> None:
+    """FastAPI dependency: a valid API key when keys are configured."""
+    request.app.state.api_keys.check(authorization, x_api_key)
 
 
 def _wanted_format(accept: str | None) -> str | None:
@@ -85,23 +100,17 @@ class Ingress:
 
     def __init__(self, config: dict[str, Any], model_handles: dict[str, DeploymentHandle]):
         self.config: ClusterConfig = config_from_dict(config, source="application args")
-        self.keys = ApiKeys(self.config.auth)
+        api.state.api_keys = ApiKeys(self.config.auth)
         self.dispatcher = Dispatcher(model_handles)
-
-    def _authorize(self, authorization: str | None, x_api_key: str | None) -> None:
-        self.keys.check(authorization, x_api_key)
+        self.store = open_store(self.config.storage)
+        self.renders = RenderService(self.config, self.store, self.dispatcher)
 
     @api.get("/healthz")
     async def healthz(self) -> dict[str, str]:
         return {"status": "ok"}
 
     @api.get("/v1/models")
-    async def models(
-        self,
-        authorization: str | None = Header(None),
-        x_api_key: str | None = Header(None),
-    ) -> dict[str, Any]:
-        self._authorize(authorization, x_api_key)
+    async def models(self, _: None = Depends(authorized)) -> dict[str, Any]:
         summaries = [
             ModelSummary(
                 name=name,
@@ -125,48 +134,92 @@ class Ingress:
         }
 
     @api.get("/v1/status")
-    async def status(
-        self,
-        authorization: str | None = Header(None),
-        x_api_key: str | None = Header(None),
-    ) -> dict[str, Any]:
-        self._authorize(authorization, x_api_key)
+    async def status(self, _: None = Depends(authorized)) -> dict[str, Any]:
         names = {deployment_name(model): model for model in self.config.models}
         return deployment_status(self.dispatcher.in_flight, names)
 
-    @api.post("/v1/renders", response_model=RenderResponse)
+    @api.post("/v1/renders", response_model=None)
     async def render(
         self,
         body: RenderRequestBody,
+        request: Request,
         accept: str | None = Header(None),
-        authorization: str | None = Header(None),
-        x_api_key: str | None = Header(None),
+        _: None = Depends(authorized),
     ) -> Any:
-        self._authorize(authorization, x_api_key)
-        started = time.perf_counter()
-        resolved = resolve_render(body, self.config)
-        result = await self.dispatcher.render(resolved.model_name, resolved.request)
         raw_format = _wanted_format(accept)
-        fmt = raw_format or resolved.format
-        encoded = encode_image(result.image, fmt)
-        total = time.perf_counter() - started
-        render_id = uuid.uuid4().hex
+        base_url = str(request.base_url).rstrip("/")
+        if self.renders.is_large(body):
+            record = self.renders.start_large(body)
+            if not body.wait:
+                view = await self.renders.job_view(record.id, base_url)
+                return JSONResponse(status_code=202, content=view)
+            final = await self.renders.jobs.wait(record.id)
+            if final.status != "done":
+                return _error(500, None, f"render {final.id} failed: {final.error}")
+            if raw_format:
+                return self._artifact_response(final.outputs["image"], final)
+            return await self.renders.job_view(final.id, base_url)
+        record, encoded, fmt = await self.renders.render_single(body, raw_format)
         if raw_format:
-            headers = {"X-Render-Id": render_id, "X-Seed": str(result.seed)}
+            headers = {"X-Render-Id": record.id, "X-Seed": str(record.seed)}
             return Response(content=encoded, media_type=MEDIA_TYPES[fmt], headers=headers)
-        request = resolved.request
         return RenderResponse(
-            id=render_id,
-            seed=result.seed,
-            model=resolved.model_name,
-            mode=request.mode,
-            width=request.width,
-            height=request.height,
+            id=record.id,
+            seed=record.seed,
+            model=record.model,
+            mode=record.params["mode"],
+            width=record.params["width"],
+            height=record.params["height"],
             format=fmt,
-            timings={
-                "total_s": round(total, 4),
-                "compute_s": round(result.compute_s, 4),
-                "queue_and_transfer_s": round(max(total - result.compute_s, 0.0), 4),
-            },
+            timings=record.timings,
+            url=self.store.url(record.outputs["image"], base_url=base_url),
             image_base64=encode_base64(encoded),
         )
+
+    @api.get("/v1/renders/{render_id}")
+    async def render_status(
+        self, render_id: str, request: Request, _: None = Depends(authorized)
+    ) -> dict[str, Any]:
+        return await self.renders.job_view(render_id, str(request.base_url).rstrip("/"))
+
+    @api.get("/v1/artifacts/{key:path}")
+    async def artifact(self, key: str) -> Response:
+        """Artifact bytes (local store), or a redirect to a presigned URL (S3)."""
+        if self.config.storage.kind == "s3":
+            return RedirectResponse(self.store.url(key), status_code=307)
+        return self._artifact_response(key)
+
+    def _artifact_response(self, key: str, record: Any = None) -> Response:
+        stream = self.store.open(key)
+        media_type = mimetypes.guess_type(key)[0] or "application/octet-stream"
+        headers = {"X-Render-Id": record.id, "X-Seed": str(record.seed)} if record else None
+        return StreamingResponse(stream, media_type=media_type, headers=headers)
+
+    @api.get("/v1/runs")
+    async def runs(
+        self,
+        model: str | None = None,
+        style: str | None = None,
+        pipeline: str | None = None,
+        campaign: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = Query(50, ge=1, le=1000),
+        _: None = Depends(authorized),
+    ) -> dict[str, Any]:
+        records = self.renders.registry.list(
+            model=model,
+            style=style,
+            pipeline=pipeline,
+            campaign=campaign,
+            status=status,
+            since=since,
+            until=until,
+            limit=limit,
+        )
+        return {"runs": [r.model_dump(mode="json") for r in records]}
+
+    @api.get("/v1/runs/{run_id}")
+    async def run(self, run_id: str, _: None = Depends(authorized)) -> dict[str, Any]:
+        return self.renders.registry.get(run_id).model_dump(mode="json")

@@ -1,0 +1,138 @@
+"""Large-format jobs: start a `TileRouter` per job, follow it, record the outcome.
+
+A job's record is written when it starts (status running) and rewritten when
+it ends (done with its output and seam score, or failed with the reason), so
+any ingress replica can answer `GET /v1/renders/{id}` from the store once the
+job is over; while it runs, its router actor (named after the job) answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from actors.tile_router import TileRouter
+from core.config import ClusterConfig, ModelConfig
+from core.errors import JobFailed
+from core.model_source import parse_source
+from core.records import RunRecord, RunRegistry
+from core.schemas import LargeRenderJob, LargeRenderResult
+
+logger = logging.getLogger("ray.serve")
+JOB_NAMESPACE = "render-cluster-jobs"
+
+
+def router_name(job_id: str) -> str:
+    """Name of the job's router actor (in `JOB_NAMESPACE`)."""
+    return f"router-{job_id}"
+
+
+class JobTracker:
+    """Starts and follows large-format jobs from an ingress replica."""
+
+    def __init__(self, app_name: str, config: ClusterConfig, registry: RunRegistry):
+        self.app_name = app_name
+        self.config = config
+        self.registry = registry
+        self.spool_dir = str(Path(tempfile.gettempdir()) / "render-cluster-spool")
+        self._tasks: dict[str, asyncio.Task] = {}
+
+    def start(self, job: LargeRenderJob, model: ModelConfig, style: str | None) -> RunRecord:
+        """Record the job as running and hand it to a new router actor."""
+        record = RunRecord(
+            id=job.job_id,
+            kind="hires",
+            status="running",
+            model=job.model_name,
+            model_source=model.source,
+            model_revision=parse_source(model.source).revision,
+            family=model.family,
+            style=style,
+            prompt=job.prompt,
+            negative_prompt=job.negative_prompt,
+            seed=job.seed,
+            params={
+                "width": job.width,
+                "height": job.height,
+                "steps": job.steps,
+                "guidance": job.guidance,
+                "strength": job.strength,
+                "mode": job.mode,
+                "tile_size": job.tile_size,
+                "overlap": job.overlap,
+                "format": job.format,
+                "dpi": job.dpi,
+                "blend": job.blend,
+                "colour_match": job.colour_match,
+            },
+        )
+        self.registry.save(record)
+        router = TileRouter.options(name=router_name(job.job_id), namespace=JOB_NAMESPACE).remote(
+            self.app_name, self.config.storage.model_dump(mode="json"), self.spool_dir
+        )
+        self._tasks[job.job_id] = asyncio.create_task(self._follow(record, router, job))
+        return record
+
+    async def _follow(self, record: RunRecord, router: Any, job: LargeRenderJob) -> RunRecord:
+        try:
+            result: LargeRenderResult = await router.run.remote(job)
+        except JobFailed as exc:
+            final = record.model_copy(update={"status": "failed", "error": exc.reason})
+        except Exception as exc:  # the router itself died: the job is over
+            logger.exception("router of job %s failed", job.job_id)
+            final = record.model_copy(
+                update={"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+            )
+        else:
+            final = record.model_copy(
+                update={
+                    "status": "done",
+                    "timings": result.timings,
+                    "metrics": {
+                        "seam_score": result.seam_score,
+                        "tiles": result.tiles,
+                        "redundancy": result.redundancy,
+                        "replicas_used": len(result.replicas_used),
+                        "max_concurrent_replicas": result.max_concurrent_replicas,
+                        "retries": result.retries,
+                        "splits": result.splits,
+                        "output_bytes": result.output_bytes,
+                    },
+                    "outputs": {"image": result.output_key},
+                }
+            )
+        finally:
+            ray.kill(router, no_restart=True)
+        self.registry.save(final)
+        return final
+
+    async def wait(self, job_id: str) -> RunRecord:
+        """Wait for a job started here and return its final record."""
+        return await self._tasks[job_id]
+
+    async def status(self, job_id: str) -> tuple[RunRecord, dict[str, Any]]:
+        """The job's record and its progress ({status, phase, done, total})."""
+        record = self.registry.get(job_id)
+        if record.status != "running":
+            total = int(record.metrics.get("tiles", 0))
+            done = total if record.status == "done" else 0
+            return record, {
+                "status": record.status,
+                "phase": record.status,
+                "done": done,
+                "total": total,
+            }
+        try:
+            router = ray.get_actor(router_name(job_id), namespace=JOB_NAMESPACE)
+            progress = await router.progress.remote()
+        except ValueError:  # the router is gone: the record is about to be final
+            record = self.registry.get(job_id)
+            progress = {"status": record.status, "phase": record.status, "done": 0, "total": 0}
+        except ray.exceptions.RayActorError:
+            progress = {"status": "running", "phase": "finishing", "done": 0, "total": 0}
+        return record, progress

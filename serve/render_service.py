@@ -1,0 +1,138 @@
+"""The logic behind `/v1/renders`: validate, dispatch, store, record.
+
+Single renders go straight to a model replica; large-format ones become jobs
+on a tile router. Every render stores its image and a run record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Any
+
+from core.config import APP_NAME, ClusterConfig
+from core.imaging import EXTENSIONS, encode_image
+from core.model_source import parse_source
+from core.records import RunRecord, RunRegistry, new_run_id
+from core.schemas import RenderRequestBody
+from core.store import ArtifactStore
+from core.validation import is_large, resolve_large, resolve_render
+from serve.dispatch import Dispatcher
+from serve.jobs import JobTracker
+
+
+def output_key(run_id: str, fmt: str) -> str:
+    """Store key of a render's image."""
+    return f"renders/{run_id}/image.{EXTENSIONS[fmt]}"
+
+
+class RenderService:
+    """Runs renders for the ingress."""
+
+    def __init__(
+        self,
+        config: ClusterConfig,
+        store: ArtifactStore,
+        dispatcher: Dispatcher,
+        app_name: str = APP_NAME,
+    ):
+        self.config = config
+        self.store = store
+        self.registry = RunRegistry(store)
+        self.dispatcher = dispatcher
+        self.jobs = JobTracker(app_name, config, self.registry)
+
+    def is_large(self, body: RenderRequestBody) -> bool:
+        return is_large(body, self.config)
+
+    async def render_single(
+        self, body: RenderRequestBody, fmt: str | None = None
+    ) -> tuple[RunRecord, bytes, str]:
+        """Render one image; return its record, encoded bytes and format."""
+        started = time.perf_counter()
+        resolved = resolve_render(body, self.config)
+        result = await self.dispatcher.render(resolved.model_name, resolved.request)
+        fmt = fmt or resolved.format
+        encoded = encode_image(result.image, fmt, dpi=body.dpi)
+        run_id = new_run_id()
+        key = self.store.put_bytes(output_key(run_id, fmt), encoded)
+        request = resolved.request
+        total = time.perf_counter() - started
+        inputs = {}
+        for name, array in (("init_image", request.init_image), ("mask", request.mask)):
+            if array is not None:
+                inputs[name] = _sha256(array.tobytes())
+        record = RunRecord(
+            id=run_id,
+            kind="render",
+            status="done",
+            model=resolved.model_name,
+            model_source=resolved.model.source,
+            model_revision=parse_source(resolved.model.source).revision,
+            family=resolved.model.family,
+            style=body.style,
+            prompt=request.prompt,
+            negative_prompt=request.negative_prompt,
+            seed=request.seed,
+            params={
+                "mode": request.mode,
+                "width": request.width,
+                "height": request.height,
+                "steps": request.steps,
+                "guidance": request.guidance,
+                "strength": request.strength,
+                "format": fmt,
+                "dpi": body.dpi,
+            },
+            inputs=inputs,
+            timings={
+                "total_s": round(total, 4),
+                "compute_s": round(result.compute_s, 4),
+                "queue_and_transfer_s": round(max(total - result.compute_s, 0.0), 4),
+            },
+            metrics={"batch_size": result.batch_size},
+            outputs={"image": key},
+        )
+        self.registry.save(record)
+        return record, encoded, fmt
+
+    def start_large(self, body: RenderRequestBody) -> RunRecord:
+        """Validate and start a large-format job; return its running record."""
+        run_id = new_run_id()
+        job, model = resolve_large(body, self.config, run_id, output_key(run_id, body.format))
+        return self.jobs.start(job, model, body.style)
+
+    async def job_view(self, run_id: str, base_url: str) -> dict[str, Any]:
+        """`GET /v1/renders/{id}`: status, progress and, when done, the result."""
+        record, progress = await self.jobs.status(run_id)
+        return self.view(record, progress, base_url)
+
+    def view(self, record: RunRecord, progress: dict[str, Any], base_url: str) -> dict[str, Any]:
+        """The public JSON of a render record."""
+        view: dict[str, Any] = {
+            "id": record.id,
+            "status": record.status,
+            "progress": {"done": progress["done"], "total": progress["total"]},
+            "phase": progress["phase"],
+            "model": record.model,
+            "seed": record.seed,
+            "width": record.params.get("width"),
+            "height": record.params.get("height"),
+            "format": record.params.get("format"),
+        }
+        if record.status == "done":
+            key = record.outputs["image"]
+            view["result"] = {
+                "key": key,
+                "url": self.store.url(key, base_url=base_url),
+                "seam_score": record.metrics.get("seam_score"),
+                "metrics": record.metrics,
+                "timings": record.timings,
+            }
+        if record.error:
+            view["error"] = record.error
+        return view
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
