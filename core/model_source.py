@@ -10,7 +10,7 @@ from typing import Literal
 class ModelSource:
     """Where a model's weights come from."""
 
-    kind: Literal["tiny", "hf", "local", "s3"]
+    kind: Literal["tiny", "hf", "local", "s3", "realesrgan"]
     location: str
     revision: str | None = None
     seed: int = 0
@@ -24,6 +24,8 @@ def parse_source(source: str) -> ModelSource:
     if source.startswith("hf:"):
         repo, _, revision = source[3:].partition("@")
         return ModelSource("hf", repo, revision=revision)
+    if source.startswith("realesrgan:"):
+        return ModelSource("realesrgan", source.removeprefix("realesrgan:"))
     if source.startswith("s3://"):
         return ModelSource("s3", source)
     return ModelSource("local", source)
