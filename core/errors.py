@@ -30,6 +30,10 @@ class ConfigError(RenderClusterError):
         return f"invalid config {self.source}:\n{listed}"
 
 
+class ModelLoadError(RenderClusterError):
+    """The weights named by a model entry cannot be found or loaded."""
+
+
 class RequestError(RenderClusterError):
     """The request is invalid; `field` names what to fix."""
 

@@ -161,6 +161,7 @@ class LargeRenderJob:
     guidance: float
     seed: int
     tile_size: int
+    native_resolution: int
     align: int
     output_key: str
     mode: Literal["hires", "tiled"] = "hires"

@@ -82,6 +82,10 @@ def _model_and_prompt(body: RenderRequestBody, config: ClusterConfig) -> tuple[s
         model_name = config.resolve_model(body.model, body.style)
     except KeyError as exc:
         raise RequestError("model" if body.model is not None else "style", exc.args[0]) from None
+    if config.models[model_name].family == "upscaler":
+        raise RequestError(
+            "model", f"model {model_name!r} is an upscaler; send it to /v1/upscale instead"
+        )
     limit = config.limits.max_prompt_chars
     if len(body.prompt) > limit:
         raise RequestError("prompt", f"is {len(body.prompt)} characters, over the limit of {limit}")
@@ -151,6 +155,7 @@ def resolve_large(
         guidance=body.guidance if body.guidance is not None else model.default_guidance,
         seed=body.seed if body.seed is not None else secrets.randbelow(MAX_SEED),
         tile_size=tile,
+        native_resolution=model.native_resolution,
         align=model.latent_factor,
         output_key=output_key,
         mode="tiled" if body.mode == "tiled" else "hires",

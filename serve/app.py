@@ -1,4 +1,6 @@
-"""The Serve application builder: one ingress plus one `ModelServer` per model.
+"""The Serve application builder: one ingress plus one model server per model.
+
+`ModelServer` hosts diffusion models, `UpscalerServer` models of family 'upscaler'.
 
 `build_app` is the import path used everywhere: the embedded local cluster,
 `serve run serve.app:build_app config_path=configs/local.yaml`, and the Helm
@@ -17,6 +19,7 @@ from core.config_file import config_from_dict, load_config
 from core.deployment_options import model_deployment_options
 from serve.ingress import Ingress
 from serve.model_server import ModelServer
+from serve.upscaler_server import UpscalerServer
 
 
 def build_app(args: dict[str, Any]) -> Application:
@@ -40,9 +43,9 @@ def application(config: ClusterConfig) -> Application:
     config = config.model_copy(update={"storage": storage})
     cache_dir = str(Path(config.model_cache_dir).expanduser().resolve())
     handles = {
-        name: ModelServer.options(**model_deployment_options(name, model)).bind(
-            name, model.model_dump(mode="json"), cache_dir
-        )
+        name: (UpscalerServer if model.family == "upscaler" else ModelServer)
+        .options(**model_deployment_options(name, model))
+        .bind(name, model.model_dump(mode="json"), cache_dir)
         for name, model in config.models.items()
     }
     return Ingress.options(name=INGRESS_DEPLOYMENT).bind(config.model_dump(mode="json"), handles)

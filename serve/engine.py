@@ -34,10 +34,12 @@ class RenderEngine:
         max_batch_size: int,
         fixed_batch_shape: bool,
         identity: Callable[[], tuple[str, list[str]]] = lambda: ("local", []),
+        max_pixels_per_call: int | None = None,
     ):
         self.model = model
         self.max_batch_size = max_batch_size
         self.fixed_batch_shape = fixed_batch_shape
+        self.max_pixels_per_call = max_pixels_per_call
         self._identity = identity
 
     def render(self, requests: list[GenerateRequest]) -> list[GenerateResult]:
@@ -55,6 +57,12 @@ class RenderEngine:
         return results  # type: ignore[return-value]
 
     def _render_group(self, group: list[GenerateRequest]) -> list[GenerateResult]:
+        first = group[0]
+        size = f"{first.width}x{first.height}"
+        if self.max_pixels_per_call and first.width * first.height > self.max_pixels_per_call:
+            raise TileOutOfMemory(
+                size, f"over the replica's limit of {self.max_pixels_per_call} pixels per call"
+            )
         padded = list(group)
         if self.fixed_batch_shape and self.max_batch_size > 1:
             filler = _padding_request(group[0])
@@ -65,7 +73,7 @@ class RenderEngine:
             images = self._run(padded)
         except torch.cuda.OutOfMemoryError as exc:
             torch.cuda.empty_cache()
-            raise TileOutOfMemory(f"{group[0].width}x{group[0].height}", str(exc)) from None
+            raise TileOutOfMemory(size, str(exc)) from None
         elapsed = time.perf_counter() - started
         replica, gpu_ids = self._identity()
         return [

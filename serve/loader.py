@@ -33,6 +33,7 @@ from diffusers import (
 )
 
 from core.config import ModelConfig
+from core.errors import ModelLoadError
 from core.model_source import ModelSource, parse_source
 from serve.tiny_pipeline import tiny_pipeline_dir
 
@@ -45,10 +46,6 @@ SCHEDULERS = {
     "lms": LMSDiscreteScheduler,
 }
 _COMPLETE_MARKER = ".complete"
-
-
-class ModelLoadError(RuntimeError):
-    """The weights named by a model entry cannot be found or loaded."""
 
 
 @dataclass

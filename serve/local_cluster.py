@@ -41,13 +41,13 @@ def start_local_cluster(
     port = port if port is not None else config.http.port
     serve.start(http_options={"host": config.http.host, "port": port})
     serve.run(application(config), name=APP_NAME, route_prefix="/", blocking=False)
-    _wait_running()
+    wait_running()
     return LocalCluster(
         url=f"http://{config.http.host}:{port}", startup_s=time.perf_counter() - started
     )
 
 
-def _wait_running(timeout_s: float = 300.0) -> None:
+def wait_running(timeout_s: float = 300.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         app = serve.status().applications.get(APP_NAME)

@@ -45,6 +45,7 @@ class ModelServer:
             max_batch_size=batching.max_batch_size,
             fixed_batch_shape=batching.fixed_batch_shape,
             identity=_replica_identity,
+            max_pixels_per_call=self.config.max_pixels_per_call,
         )
         self._render_batch.set_max_batch_size(batching.max_batch_size)
         self._render_batch.set_batch_wait_timeout_s(batching.batch_wait_timeout_s)

@@ -35,7 +35,7 @@ def test_health_and_models(cluster):
     with cluster.client() as http:
         assert http.get("/healthz").json() == {"status": "ok"}
         listing = http.get("/v1/models").json()
-    assert {m["name"] for m in listing["models"]} == {"quality", "fast"}
+    assert {m["name"] for m in listing["models"]} == {"quality", "fast", "upscaler"}
     assert listing["styles"] == {"photoreal": "quality", "typography": "quality", "draft": "fast"}
     assert listing["limits"]["max_steps"] == 50
 
@@ -164,7 +164,7 @@ def test_status_reports_replicas_and_queue(cluster):
         report = http.get("/v1/status").json()
     rows = {row["name"]: row for row in report["deployments"]}
     assert report["status"] == "RUNNING"
-    assert set(rows) == {"ingress", "model-quality", "model-fast"}
+    assert set(rows) == {"ingress", "model-quality", "model-fast", "model-upscaler"}
     assert rows["model-fast"]["replicas_running"] >= 1
     assert rows["model-fast"]["replicas_target"] >= 1
     assert rows["model-fast"]["in_flight"] == 0
@@ -190,6 +190,7 @@ def _b64_of(image: Image.Image, fmt: str = "PNG") -> str:
         ({"steps": 0}, "steps", "between 1 and 50"),
         ({"steps": 500}, "steps", "between 1 and 50"),
         ({"model": "nope"}, "model", "'nope' is not one of"),
+        ({"model": "upscaler"}, "model", "is an upscaler"),
         ({"style": "baroque"}, "style", "'baroque' is not one of"),
         ({"init_image": "not base64!"}, "init_image", "not valid base64"),
         (

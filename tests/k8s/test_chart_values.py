@@ -101,7 +101,7 @@ def test_a_style_naming_no_model_is_refused():
     values = ci_values(cluster__styles__poster="nope")
     message = refused(values)
     assert "cluster.styles: styles name models that are not defined: 'poster' -> 'nope'" in message
-    assert "(models: fast, quality)" in message
+    assert "(models: fast, quality, upscaler)" in message
 
 
 def test_every_problem_is_listed_at_once():

@@ -18,7 +18,7 @@ default_style: photo
 
 def test_shipped_local_config_loads_two_differing_tiny_models_and_three_styles():
     config = load_config("configs/local.yaml")
-    assert set(config.models) == {"quality", "fast"}
+    assert set(config.models) == {"quality", "fast", "upscaler"}
     assert config.models["quality"].source != config.models["fast"].source
     assert set(config.styles) == {"photoreal", "typography", "draft"}
     assert config.resolve_model(None, "draft") == "fast"

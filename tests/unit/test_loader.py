@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 from core.config import ModelConfig
+from core.errors import ModelLoadError
 from core.schemas import GenerateRequest
 from serve.engine import RenderEngine
-from serve.loader import ModelLoadError, load_model
+from serve.loader import load_model
 from serve.tiny_pipeline import tiny_pipeline_dir
 from tests.unit.conftest import BUCKET, DUMMY_CREDENTIALS, REGION
 

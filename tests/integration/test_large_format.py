@@ -1,0 +1,175 @@
+"""Large-format renders through the tile router: fan-out, determinism, failures, API.
+
+The module redeploys the shared app with only the `quality` model (so that its
+replicas can take all 4 logical GPUs), first at 1 replica and then at 4, and
+restores the original app at the end.
+"""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import numpy as np
+import pytest
+import ray
+from PIL import Image
+from ray import serve
+
+from core.config import APP_NAME, ClusterConfig
+from serve.app import application
+from serve.local_cluster import wait_running
+
+JOB = {
+    "prompt": "a harbour town",
+    "model": "quality",
+    "width": 768,
+    "height": 512,
+    "seed": 11,
+    "steps": 4,
+}
+
+
+def deploy_quality_only(config: ClusterConfig, replicas: int, **model_updates) -> None:
+    data = config.model_dump(mode="json")
+    quality = data["models"]["quality"]
+    quality["autoscaling"].update(min_replicas=replicas, max_replicas=replicas)
+    quality.update(model_updates)
+    data.update(models={"quality": quality}, styles={}, default_style=None, pipelines={})
+    solo = ClusterConfig.model_validate(data)
+    serve.run(application(solo), name=APP_NAME, route_prefix="/", blocking=False)
+    wait_running()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        states = serve.status().applications[APP_NAME].deployments["model-quality"].replica_states
+        if states == {"RUNNING": replicas}:
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"quality never reached {replicas} replicas: {states}")
+
+
+@pytest.fixture(scope="module")
+def solo(cluster):
+    yield cluster
+    serve.run(application(cluster.config), name=APP_NAME, route_prefix="/", blocking=False)
+    wait_running()
+
+
+def render_large(http: httpx.Client, body: dict) -> tuple[dict, np.ndarray]:
+    response = http.post("/v1/renders", json=body, timeout=600)
+    assert response.status_code == 200, response.text
+    view = response.json()
+    image = http.get(view["result"]["url"])
+    assert image.status_code == 200
+    from io import BytesIO
+
+    return view, np.asarray(Image.open(BytesIO(image.content)))
+
+
+REFERENCE: dict[str, np.ndarray] = {}
+
+
+def test_bytes_identical_on_one_and_four_replicas(solo):
+    deploy_quality_only(solo.config, 1)
+    with solo.client() as http:
+        one_view, one = render_large(http, JOB)
+    deploy_quality_only(solo.config, 4)
+    with solo.client() as http:
+        four_view, four = render_large(http, JOB)
+    assert one.shape == four.shape == (512, 768, 3)
+    assert one_view["result"]["metrics"]["replicas_used"] == 1
+    assert four_view["result"]["metrics"]["replicas_used"] > 1
+    assert np.array_equal(one, four)
+    REFERENCE["image"] = one
+
+
+def test_wide_hires_render_runs_on_several_replicas_at_once(solo):
+    deploy_quality_only(solo.config, 4)
+    body = {**JOB, "width": 2048, "height": 1024, "steps": 2, "format": "tiff", "dpi": 150}
+    with solo.client() as http:
+        view, image = render_large(http, body)
+    metrics = view["result"]["metrics"]
+    assert image.shape == (1024, 2048, 3)
+    assert metrics["max_concurrent_replicas"] >= 2
+    assert metrics["tiles"] == 45
+    assert 0.5 < view["result"]["seam_score"] < 1.5
+    assert view["status"] == "done" and view["format"] == "tiff"
+
+
+def test_killed_replica_mid_render_gives_the_same_image(solo):
+    deploy_quality_only(solo.config, 4)
+    with solo.client() as http:
+        started = http.post("/v1/renders", json={**JOB, "wait": False})
+        assert started.status_code == 202
+        job_id = started.json()["id"]
+        while http.get(f"/v1/renders/{job_id}").json()["progress"]["done"] < 2:
+            time.sleep(0.1)
+        victims = [
+            a["name"]
+            for a in ray.util.list_named_actors(all_namespaces=True)
+            if a["name"].startswith(f"SERVE_REPLICA::{APP_NAME}#model-quality#")
+        ]
+        ray.kill(ray.get_actor(victims[0], namespace="serve"), no_restart=True)
+        while (view := http.get(f"/v1/renders/{job_id}").json())["status"] == "running":
+            time.sleep(0.25)
+        assert view["status"] == "done", view
+        assert view["result"]["metrics"]["retries"] >= 1
+        image = np.asarray(
+            Image.open(__import__("io").BytesIO(http.get(view["result"]["url"]).content))
+        )
+    assert np.array_equal(image, REFERENCE["image"])
+
+
+def test_out_of_memory_tile_is_split_and_the_job_completes(solo):
+    deploy_quality_only(solo.config, 4, max_pixels_per_call=300 * 300)  # tiles of 384² OOM
+    body = {**JOB, "width": 768, "height": 384, "seed": 5, "tile_size": 384}
+    with solo.client() as http:
+        view, image = render_large(http, body)
+    assert image.shape == (384, 768, 3)
+    metrics = view["result"]["metrics"]
+    assert metrics["splits"] == metrics["tiles"] == 3
+    assert 0.5 < view["result"]["seam_score"] < 1.5
+
+
+def test_progress_is_published_and_tiled_mode_works(solo):
+    deploy_quality_only(solo.config, 4)
+    with solo.client() as http:
+        started = http.post(
+            "/v1/renders", json={**JOB, "mode": "tiled", "wait": False, "width": 512, "height": 512}
+        )
+        assert started.status_code == 202
+        view = started.json()
+        assert view["status"] == "running" and view["progress"]["done"] == 0
+        seen = set()
+        while (view := http.get(f"/v1/renders/{view['id']}").json())["status"] == "running":
+            seen.add(view["progress"]["done"])
+            time.sleep(0.1)
+        record = http.get(f"/v1/runs/{view['id']}").json()
+    assert view["status"] == "done" and view["progress"] == {"done": 9, "total": 9}
+    assert len(seen) > 1  # progress moved while we watched
+    assert record["params"]["mode"] == "tiled" and record["metrics"]["seam_score"] > 0
+    assert record["outputs"]["image"].endswith(".png")
+
+
+@pytest.mark.parametrize(
+    ("patch", "field"),
+    [
+        ({"format": "webp"}, "format"),
+        ({"format": "jpeg", "width": 65536 + 8, "height": 64}, "width"),
+        ({"tile_size": 100}, "tile_size"),
+        ({"overlap": 200}, "overlap"),
+        ({"mode": "tiled", "base_image": "AAAA"}, "base_image"),
+    ],
+)
+def test_large_render_errors_are_422(solo, patch, field):
+    with solo.client() as http:
+        response = http.post("/v1/renders", json={**JOB, **patch})
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["field"] == field
+
+
+def test_unknown_render_id_is_404(solo):
+    with solo.client() as http:
+        response = http.get("/v1/renders/20260101-000000-000000-deadbeef")
+    assert response.status_code == 404
+    assert "no run" in response.json()["error"]["message"]
