@@ -5,84 +5,27 @@ JSON error naming the field (4xx) or a 503 with Retry-After; never a stack
 trace.
 """
 
-import logging
 import mimetypes
-from datetime import datetime
 from typing import Any
 
-from fastapi import Depends, FastAPI, Header, Query, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import Depends, Header, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from core.config import ClusterConfig, deployment_name
+from core.config import APP_NAME, ClusterConfig, deployment_name
 from core.config_file import config_from_dict
-from core.errors import AuthError, OverloadedError, RequestError, StorageError
 from core.imaging import MEDIA_TYPES, encode_base64
 from core.schemas import ModelSummary, RenderRequestBody, RenderResponse
 from core.store import open_store
+from serve.api_app import IngressContext, api, authorized, error_response
 from serve.auth import ApiKeys
 from serve.cluster_status import deployment_status
 from serve.dispatch import Dispatcher
 from serve.render_service import RenderService
+from serve.routes import runs
 
-logger = logging.getLogger("ray.serve")
-api = FastAPI(title="render-cluster", version="0.1.0")
-
-
-def _error(status: int, field: str | None, message: str, headers: dict | None = None):
-    body = {"error": {"field": field, "message": message}}
-    return JSONResponse(status_code=status, content=body, headers=headers)
-
-
-@api.exception_handler(RequestError)
-async def _request_error(_: Request, exc: RequestError) -> JSONResponse:
-    return _error(exc.status_code, exc.field, f"{exc.field}: {exc.message}")
-
-
-@api.exception_handler(RequestValidationError)
-async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-    problems = []
-    for err in exc.errors():
-        loc = [str(p) for p in err["loc"] if p != "body"]
-        problems.append({"field": ".".join(loc) or "body", "message": err["msg"]})
-    first = problems[0] if problems else {"field": "body", "message": "invalid request"}
-    body = {
-        "error": {"field": first["field"], "message": f"{first['field']}: {first['message']}"},
-        "problems": problems,
-    }
-    return JSONResponse(status_code=422, content=body)
-
-
-@api.exception_handler(AuthError)
-async def _auth_error(_: Request, exc: AuthError) -> JSONResponse:
-    return _error(401, "authorization", str(exc), {"WWW-Authenticate": "Bearer"})
-
-
-@api.exception_handler(OverloadedError)
-async def _overloaded(_: Request, exc: OverloadedError) -> JSONResponse:
-    return _error(503, None, str(exc), {"Retry-After": str(exc.retry_after_s)})
-
-
-@api.exception_handler(StorageError)
-async def _storage_error(_: Request, exc: StorageError) -> JSONResponse:
-    return _error(502, None, str(exc))
-
-
-@api.exception_handler(Exception)
-async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-    logger.exception("unhandled error in ingress")
-    return _error(500, None, f"internal error ({type(exc).__name__}); see the server log")
-
-
-def authorized(
-    request: Request,
-    authorization: str | None = Header(None),
-    x_api_key: str | None = Header(None),
-) -> None:
-    """FastAPI dependency: a valid API key when keys are configured."""
-    request.app.state.api_keys.check(authorization, x_api_key)
+api.include_router(runs.router)
 
 
 def _wanted_format(accept: str | None) -> str | None:
@@ -104,6 +47,14 @@ class Ingress:
         self.dispatcher = Dispatcher(model_handles)
         self.store = open_store(self.config.storage)
         self.renders = RenderService(self.config, self.store, self.dispatcher)
+        api.state.context = IngressContext(
+            config=self.config,
+            store=self.store,
+            registry=self.renders.registry,
+            dispatcher=self.dispatcher,
+            renders=self.renders,
+            app_name=APP_NAME,
+        )
 
     @api.get("/healthz")
     async def healthz(self) -> dict[str, str]:
@@ -155,7 +106,7 @@ class Ingress:
                 return JSONResponse(status_code=202, content=view)
             final = await self.renders.jobs.wait(record.id)
             if final.status != "done":
-                return _error(500, None, f"render {final.id} failed: {final.error}")
+                return error_response(500, None, f"render {final.id} failed: {final.error}")
             if raw_format:
                 return self._artifact_response(final.outputs["image"], final)
             return await self.renders.job_view(final.id, base_url)
@@ -194,32 +145,3 @@ class Ingress:
         media_type = mimetypes.guess_type(key)[0] or "application/octet-stream"
         headers = {"X-Render-Id": record.id, "X-Seed": str(record.seed)} if record else None
         return StreamingResponse(stream, media_type=media_type, headers=headers)
-
-    @api.get("/v1/runs")
-    async def runs(
-        self,
-        model: str | None = None,
-        style: str | None = None,
-        pipeline: str | None = None,
-        campaign: str | None = None,
-        status: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        limit: int = Query(50, ge=1, le=1000),
-        _: None = Depends(authorized),
-    ) -> dict[str, Any]:
-        records = self.renders.registry.list(
-            model=model,
-            style=style,
-            pipeline=pipeline,
-            campaign=campaign,
-            status=status,
-            since=since,
-            until=until,
-            limit=limit,
-        )
-        return {"runs": [r.model_dump(mode="json") for r in records]}
-
-    @api.get("/v1/runs/{run_id}")
-    async def run(self, run_id: str, _: None = Depends(authorized)) -> dict[str, Any]:
-        return self.renders.registry.get(run_id).model_dump(mode="json")

@@ -40,8 +40,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCluster]:
     from serve.local_cluster import start_local_cluster
 
-    config = load_config("configs/local.yaml").model_copy(
-        update={"model_cache_dir": tmp_path_factory.mktemp("models")}
+    base = load_config("configs/local.yaml")
+    storage = base.storage.model_copy(update={"path": tmp_path_factory.mktemp("store")})
+    config = base.model_copy(
+        update={"model_cache_dir": tmp_path_factory.mktemp("models"), "storage": storage}
     )
     running = start_local_cluster(config, gpus=4, port=free_port(), cpus=8)
     yield RunningCluster(running.url, config)

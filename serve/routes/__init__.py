@@ -1,0 +1,1 @@
+"""HTTP route modules included by the ingress (each a FastAPI `APIRouter`)."""
