@@ -55,6 +55,18 @@ class RenderClient:
             seed=int(response.headers.get("x-seed", "0")),
         )
 
+    def fetch(self, url: str) -> bytes:
+        """Bytes of an artifact URL (the API's own route, or a presigned S3 URL)."""
+        if url.startswith(self.url):
+            return self._call("GET", url[len(self.url) :]).content
+        try:  # a presigned URL carries its own credentials: send no API key there
+            response = httpx.get(url, timeout=self._http.timeout)
+        except httpx.HTTPError as exc:
+            raise ClientError(f"cannot fetch {url}: {exc}") from None
+        if response.status_code >= 400:
+            raise ClientError(f"HTTP {response.status_code} fetching {url}")
+        return response.content
+
     def get(self, path: str, **params: Any) -> Any:
         """GET a JSON resource."""
         return self._call("GET", path, params=params).json()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import base64
 import signal
-import socket
 import time
 from pathlib import Path
 from typing import Annotated
@@ -13,8 +13,11 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.client import RenderClient
+from cli.embedded import cluster_url
 from cli.errors import one_line_errors
+from cli.jobs import describe, download, follow_job
 from cli.k8s import app as k8s_app
+from cli.runs import pipeline_app, register, runs_app
 from core.config_file import load_config
 from core.errors import RequestError
 
@@ -24,6 +27,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(k8s_app, name="k8s")
+app.add_typer(runs_app, name="runs")
+app.add_typer(pipeline_app, name="pipeline")
+register(app)
 console = Console(highlight=False)
 
 ConfigOption = Annotated[
@@ -34,13 +40,6 @@ UrlOption = Annotated[
     typer.Option("--url", help="A running cluster's URL; without it an embedded one starts."),
 ]
 DEFAULT_CONFIG = Path("configs/local.yaml")
-
-
-def free_port() -> int:
-    """A TCP port that is free on 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @app.command()
@@ -71,7 +70,7 @@ def up(
 @app.command()
 def render(
     prompt: Annotated[str, typer.Option(help="What to draw.")],
-    out: Annotated[Path, typer.Option(help="Where to write the image (.png, .jpg, .webp).")],
+    out: Annotated[Path, typer.Option(help="Output file (.png, .jpg, .webp, .tif).")],
     style: Annotated[str | None, typer.Option(help="Style label (routes to a model).")] = None,
     model: Annotated[str | None, typer.Option(help="Model name (wins over --style).")] = None,
     width: Annotated[int | None, typer.Option(help="Width in pixels.")] = None,
@@ -81,16 +80,15 @@ def render(
     negative_prompt: Annotated[str, typer.Option(help="What to keep out.")] = "",
     init_image: Annotated[Path | None, typer.Option(help="Image to start from.")] = None,
     mask: Annotated[Path | None, typer.Option(help="Mask (white = repaint).")] = None,
-    strength: Annotated[float, typer.Option(help="img2img / inpaint strength.")] = 0.75,
+    strength: Annotated[float | None, typer.Option(help="img2img / refine strength.")] = None,
+    mode: Annotated[str, typer.Option(help="auto, single, hires or tiled.")] = "auto",
+    dpi: Annotated[int, typer.Option(help="DPI written into the file.")] = 300,
     url: UrlOption = None,
     config: ConfigOption = DEFAULT_CONFIG,
     gpus: Annotated[int, typer.Option(help="Logical GPUs of an embedded cluster.")] = 4,
 ) -> None:
-    """Render one image through a running cluster (--url) or an embedded one."""
-    import base64
-
+    """Render through a running cluster (--url) or an embedded one; large sizes are tiled."""
     with one_line_errors():
-        fmt = _format_of(out)
         body = {
             "prompt": prompt,
             "negative_prompt": negative_prompt,
@@ -101,28 +99,59 @@ def render(
             "seed": seed,
             "steps": steps,
             "strength": strength,
+            "mode": mode,
+            "dpi": dpi,
+            "format": _format_of(out),
         }
         for name, path in (("init_image", init_image), ("mask", mask)):
             if path is not None:
                 body[name] = base64.b64encode(path.read_bytes()).decode()
         body = {k: v for k, v in body.items() if v is not None}
         started = time.perf_counter()
-        if url is None:
-            from serve.local_cluster import start_local_cluster
+        with cluster_url(url, config, gpus) as base:
+            client = RenderClient(base)
+            view = client.post("/v1/renders", {**body, "wait": False})
+            if "image_base64" in view:  # a single render answers at once
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_bytes(base64.b64decode(view["image_base64"]))
+                line = (
+                    f"wrote [bold]{out}[/] (render {view['id']}, model {view['model']}, "
+                    f"seed {view['seed']}, {time.perf_counter() - started:.2f} s)"
+                )
+            else:
+                view = follow_job(client, view, console)
+                download(client, view, out)
+                line = describe(view, out, time.perf_counter() - started)
+    console.print(line)
 
-            cluster = start_local_cluster(load_config(config), gpus=gpus, port=free_port())
-            try:
-                result = RenderClient(cluster.url).render(body, fmt)
-            finally:
-                cluster.shutdown()
-        else:
-            result = RenderClient(url).render(body, fmt)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(result.content)
-    elapsed = time.perf_counter() - started
-    console.print(
-        f"wrote [bold]{out}[/] (render {result.render_id}, seed {result.seed}, {elapsed:.2f} s)"
-    )
+
+@app.command()
+def upscale(
+    image: Annotated[Path, typer.Argument(help="Image to upscale (PNG, JPEG, WebP).")],
+    out: Annotated[Path, typer.Option(help="Output file (.png, .jpg, .tif).")],
+    scale: Annotated[int, typer.Option(help="Total scale (the model's, or a power of it).")] = 4,
+    model: Annotated[str | None, typer.Option(help="Upscaler model name.")] = None,
+    dpi: Annotated[int, typer.Option(help="DPI written into the file.")] = 300,
+    url: UrlOption = None,
+    config: ConfigOption = DEFAULT_CONFIG,
+    gpus: Annotated[int, typer.Option(help="Logical GPUs of an embedded cluster.")] = 4,
+) -> None:
+    """Make an image larger with a tiled upscaler model across its replicas."""
+    with one_line_errors():
+        body = {
+            "image": base64.b64encode(image.read_bytes()).decode(),
+            "scale": scale,
+            "model": model,
+            "dpi": dpi,
+            "format": _format_of(out),
+            "wait": False,
+        }
+        started = time.perf_counter()
+        with cluster_url(url, config, gpus) as base:
+            client = RenderClient(base)
+            view = follow_job(client, client.post("/v1/upscale", body), console)
+            download(client, view, out)
+    console.print(describe(view, out, time.perf_counter() - started))
 
 
 @app.command()
@@ -153,7 +182,33 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def _format_of(path: Path) -> str:
     suffix = path.suffix.lower().lstrip(".")
-    formats = {"png": "png", "jpg": "jpeg", "jpeg": "jpeg", "webp": "webp"}
+    formats = {
+        "png": "png",
+        "jpg": "jpeg",
+        "jpeg": "jpeg",
+        "webp": "webp",
+        "tif": "tiff",
+        "tiff": "tiff",
+    }
     if suffix not in formats:
-        raise RequestError("out", f"extension .{suffix} is not one of .png, .jpg, .jpeg, .webp")
+        raise RequestError("out", f"extension .{suffix} is not one of .{', .'.join(formats)}")
     return formats[suffix]
+
+
+@app.command()
+def demo(
+    config: ConfigOption = DEFAULT_CONFIG,
+    out_dir: Annotated[Path, typer.Option(help="Where the outputs go.")] = Path("out/demo"),
+    width: Annotated[int, typer.Option(help="Width of the billboard render.")] = 4096,
+    height: Annotated[int, typer.Option(help="Height of the billboard render.")] = 1024,
+    gpus: Annotated[int, typer.Option(help="Logical GPUs of the embedded cluster.")] = 4,
+) -> None:
+    """Start an embedded cluster and run the demo jobs (real-photo upscale, billboard render)."""
+    from cli.demo import run_demo
+
+    with one_line_errors():
+        started = time.perf_counter()
+        with cluster_url(None, config, gpus) as url:
+            console.print(f"embedded cluster up at {url} ({time.perf_counter() - started:.1f} s)")
+            run_demo(url, out_dir, width, height, console)
+    console.print(f"done in {time.perf_counter() - started:.1f} s; outputs in [bold]{out_dir}[/]")

@@ -81,6 +81,23 @@ class RenderRequestBody(BaseModel):
     )
 
 
+class UpscaleRequestBody(BaseModel):
+    """`POST /v1/upscale`: make an image larger with an upscaler model, tiled."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image: str = Field(..., min_length=1, description="Base64 PNG/JPEG/WebP to upscale.")
+    scale: int = Field(
+        4, ge=2, le=64, description="Total scale: the model's scale or a power of it (chained)."
+    )
+    model: str | None = Field(
+        None, description="Upscaler model name (default: the first upscaler in the config)."
+    )
+    format: Literal["png", "jpeg", "tiff"] = Field("png", description="Output encoding.")
+    dpi: int = Field(300, ge=1, le=4800, description="Resolution written into the file.")
+    wait: bool = Field(True, description="False answers 202 with a job id at once.")
+
+
 class RenderResponse(BaseModel):
     """The JSON answer of a finished render."""
 
@@ -196,3 +213,30 @@ class LargeRenderResult:
     splits: int
     base_size: tuple[int, int] | None
     timings: dict[str, float]
+
+
+@dataclass
+class UpscaleJob:
+    """A tiled upscale for the tile router: `scale` is model_scale ** passes."""
+
+    job_id: str
+    model_name: str
+    image: np.ndarray = field(repr=False)  # (h, w, 3) uint8 source
+    scale: int
+    model_scale: int
+    tile_size: int
+    padding: int
+    output_key: str
+    format: LargeFormat = "png"
+    dpi: int = 300
+    max_in_flight: int = 32
+    max_attempts: int = 3
+
+    @property
+    def passes(self) -> int:
+        """How many chained passes of the model give `scale`."""
+        passes, total = 0, 1
+        while total < self.scale:
+            total *= self.model_scale
+            passes += 1
+        return passes

@@ -14,7 +14,14 @@ import numpy as np
 from core.config import ClusterConfig, ModelConfig
 from core.errors import RequestError
 from core.imaging import decode_base64_image
-from core.schemas import MAX_SEED, GenerateRequest, LargeRenderJob, RenderRequestBody
+from core.schemas import (
+    MAX_SEED,
+    GenerateRequest,
+    LargeRenderJob,
+    RenderRequestBody,
+    UpscaleJob,
+    UpscaleRequestBody,
+)
 
 DEFAULT_IMG2IMG_STRENGTH = 0.75
 LARGE_FORMATS = ("png", "jpeg", "tiff")
@@ -219,3 +226,61 @@ def _decode_images(
             )
         mask = np.where(mask >= 128, 255, 0).astype(np.uint8)
     return init_image, mask
+
+
+MAX_UPSCALE_PASSES = 3
+
+
+def resolve_upscale(
+    body: UpscaleRequestBody, config: ClusterConfig, job_id: str, output_key: str
+) -> tuple[UpscaleJob, ModelConfig]:
+    """Validate an upscale request into an `UpscaleJob`; raise `RequestError`."""
+    upscalers = [name for name, m in config.models.items() if m.family == "upscaler"]
+    name = body.model if body.model is not None else (upscalers[0] if upscalers else None)
+    if name is None or name not in upscalers:
+        raise RequestError(
+            "model",
+            f"{name!r} is not an upscaler model (upscalers: {', '.join(upscalers) or 'none'})",
+        )
+    model = config.models[name]
+    options = model.upscaler
+    scales = [options.scale**k for k in range(1, MAX_UPSCALE_PASSES + 1)]
+    if body.scale not in scales:
+        raise RequestError(
+            "scale", f"{name} upscales by {', '.join(map(str, scales))}; got {body.scale}"
+        )
+    limits = config.limits
+    image = decode_base64_image(
+        body.image, "image", limits.max_upload_bytes, limits.max_upload_pixels
+    )
+    height, width = image.shape[:2]
+    out_w, out_h = width * body.scale, height * body.scale
+    for field, value, limit in (
+        ("width", out_w, limits.max_width),
+        ("height", out_h, limits.max_height),
+    ):
+        if value > limit:
+            raise RequestError(
+                "scale", f"output {field} {value} would be over the limit of {limit}"
+            )
+    if out_w * out_h > limits.max_pixels:
+        raise RequestError(
+            "scale", f"output {out_w}x{out_h} would be over the limit of {limits.max_pixels} pixels"
+        )
+    if body.format == "jpeg" and max(out_w, out_h) > JPEG_MAX_SIDE:
+        raise RequestError("format", f"JPEG sides are limited to {JPEG_MAX_SIDE}; use png or tiff")
+    job = UpscaleJob(
+        job_id=job_id,
+        model_name=name,
+        image=image,
+        scale=body.scale,
+        model_scale=options.scale,
+        tile_size=options.tile_size,
+        padding=options.context_padding,
+        output_key=output_key,
+        format=body.format,
+        dpi=body.dpi,
+        max_in_flight=config.tiling.max_in_flight,
+        max_attempts=config.tiling.max_attempts,
+    )
+    return job, model

@@ -17,11 +17,10 @@ from typing import Any
 import ray
 
 from actors.tile_router import TileRouter
-from core.config import ClusterConfig, ModelConfig
+from core.config import ClusterConfig
 from core.errors import JobFailed
-from core.model_source import parse_source
 from core.records import RunRecord, RunRegistry
-from core.schemas import LargeRenderJob, LargeRenderResult
+from core.schemas import LargeRenderJob, LargeRenderResult, UpscaleJob
 
 logger = logging.getLogger("ray.serve")
 JOB_NAMESPACE = "render-cluster-jobs"
@@ -42,45 +41,21 @@ class JobTracker:
         self.spool_dir = str(Path(tempfile.gettempdir()) / "render-cluster-spool")
         self._tasks: dict[str, asyncio.Task] = {}
 
-    def start(self, job: LargeRenderJob, model: ModelConfig, style: str | None) -> RunRecord:
-        """Record the job as running and hand it to a new router actor."""
-        record = RunRecord(
-            id=job.job_id,
-            kind="hires",
-            status="running",
-            model=job.model_name,
-            model_source=model.source,
-            model_revision=parse_source(model.source).revision,
-            family=model.family,
-            style=style,
-            prompt=job.prompt,
-            negative_prompt=job.negative_prompt,
-            seed=job.seed,
-            params={
-                "width": job.width,
-                "height": job.height,
-                "steps": job.steps,
-                "guidance": job.guidance,
-                "strength": job.strength,
-                "mode": job.mode,
-                "tile_size": job.tile_size,
-                "overlap": job.overlap,
-                "format": job.format,
-                "dpi": job.dpi,
-                "blend": job.blend,
-                "colour_match": job.colour_match,
-            },
-        )
+    def start(self, record: RunRecord, job: LargeRenderJob | UpscaleJob) -> RunRecord:
+        """Save the job's running record and hand the job to a new router actor."""
         self.registry.save(record)
         router = TileRouter.options(name=router_name(job.job_id), namespace=JOB_NAMESPACE).remote(
             self.app_name, self.config.storage.model_dump(mode="json"), self.spool_dir
         )
-        self._tasks[job.job_id] = asyncio.create_task(self._follow(record, router, job))
+        call = router.upscale if isinstance(job, UpscaleJob) else router.run
+        self._tasks[job.job_id] = asyncio.create_task(self._follow(record, router, call, job))
         return record
 
-    async def _follow(self, record: RunRecord, router: Any, job: LargeRenderJob) -> RunRecord:
+    async def _follow(
+        self, record: RunRecord, router: Any, call: Any, job: LargeRenderJob | UpscaleJob
+    ) -> RunRecord:
         try:
-            result: LargeRenderResult = await router.run.remote(job)
+            result: LargeRenderResult = await call.remote(job)
         except JobFailed as exc:
             final = record.model_copy(update={"status": "failed", "error": exc.reason})
         except Exception as exc:  # the router itself died: the job is over

@@ -14,9 +14,9 @@ from core.config import APP_NAME, ClusterConfig
 from core.imaging import EXTENSIONS, encode_image
 from core.model_source import parse_source
 from core.records import RunRecord, RunRegistry, new_run_id
-from core.schemas import RenderRequestBody
+from core.schemas import RenderRequestBody, UpscaleRequestBody
 from core.store import ArtifactStore
-from core.validation import is_large, resolve_large, resolve_render
+from core.validation import is_large, resolve_large, resolve_render, resolve_upscale
 from serve.dispatch import Dispatcher
 from serve.jobs import JobTracker
 
@@ -100,7 +100,63 @@ class RenderService:
         """Validate and start a large-format job; return its running record."""
         run_id = new_run_id()
         job, model = resolve_large(body, self.config, run_id, output_key(run_id, body.format))
-        return self.jobs.start(job, model, body.style)
+        record = RunRecord(
+            id=job.job_id,
+            kind="hires",
+            status="running",
+            model=job.model_name,
+            model_source=model.source,
+            model_revision=parse_source(model.source).revision,
+            family=model.family,
+            style=body.style,
+            prompt=job.prompt,
+            negative_prompt=job.negative_prompt,
+            seed=job.seed,
+            params={
+                "width": job.width,
+                "height": job.height,
+                "steps": job.steps,
+                "guidance": job.guidance,
+                "strength": job.strength,
+                "mode": job.mode,
+                "tile_size": job.tile_size,
+                "overlap": job.overlap,
+                "format": job.format,
+                "dpi": job.dpi,
+                "blend": job.blend,
+                "colour_match": job.colour_match,
+            },
+        )
+        return self.jobs.start(record, job)
+
+    def start_upscale(self, body: UpscaleRequestBody) -> RunRecord:
+        """Validate and start a tiled upscale job; return its running record."""
+        run_id = new_run_id()
+        job, model = resolve_upscale(body, self.config, run_id, output_key(run_id, body.format))
+        height, width = job.image.shape[:2]
+        record = RunRecord(
+            id=run_id,
+            kind="upscale",
+            status="running",
+            model=job.model_name,
+            model_source=model.source,
+            model_revision=parse_source(model.source).revision,
+            family=model.family,
+            params={
+                "source_width": width,
+                "source_height": height,
+                "width": width * job.scale,
+                "height": height * job.scale,
+                "scale": job.scale,
+                "passes": job.passes,
+                "tile_size": job.tile_size,
+                "padding": job.padding,
+                "format": job.format,
+                "dpi": job.dpi,
+            },
+            inputs={"image": _sha256(job.image.tobytes())},
+        )
+        return self.jobs.start(record, job)
 
     async def job_view(self, run_id: str, base_url: str) -> dict[str, Any]:
         """`GET /v1/renders/{id}`: status, progress and, when done, the result."""

@@ -8,6 +8,7 @@ restores the original app at the end.
 from __future__ import annotations
 
 import time
+from io import BytesIO
 
 import httpx
 import numpy as np
@@ -19,6 +20,8 @@ from ray import serve
 from core.config import APP_NAME, ClusterConfig
 from serve.app import application
 from serve.local_cluster import wait_running
+from tests.integration.test_render_service import png_b64
+from tests.unit.test_upscaler import psnr, scene
 
 JOB = {
     "prompt": "a harbour town",
@@ -30,22 +33,27 @@ JOB = {
 }
 
 
-def deploy_quality_only(config: ClusterConfig, replicas: int, **model_updates) -> None:
+def deploy_solo(config: ClusterConfig, name: str, replicas: int, **model_updates) -> None:
+    """Redeploy the app with model `name` alone, at a fixed number of replicas."""
     data = config.model_dump(mode="json")
-    quality = data["models"]["quality"]
-    quality["autoscaling"].update(min_replicas=replicas, max_replicas=replicas)
-    quality.update(model_updates)
-    data.update(models={"quality": quality}, styles={}, default_style=None, pipelines={})
+    model = data["models"][name]
+    model["autoscaling"].update(min_replicas=replicas, max_replicas=replicas)
+    model.update(model_updates)
+    data.update(models={name: model}, styles={}, default_style=None, pipelines={})
     solo = ClusterConfig.model_validate(data)
     serve.run(application(solo), name=APP_NAME, route_prefix="/", blocking=False)
     wait_running()
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        states = serve.status().applications[APP_NAME].deployments["model-quality"].replica_states
+        states = serve.status().applications[APP_NAME].deployments[f"model-{name}"].replica_states
         if states == {"RUNNING": replicas}:
             return
         time.sleep(0.5)
-    raise TimeoutError(f"quality never reached {replicas} replicas: {states}")
+    raise TimeoutError(f"{name} never reached {replicas} replicas: {states}")
+
+
+def deploy_quality_only(config: ClusterConfig, replicas: int, **model_updates) -> None:
+    deploy_solo(config, "quality", replicas, **model_updates)
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +69,6 @@ def render_large(http: httpx.Client, body: dict) -> tuple[dict, np.ndarray]:
     view = response.json()
     image = http.get(view["result"]["url"])
     assert image.status_code == 200
-    from io import BytesIO
-
     return view, np.asarray(Image.open(BytesIO(image.content)))
 
 
@@ -173,3 +179,58 @@ def test_unknown_render_id_is_404(solo):
         response = http.get("/v1/renders/20260101-000000-000000-deadbeef")
     assert response.status_code == 404
     assert "no run" in response.json()["error"]["message"]
+
+
+def upscale(http: httpx.Client, image: np.ndarray, **fields) -> tuple[dict, np.ndarray]:
+    response = http.post("/v1/upscale", json={"image": png_b64(image), **fields}, timeout=600)
+    assert response.status_code == 200, response.text
+    view = response.json()
+    return view, np.asarray(Image.open(BytesIO(http.get(view["result"]["url"]).content)))
+
+
+def test_tiled_upscale_matches_a_whole_image_pass_on_one_and_four_replicas(solo):
+    from serve.upscaler import load_upscaler
+
+    source = scene(300, 200)
+    whole = load_upscaler("realesrgan:animevideov3-x4", 4).upscale(source)
+    deploy_solo(solo.config, "upscaler", 1)
+    with solo.client() as http:
+        one_view, one = upscale(http, source)
+    deploy_solo(solo.config, "upscaler", 4)
+    with solo.client() as http:
+        four_view, four = upscale(http, source)
+        record = http.get(f"/v1/runs/{four_view['id']}").json()
+    assert one.shape == four.shape == whole.shape == (800, 1200, 3)
+    assert np.array_equal(one, four)
+    assert psnr(four, whole) >= 50
+    assert four_view["result"]["seam_score"] <= 1.05
+    assert four_view["result"]["metrics"]["tiles"] == 6
+    assert four_view["result"]["metrics"]["replicas_used"] > 1
+    assert record["kind"] == "upscale" and record["params"]["passes"] == 1
+
+
+def test_upscale_chains_passes_beyond_one(solo):
+    deploy_solo(solo.config, "upscaler", 4)
+    with solo.client() as http:
+        view, image = upscale(http, scene(40, 30), scale=16, format="tiff")
+    assert image.shape == (480, 640, 3)
+    assert view["result"]["metrics"]["tiles"] == 2  # pass 2: 160x120 in 128-px tiles
+
+
+@pytest.mark.parametrize(
+    ("patch", "field", "fragment"),
+    [
+        ({"image": "bm90IGFuIGltYWdl"}, "image", "not a decodable"),
+        ({"scale": 3}, "scale", "upscales by 4, 16, 64"),
+        ({"model": "quality"}, "model", "not an upscaler"),
+        ({"model": "nope"}, "model", "not an upscaler"),
+        ({"scale": 64}, "scale", "over the limit"),
+    ],
+)
+def test_bad_upscale_requests_are_422(solo, patch, field, fragment):
+    body = {"image": png_b64(scene(600, 400)), **patch}
+    with solo.client() as http:
+        response = http.post("/v1/upscale", json=body)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["field"] == field and fragment in error["message"]

@@ -1,0 +1,311 @@
+"""CLI over HTTP for run records, pipelines, approvals, re-runs and the variance check.
+
+`runs_app` (runs list|show|diff) and `pipeline_app` (pipeline list|run|show) are
+typer sub-apps; `register(app)` adds approve, reject, rerun and variance as
+top-level commands. Every command talks to a running cluster at `--url`.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+from PIL import Image
+from rich.console import Console
+from rich.table import Table
+
+from cli.client import RenderClient
+from cli.errors import one_line_errors
+from core.errors import RequestError
+from core.variance import layout_variance
+
+__all__ = ["parse_settings", "pipeline_app", "register", "runs_app"]
+
+console = Console(highlight=False)
+runs_app = typer.Typer(help="Query the run records: list, show, diff.", no_args_is_help=True)
+pipeline_app = typer.Typer(
+    help="Staged pipelines: list them, run one, show a run.", no_args_is_help=True
+)
+
+UrlOption = Annotated[str, typer.Option("--url", help="Cluster URL.")]
+WaitOption = Annotated[
+    bool, typer.Option("--wait/--no-wait", help="Wait until the run stops (gate, end, failure).")
+]
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+def parse_settings(items: list[str]) -> dict[str, Any]:
+    """``["steps=40", "model=fast"]`` -> ``{"steps": 40, "model": "fast"}``.
+
+    Values are read as JSON (numbers, true/false, null) and otherwise kept as text.
+    """
+    settings: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise RequestError("set", f"expected KEY=VALUE, got {item!r}")
+        try:
+            settings[key] = json.loads(text)
+        except ValueError:
+            settings[key] = text
+    return settings
+
+
+# -- runs ----------------------------------------------------------------------------
+
+
+@runs_app.command("list")
+def list_runs(
+    model: Annotated[str | None, typer.Option(help="Only this model.")] = None,
+    style: Annotated[str | None, typer.Option(help="Only this style.")] = None,
+    pipeline: Annotated[str | None, typer.Option(help="Only this pipeline.")] = None,
+    campaign: Annotated[str | None, typer.Option(help="Only this campaign.")] = None,
+    status: Annotated[str | None, typer.Option(help="Only this status.")] = None,
+    since: Annotated[str | None, typer.Option(help="From this time (ISO 8601, UTC).")] = None,
+    until: Annotated[str | None, typer.Option(help="Before this time (ISO 8601, UTC).")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many runs.", min=1)] = 50,
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Run records matching every filter, newest first."""
+    filters = {
+        "model": model,
+        "style": style,
+        "pipeline": pipeline,
+        "campaign": campaign,
+        "status": status,
+        "since": since,
+        "until": until,
+        "limit": limit,
+    }
+    with one_line_errors():
+        runs = RenderClient(url).get(
+            "/v1/runs", **{k: v for k, v in filters.items() if v is not None}
+        )["runs"]
+    table = Table(title=f"{len(runs)} runs")
+    for column in ("id", "kind", "status", "pipeline/stage", "model", "cache", "seed", "prompt"):
+        table.add_column(column)
+    for run in runs:
+        where = "/".join(part for part in (run["pipeline"], run["stage"]) if part) or "-"
+        table.add_row(
+            run["id"],
+            run["kind"],
+            run["status"],
+            where,
+            run["model"],
+            run["cache"] or "-",
+            str(run["seed"]),
+            _short(run["prompt"]),
+        )
+    console.print(table)
+
+
+@runs_app.command("show")
+def show_run(
+    run_id: Annotated[str, typer.Argument(help="Run id.")], url: UrlOption = DEFAULT_URL
+) -> None:
+    """One run record, as JSON."""
+    with one_line_errors():
+        record = RenderClient(url).get(f"/v1/runs/{run_id}")
+    console.print_json(data=record)
+
+
+@runs_app.command("diff")
+def diff_runs(
+    run_a: Annotated[str, typer.Argument(help="First run id.")],
+    run_b: Annotated[str, typer.Argument(help="Second run id.")],
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Every field that differs between two runs."""
+    with one_line_errors():
+        changes = RenderClient(url).get(f"/v1/runs/{run_a}/diff/{run_b}")["changes"]
+    if not changes:
+        console.print("no differences")
+        return
+    table = Table(title=f"{run_a} -> {run_b}")
+    for column in ("field", "a", "b"):
+        table.add_column(column)
+    for change in changes:
+        table.add_row(change["field"], _json(change["a"]), _json(change["b"]))
+    console.print(table)
+
+
+# -- pipelines -----------------------------------------------------------------------
+
+
+@pipeline_app.command("list")
+def list_pipelines(url: UrlOption = DEFAULT_URL) -> None:
+    """Configured pipelines and their stages."""
+    with one_line_errors():
+        pipelines = RenderClient(url).get("/v1/pipelines")["pipelines"]
+    for pipeline in pipelines:
+        stages = " -> ".join(
+            stage["name"] + (" (approval)" if stage["approval"] == "required" else "")
+            for stage in pipeline["stages"]
+        )
+        console.print(f"[bold]{pipeline['name']}[/]: {stages}")
+
+
+@pipeline_app.command("run")
+def run_pipeline(
+    name: Annotated[str, typer.Argument(help="Pipeline name.")],
+    prompt: Annotated[str, typer.Option(help="What to draw.")],
+    negative_prompt: Annotated[str, typer.Option(help="What to keep out.")] = "",
+    seed: Annotated[int | None, typer.Option(help="Seed (random if unset).")] = None,
+    reference: Annotated[Path | None, typer.Option(help="Reference image file.")] = None,
+    mask: Annotated[Path | None, typer.Option(help="Mask image file (white: repaint).")] = None,
+    campaign: Annotated[str | None, typer.Option(help="Campaign the run belongs to.")] = None,
+    wait: WaitOption = True,
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Start a run of pipeline NAME; with --wait, show it once it stops."""
+    body: dict[str, Any] = {"prompt": prompt, "negative_prompt": negative_prompt, "wait": wait}
+    for field, value in (("seed", seed), ("campaign", campaign)):
+        if value is not None:
+            body[field] = value
+    with one_line_errors():
+        for field, path in (("reference", reference), ("mask", mask)):
+            if path is not None:
+                body[field] = base64.b64encode(path.read_bytes()).decode()
+        view = RenderClient(url).post(f"/v1/pipelines/{name}/runs", body)
+    _print_run(view)
+
+
+@pipeline_app.command("show")
+def show_pipeline_run(
+    run_id: Annotated[str, typer.Argument(help="Pipeline run id.")], url: UrlOption = DEFAULT_URL
+) -> None:
+    """A pipeline run, stage by stage."""
+    with one_line_errors():
+        view = RenderClient(url).get(f"/v1/pipelines/runs/{run_id}")
+    _print_run(view)
+
+
+# -- top-level commands --------------------------------------------------------------
+
+
+def approve(
+    run_id: Annotated[str, typer.Argument(help="Pipeline run awaiting approval.")],
+    wait: WaitOption = False,
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Approve a run waiting at a gate; it goes on to its next stages."""
+    with one_line_errors():
+        view = RenderClient(url).post(f"/v1/renders/{run_id}/approve", {"wait": wait})
+    _print_run(view)
+
+
+def reject(
+    run_id: Annotated[str, typer.Argument(help="Pipeline run awaiting approval.")],
+    reason: Annotated[str, typer.Option(help="Why (kept in the run's record).")] = "",
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Reject a run waiting at a gate; it ends with status rejected."""
+    with one_line_errors():
+        view = RenderClient(url).post(f"/v1/renders/{run_id}/reject", {"reason": reason})
+    _print_run(view)
+
+
+def rerun(
+    run_id: Annotated[str, typer.Argument(help="Pipeline run to repeat.")],
+    stage: Annotated[str, typer.Option(help="Stage to recompute from.")],
+    settings: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="KEY=VALUE for that stage, e.g. steps=40 (repeatable)."),
+    ] = None,
+    wait: WaitOption = True,
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Re-run a pipeline run from STAGE; earlier stages come from the stage cache."""
+    with one_line_errors():
+        body = {"stage": stage, "set": parse_settings(settings or []), "wait": wait}
+        view = RenderClient(url).post(f"/v1/renders/{run_id}/rerun", body)
+    _print_run(view)
+
+
+def variance(
+    prompt: Annotated[str, typer.Option(help="What to draw.")],
+    model: Annotated[str, typer.Option(help="Model to measure.")],
+    n: Annotated[int, typer.Option("--n", help="Number of seeds.", min=2)] = 10,
+    first_seed: Annotated[int, typer.Option(help="Seeds are FIRST_SEED .. +N-1.", min=0)] = 0,
+    width: Annotated[int | None, typer.Option(help="Width (default: the model's).")] = None,
+    height: Annotated[int | None, typer.Option(help="Height (default: the model's).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Steps (default: the model's).")] = None,
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Render N seeds of one prompt and print the layout variance (0: same layout every time)."""
+    body = {"prompt": prompt, "model": model, "width": width, "height": height, "steps": steps}
+    body = {key: value for key, value in body.items() if value is not None}
+    table = Table(title=f"{model}: {n} seeds")
+    for column in ("seed", "render", "compute s", "wall s"):
+        table.add_column(column)
+    images = []
+    with one_line_errors():
+        client = RenderClient(url)
+        for seed in range(first_seed, first_seed + n):
+            started = time.perf_counter()
+            answer = client.post("/v1/renders", {**body, "seed": seed})
+            wall_s = time.perf_counter() - started
+            images.append(_decode(answer["image_base64"]))
+            compute_s = answer["timings"].get("compute_s")
+            compute = "-" if compute_s is None else f"{compute_s:.2f}"
+            table.add_row(str(seed), answer["id"], compute, f"{wall_s:.2f}")
+        figure = layout_variance(images)
+    console.print(table)
+    console.print(f"layout variance: [bold]{figure:.4f}[/] (mean pairwise, 0..1)")
+
+
+def register(app: typer.Typer) -> None:
+    """Add approve, reject, rerun and variance to `app` as top-level commands."""
+    for command in (approve, reject, rerun, variance):
+        app.command()(command)
+
+
+# -- output --------------------------------------------------------------------------
+
+
+def _print_run(view: dict[str, Any]) -> None:
+    """A pipeline run: one line for the run, a table of its stages."""
+    line = f"run [bold]{view['id']}[/] ({view['pipeline']}, seed {view['seed']}): {view['status']}"
+    console.print(line)
+    table = Table()
+    for column in ("stage", "status", "cache", "model", "size", "steps", "seconds", "url"):
+        table.add_column(column)
+    for stage in view["stages"]:
+        params = stage.get("params") or {}
+        size = f"{params['width']}x{params['height']}" if params else "-"
+        seconds = (stage.get("timings") or {}).get("total_s")
+        table.add_row(
+            stage["name"],
+            stage["status"],
+            stage.get("cache") or "-",
+            stage.get("model") or "-",
+            size,
+            str(params.get("steps", "-")),
+            "-" if seconds is None else f"{seconds:.2f}",
+            stage.get("url") or "-",
+        )
+    console.print(table)
+    if view.get("error"):
+        console.print(f"error: {view['error']}")
+    if view.get("result"):
+        console.print(f"result: {view['result']['url']}")
+
+
+def _decode(text: str) -> np.ndarray:
+    with Image.open(io.BytesIO(base64.b64decode(text))) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def _json(value: Any) -> str:
+    return "-" if value is None else json.dumps(value)
+
+
+def _short(text: str, width: int = 40) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
