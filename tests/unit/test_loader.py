@@ -11,9 +11,10 @@ from pathlib import Path
 import boto3
 import numpy as np
 import pytest
+import torch
 
 from core.config import ModelConfig
-from core.errors import ModelLoadError
+from core.errors import ModelLoadError, TileOutOfMemory
 from core.schemas import GenerateRequest
 from serve.engine import RenderEngine
 from serve.loader import load_model
@@ -134,3 +135,27 @@ def test_fixed_batch_shape_makes_bytes_independent_of_batching(tiny_dir):
     assert alone.batch_size == 1 and batched[1].batch_size == 3
     assert np.array_equal(alone.image, batched[1].image)
     assert not np.array_equal(batched[0].image, batched[1].image)
+
+
+def test_device_out_of_memory_becomes_a_tile_oom(tiny_dir, monkeypatch):
+    loaded = load_model(ModelConfig(source=str(tiny_dir)), tiny_dir.parent)
+    engine = RenderEngine(loaded, max_batch_size=1, fixed_batch_shape=True)
+
+    def exhausted(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(type(loaded.txt2img), "__call__", exhausted)
+    request = GenerateRequest(prompt="x", width=64, height=64, steps=1, guidance=1.0, seed=0)
+    with pytest.raises(TileOutOfMemory, match="tile 64x64: CUDA out of memory"):
+        engine.render([request])
+
+
+def test_memory_guard_refuses_calls_over_the_pixel_limit(tiny_dir):
+    loaded = load_model(ModelConfig(source=str(tiny_dir)), tiny_dir.parent)
+    engine = RenderEngine(loaded, 1, True, max_pixels_per_call=64 * 64)
+    small = GenerateRequest(prompt="x", width=64, height=64, steps=1, guidance=1.0, seed=0)
+    assert engine.render([small])[0].image.shape == (64, 64, 3)
+    with pytest.raises(TileOutOfMemory, match="over the replica's limit of 4096 pixels"):
+        engine.render(
+            [GenerateRequest(prompt="x", width=64, height=72, steps=1, guidance=1.0, seed=0)]
+        )
