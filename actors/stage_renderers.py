@@ -64,12 +64,5 @@ class ServeStageRenderer:
             width=result.width,
             height=result.height,
             timings=result.timings,
-            metrics={
-                "seam_score": result.seam_score,
-                "tiles": result.tiles,
-                "retries": result.retries,
-                "splits": result.splits,
-                "replicas_used": len(result.replicas_used),
-                "output_bytes": result.output_bytes,
-            },
+            metrics=result.metrics(),
         )

@@ -188,15 +188,7 @@ class TileRouter:
             image = job.base_image
         else:
             width, height = base_size(job.width, job.height, job.native_resolution, job.align)
-            request = GenerateRequest(
-                prompt=job.prompt,
-                negative_prompt=job.negative_prompt,
-                width=width,
-                height=height,
-                steps=job.steps,
-                guidance=job.guidance,
-                seed=job.seed,
-            )
+            request = _txt2img(job, width, height, job.seed)
             result = await call_with_retries(
                 handle.render, request, "base", job.job_id, job.max_attempts, stats
             )
@@ -232,15 +224,7 @@ class TileRouter:
         stats: CallStats,
     ) -> np.ndarray:
         """Render one tile (img2img of its reference, or txt2img); split it on OOM."""
-        request = GenerateRequest(
-            prompt=job.prompt,
-            negative_prompt=job.negative_prompt,
-            width=tile.render_w,
-            height=tile.render_h,
-            steps=job.steps,
-            guidance=job.guidance,
-            seed=seed,
-        )
+        request = _txt2img(job, tile.render_w, tile.render_h, seed)
         if reference is not None:
             request.mode = "img2img"
             request.strength = job.strength
@@ -297,6 +281,18 @@ class TileRouter:
             for y0, band in assembler.add(sub, pixels):
                 out[y0 : y0 + len(band)] = band
         return out
+
+
+def _txt2img(job: LargeRenderJob, width: int, height: int, seed: int) -> GenerateRequest:
+    return GenerateRequest(
+        prompt=job.prompt,
+        negative_prompt=job.negative_prompt,
+        width=width,
+        height=height,
+        steps=job.steps,
+        guidance=job.guidance,
+        seed=seed,
+    )
 
 
 def _cut(source: np.ndarray | pyvips.Image, box: Any) -> np.ndarray:

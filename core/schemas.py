@@ -214,6 +214,19 @@ class LargeRenderResult:
     base_size: tuple[int, int] | None
     timings: dict[str, float]
 
+    def metrics(self) -> dict[str, float]:
+        """The figures a run record keeps of this render."""
+        return {
+            "seam_score": self.seam_score,
+            "tiles": self.tiles,
+            "redundancy": self.redundancy,
+            "replicas_used": len(self.replicas_used),
+            "max_concurrent_replicas": self.max_concurrent_replicas,
+            "retries": self.retries,
+            "splits": self.splits,
+            "output_bytes": self.output_bytes,
+        }
+
 
 @dataclass
 class UpscaleJob:

@@ -68,16 +68,7 @@ class JobTracker:
                 update={
                     "status": "done",
                     "timings": result.timings,
-                    "metrics": {
-                        "seam_score": result.seam_score,
-                        "tiles": result.tiles,
-                        "redundancy": result.redundancy,
-                        "replicas_used": len(result.replicas_used),
-                        "max_concurrent_replicas": result.max_concurrent_replicas,
-                        "retries": result.retries,
-                        "splits": result.splits,
-                        "output_bytes": result.output_bytes,
-                    },
+                    "metrics": result.metrics(),
                     "outputs": {"image": result.output_key},
                 }
             )
