@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 from PIL import Image
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -88,20 +89,20 @@ def list_runs(
         runs = RenderClient(url).get(
             "/v1/runs", **{k: v for k, v in filters.items() if v is not None}
         )["runs"]
-    table = Table(title=f"{len(runs)} runs")
-    for column in ("id", "kind", "status", "pipeline/stage", "model", "cache", "seed", "prompt"):
-        table.add_column(column)
+    table = Table(title=f"{len(runs)} runs", box=box.SIMPLE_HEAD)
+    table.add_column("id", no_wrap=True, min_width=31)
+    for column in ("status", "pipeline/stage", "model", "cache", "seed", "prompt"):
+        table.add_column(column, no_wrap=True)
     for run in runs:
         where = "/".join(part for part in (run["pipeline"], run["stage"]) if part) or "-"
         table.add_row(
             run["id"],
-            run["kind"],
             run["status"],
             where,
             run["model"],
             run["cache"] or "-",
             str(run["seed"]),
-            _short(run["prompt"]),
+            _short(run["prompt"], 24),
         )
     console.print(table)
 
@@ -271,11 +272,11 @@ def register(app: typer.Typer) -> None:
 
 
 def _print_run(view: dict[str, Any]) -> None:
-    """A pipeline run: one line for the run, a table of its stages."""
+    """A pipeline run: one line for the run, a table of its stages, their image URLs."""
     line = f"run [bold]{view['id']}[/] ({view['pipeline']}, seed {view['seed']}): {view['status']}"
     console.print(line)
     table = Table()
-    for column in ("stage", "status", "cache", "model", "size", "steps", "seconds", "url"):
+    for column in ("stage", "status", "cache", "model", "size", "steps", "seconds"):
         table.add_column(column)
     for stage in view["stages"]:
         params = stage.get("params") or {}
@@ -289,13 +290,13 @@ def _print_run(view: dict[str, Any]) -> None:
             size,
             str(params.get("steps", "-")),
             "-" if seconds is None else f"{seconds:.2f}",
-            stage.get("url") or "-",
         )
     console.print(table)
+    for stage in view["stages"]:
+        if stage.get("url"):
+            console.print(f"{stage['name']}: {stage['url']}", soft_wrap=True)
     if view.get("error"):
-        console.print(f"error: {view['error']}")
-    if view.get("result"):
-        console.print(f"result: {view['result']['url']}")
+        console.print(f"error: {view['error']}", soft_wrap=True)
 
 
 def _decode(text: str) -> np.ndarray:
@@ -304,8 +305,8 @@ def _decode(text: str) -> np.ndarray:
 
 
 def _json(value: Any) -> str:
-    return "-" if value is None else json.dumps(value)
+    return "-" if value is None else _short(json.dumps(value), 80)
 
 
-def _short(text: str, width: int = 40) -> str:
+def _short(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"

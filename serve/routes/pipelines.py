@@ -1,0 +1,261 @@
+"""Pipeline routes: list pipelines, start a run, show it, approve, reject and re-run it.
+
+Stages run in background asyncio tasks of the ingress replica, so a client that
+disconnects (or asked not to wait) never cancels a run; `wait: true` only waits
+for the task. Each replica creates its `PipelineRunner` once, on first use.
+"""
+
+import asyncio
+import base64
+import binascii
+import logging
+from collections.abc import Coroutine
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from actors.pipeline_runner import PipelineRequest, PipelineRunner
+from actors.stage_renderers import ServeStageRenderer
+from core.errors import NotFoundError, RequestError
+from core.records import RunRecord
+from core.schemas import MAX_SEED
+from serve.api_app import Context, IngressContext, authorized, base_url
+
+router = APIRouter(dependencies=[Depends(authorized)])
+logger = logging.getLogger("ray.serve")
+_background: set[asyncio.Task[RunRecord]] = set()  # strong references to running tasks
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PipelineRunBody(_Body):
+    """`POST /v1/pipelines/{name}/runs`: what to render through the pipeline."""
+
+    prompt: str = Field(..., description="What to draw.")
+    negative_prompt: str = Field("", description="What to keep out.")
+    seed: int | None = Field(None, ge=0, le=MAX_SEED, description="Seed (random if unset).")
+    reference: str | None = Field(None, description="Reference image, base64 (or a data URL).")
+    mask: str | None = Field(None, description="Mask, base64 (white: repaint).")
+    campaign: str | None = Field(None, description="Campaign the run belongs to.")
+    wait: bool = Field(False, description="Answer when the run stops (gate, end, failure).")
+
+
+class ApproveBody(_Body):
+    """`POST /v1/renders/{id}/approve`."""
+
+    wait: bool = Field(False, description="Answer when the run stops again.")
+
+
+class RejectBody(_Body):
+    """`POST /v1/renders/{id}/reject`."""
+
+    reason: str = Field("", description="Why the run was rejected (kept in its record).")
+
+
+class RerunBody(_Body):
+    """`POST /v1/renders/{id}/rerun`: re-run from one stage with some of its fields changed."""
+
+    stage: str = Field(..., description="Stage to recompute from (earlier ones come from cache).")
+    overrides: dict[str, JsonValue] = Field(
+        default_factory=dict, alias="set", description='Stage fields to change: {"steps": 40}.'
+    )
+    wait: bool = Field(False, description="Answer when the run stops (gate, end, failure).")
+
+
+def pipeline_runner(request: Request, ctx: Context) -> PipelineRunner:
+    """FastAPI dependency: this replica's pipeline runner, created on first use."""
+    state = request.app.state
+    if getattr(state, "pipeline_runner", None) is None:
+        renderer = ServeStageRenderer(ctx.config.storage, ctx.app_name)
+        state.pipeline_runner = PipelineRunner(ctx.config, ctx.store, renderer, ctx.registry)
+    return state.pipeline_runner
+
+
+Runner = Annotated[PipelineRunner, Depends(pipeline_runner)]
+
+
+@router.get("/v1/pipelines")
+async def list_pipelines(ctx: Context) -> dict[str, Any]:
+    """Every configured pipeline with its stages."""
+    return {
+        "pipelines": [
+            {
+                "name": name,
+                "description": pipeline.description,
+                "stages": [stage.model_dump(mode="json") for stage in pipeline.stages],
+            }
+            for name, pipeline in ctx.config.pipelines.items()
+        ]
+    }
+
+
+@router.post("/v1/pipelines/{name}/runs", response_model=None)
+async def start_run(
+    name: str, body: PipelineRunBody, request: Request, ctx: Context, runner: Runner
+) -> Any:
+    """Start a run: 202 with its id, or with `wait` 200 once it stops."""
+    if name not in ctx.config.pipelines:
+        known = ", ".join(sorted(ctx.config.pipelines)) or "none configured"
+        raise NotFoundError("name", f"no pipeline {name!r} (pipelines: {known})")
+    limit = ctx.config.limits.max_upload_bytes
+    run = runner.start(
+        name,
+        PipelineRequest(
+            prompt=body.prompt,
+            negative_prompt=body.negative_prompt,
+            seed=body.seed,
+            reference=_upload(body.reference, "reference", limit),
+            mask=_upload(body.mask, "mask", limit),
+            campaign=body.campaign,
+        ),
+    )
+    return await _answer(runner.advance(run.id), body.wait, run, request, ctx)
+
+
+@router.get("/v1/pipelines/runs/{run_id}")
+async def get_run(run_id: str, request: Request, ctx: Context, runner: Runner) -> dict[str, Any]:
+    """A pipeline run with every stage's status, cache hit or miss and artifact URL."""
+    return run_view(runner.pipeline_run(run_id), request, ctx)
+
+
+@router.post("/v1/renders/{run_id}/approve", response_model=None)
+async def approve(
+    run_id: str, request: Request, ctx: Context, runner: Runner, body: ApproveBody | None = None
+) -> Any:
+    """Pass the approval gate a run waits at and continue it (202, or 200 with `wait`)."""
+    run = _awaiting(runner, run_id)
+    running = run.model_copy(update={"status": "running"})
+    return await _answer(runner.approve(run_id), bool(body and body.wait), running, request, ctx)
+
+
+@router.post("/v1/renders/{run_id}/reject")
+async def reject(
+    run_id: str, request: Request, ctx: Context, runner: Runner, body: RejectBody | None = None
+) -> dict[str, Any]:
+    """End a run that waits for approval, with status rejected."""
+    return run_view(runner.reject(run_id, body.reason if body else ""), request, ctx)
+
+
+@router.post("/v1/renders/{run_id}/rerun", response_model=None)
+async def rerun(
+    run_id: str, body: RerunBody, request: Request, ctx: Context, runner: Runner
+) -> Any:
+    """Start a new run repeating `run_id` from one stage, with `set` applied to that stage."""
+    try:
+        run = runner.start_rerun(run_id, body.stage, body.overrides)
+    except RequestError as exc:
+        if exc.field != "overrides":
+            raise
+        raise RequestError("set", exc.message) from None
+    return await _answer(runner.advance(run.id), body.wait, run, request, ctx)
+
+
+def run_view(run: RunRecord, request: Request, ctx: IngressContext) -> dict[str, Any]:
+    """The public JSON of a pipeline run: the run, then one entry per stage."""
+    base = base_url(request)
+    params = run.params
+    stage_runs = params["stage_runs"]
+    stages = []
+    for index, stage in enumerate(params["stages"]):
+        name = stage["name"]
+        entry: dict[str, Any] = {
+            "name": name,
+            "status": _pending_status(run.status, index == params["next_stage"]),
+            "approval": stage["approval"],
+        }
+        if name in stage_runs:
+            entry.update(_stage_view(ctx.registry.get(stage_runs[name]), ctx, base))
+        stages.append(entry)
+    view: dict[str, Any] = {
+        "id": run.id,
+        "pipeline": run.pipeline,
+        "status": run.status,
+        "prompt": run.prompt,
+        "negative_prompt": run.negative_prompt,
+        "seed": run.seed,
+        "campaign": run.campaign,
+        "parent_id": run.parent_id,
+        "rerun_from": params.get("rerun_from"),
+        "overrides": params.get("overrides") or {},
+        "created_at": run.created_at.isoformat(),
+        "timings": run.timings,
+        "metrics": run.metrics,
+        "error": run.error,
+        "stages": stages,
+    }
+    if run.status == "done":
+        key = run.outputs["image"]
+        view["result"] = {"key": key, "url": ctx.store.url(key, base_url=base)}
+    return view
+
+
+def _stage_view(record: RunRecord, ctx: IngressContext, base: str) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "status": record.status,
+        "run_id": record.id,
+        "cache": record.cache,
+        "model": record.model,
+        "params": record.params,
+        "seed": record.seed,
+        "timings": record.timings,
+        "metrics": record.metrics,
+        "error": record.error,
+    }
+    if "image" in record.outputs:
+        key = record.outputs["image"]
+        view.update(key=key, url=ctx.store.url(key, base_url=base))
+    return view
+
+
+def _pending_status(run_status: str, is_next: bool) -> str:
+    """Status of a stage without a record: running, pending, or skipped (run is over)."""
+    if run_status == "running":
+        return "running" if is_next else "pending"
+    return "pending" if run_status == "awaiting_approval" else "skipped"
+
+
+def _awaiting(runner: PipelineRunner, run_id: str) -> RunRecord:
+    run = runner.pipeline_run(run_id)
+    if run.status != "awaiting_approval":
+        raise RequestError("id", f"run {run_id} is {run.status}, not awaiting approval")
+    return run
+
+
+def _upload(text: str | None, field: str, max_bytes: int) -> bytes | None:
+    """Bytes of a base64 upload; the runner checks the image itself and its pixel limit."""
+    if text is None:
+        return None
+    if text.startswith("data:"):
+        text = text.partition(",")[2]
+    if len(text) * 3 // 4 > max_bytes + 3:
+        raise RequestError(field, f"upload is larger than the limit of {max_bytes} bytes")
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise RequestError(field, "is not valid base64") from None
+
+
+async def _answer(
+    work: Coroutine[Any, Any, RunRecord],
+    wait: bool,
+    started: RunRecord,
+    request: Request,
+    ctx: IngressContext,
+) -> Any:
+    """Run `work` in the background; 202 with `started` now, or 200 when `work` ends."""
+    task = asyncio.create_task(work)
+    _background.add(task)
+    task.add_done_callback(_finished)
+    if not wait:
+        return JSONResponse(status_code=202, content=run_view(started, request, ctx))
+    return run_view(await asyncio.shield(task), request, ctx)
+
+
+def _finished(task: asyncio.Task[RunRecord]) -> None:
+    _background.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("pipeline run task failed: %s", task.exception())
