@@ -4,8 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
-# Debian packages the project needs (installed only when missing).
-APT_PACKAGES := fonts-dejavu-core
+# Debian packages the project needs (installed only when missing): fonts for typeset copy,
+# tesseract for the typography gate, fribidi for Pillow's raqm text layout.
+APT_PACKAGES := fonts-dejavu-core tesseract-ocr tesseract-ocr-eng libfribidi0
 
 .PHONY: demo test lint deps apt-deps clean
 
