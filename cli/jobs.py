@@ -43,9 +43,10 @@ def download(client: RenderClient, view: dict[str, Any], out: Path) -> Path:
 def describe(view: dict[str, Any], out: Path, elapsed_s: float) -> str:
     """One summary line of a finished large-format job."""
     metrics = view["result"]["metrics"]
+    seed = f", seed {view['seed']}" if view.get("seed") is not None else ""
     return (
-        f"wrote [bold]{out}[/] ({view['width']}x{view['height']}, render {view['id']}, "
-        f"seed {view['seed']}): {int(metrics['tiles'])} tiles on "
+        f"wrote [bold]{out}[/] ({view['width']}x{view['height']}, render {view['id']}{seed}): "
+        f"{int(metrics['tiles'])} tiles on "
         f"{int(metrics['replicas_used'])} replicas, seam score "
         f"{view['result']['seam_score']:.3f}, {elapsed_s:.1f} s"
     )
