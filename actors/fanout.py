@@ -117,19 +117,23 @@ async def gather_to_file(
 
     async def bounded(tile: Tile) -> tuple[Tile, np.ndarray]:
         async with gate:
-            return tile, await render_tile(tile)
+            pixels = await render_tile(tile)
+        # A copy leaves the replica's result in the object store free to go.
+        return tile, np.array(pixels, copy=True)
 
     with StreamingImageWriter(path, plan.width, plan.height, fmt, dpi=dpi) as writer:
-        pending = [asyncio.create_task(bounded(tile)) for tile in plan.tiles]
+        pending = {asyncio.create_task(bounded(tile)) for tile in plan.tiles}
         try:
-            for finished in asyncio.as_completed(pending):
-                tile, pixels = await finished
-                blend_started = time.perf_counter()
-                for y0, band in assembler.add(tile, pixels):
-                    writer.write_rows(y0, band)
-                    meter.add_rows(y0, band)
-                blend_s += time.perf_counter() - blend_started
-                progress["done"] += 1
+            while pending:  # finished tasks are dropped at once, so are their results
+                finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in finished:
+                    tile, pixels = task.result()
+                    blend_started = time.perf_counter()
+                    for y0, band in assembler.add(tile, pixels):
+                        writer.write_rows(y0, band)
+                        meter.add_rows(y0, band)
+                    blend_s += time.perf_counter() - blend_started
+                    progress["done"] += 1
         except BaseException:
             for task in pending:
                 task.cancel()

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cli.campaign import campaign_app
 from cli.client import RenderClient
 from cli.embedded import cluster_url
 from cli.errors import one_line_errors
@@ -29,7 +30,7 @@ app = typer.Typer(
 app.add_typer(k8s_app, name="k8s")
 app.add_typer(runs_app, name="runs")
 app.add_typer(pipeline_app, name="pipeline")
-register(app)
+app.add_typer(campaign_app, name="campaign")
 console = Console(highlight=False)
 
 ConfigOption = Annotated[
@@ -212,3 +213,6 @@ def demo(
             console.print(f"embedded cluster up at {url} ({time.perf_counter() - started:.1f} s)")
             run_demo(url, out_dir, width, height, console)
     console.print(f"done in {time.perf_counter() - started:.1f} s; outputs in [bold]{out_dir}[/]")
+
+
+register(app)  # approve, reject, rerun, variance (after the core commands in --help)

@@ -23,9 +23,10 @@ from serve.auth import ApiKeys
 from serve.cluster_status import deployment_status
 from serve.dispatch import Dispatcher
 from serve.render_service import RenderService
-from serve.routes import pipelines, runs, upscale
+from serve.routes import campaigns, pipelines, runs, upscale
 
 api.include_router(runs.router)
+api.include_router(campaigns.router)
 api.include_router(pipelines.router)
 api.include_router(upscale.router)
 

@@ -1,0 +1,161 @@
+"""`/v1/campaigns`: submit a manifest, follow its progress, get its report.
+
+A manifest is validated in full (syntax, fields, the config, what the runner can
+render) before anything starts; a bad one gets 422 with every problem listed.
+A good one is saved beside the campaign and handed to a detached `CampaignRunner`
+actor; submitting the same manifest again resumes it.
+"""
+
+import asyncio
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from actors.campaign_runner import (
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_IN_FLIGHT,
+    load_stats,
+    manifest_key,
+    plan_campaign,
+    runner_alive,
+    start_runner,
+)
+from core.campaign import (
+    Manifest,
+    ManifestError,
+    ProgressTracker,
+    done_keys,
+    layout,
+    load_status,
+    manifest_from_data,
+    parse_manifest,
+    save_status,
+    write_report,
+)
+from core.errors import NotFoundError
+from serve.api_app import Context, IngressContext, authorized, base_url, error_response
+
+router = APIRouter(dependencies=[Depends(authorized)])
+
+
+class ManifestText(BaseModel):
+    """A manifest as text, with how to run it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    manifest: str | dict[str, Any] = Field(description="Manifest text, or the manifest object.")
+    format: Literal["yaml", "jsonl", "csv"] = Field("yaml", description="Format of the text.")
+    max_in_flight: int = Field(
+        DEFAULT_MAX_IN_FLIGHT, ge=1, le=10_000, description="Most renders in flight at once."
+    )
+    max_attempts: int = Field(
+        DEFAULT_MAX_ATTEMPTS,
+        ge=1,
+        le=20,
+        description="Failed attempts per render before giving up.",
+    )
+
+
+def _submission(body: dict[str, Any]) -> tuple[Manifest, ManifestText]:
+    """The manifest and settings of a body: `ManifestText`, or a bare manifest object."""
+    if "manifest" not in body:
+        return manifest_from_data(body, source="request body"), ManifestText(manifest=body)
+    try:
+        submission = ManifestText.model_validate(body)
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(str(p) for p in error['loc']) or 'body'}: {error['msg']}"
+            for error in exc.errors()
+        ]
+        raise ManifestError("request body", problems) from None
+    if isinstance(submission.manifest, dict):
+        return manifest_from_data(submission.manifest, source="manifest"), submission
+    return parse_manifest(submission.manifest, submission.format, source="manifest"), submission
+
+
+def _state(ctx: IngressContext, campaign: str) -> str | None:
+    """The saved state of a campaign, None if it never ran."""
+    try:
+        return load_status(ctx.store, campaign).state
+    except NotFoundError:
+        return None
+
+
+def _urls(ctx: IngressContext, campaign: str, root: str) -> dict[str, str]:
+    return {
+        "status_url": f"{root}/v1/campaigns/{campaign}",
+        "report_url": ctx.store.url(layout.report_key(campaign), base_url=root),
+        "csv_url": ctx.store.url(layout.summary_key(campaign), base_url=root),
+    }
+
+
+@router.post("/v1/campaigns", status_code=202, response_model=None)
+async def submit_campaign(
+    body: Annotated[dict[str, Any], Body()], request: Request, ctx: Context
+) -> dict[str, Any] | JSONResponse:
+    """Validate a manifest and start (or resume) its campaign; 202 with the status URL."""
+    try:
+        manifest, settings = _submission(body)
+        jobs = plan_campaign(manifest, ctx.config)
+    except ManifestError as exc:
+        return JSONResponse(
+            status_code=422,
+            content={
+                "error": {"field": "manifest", "message": str(exc)},
+                "problems": exc.problems,
+            },
+        )
+    name = manifest.campaign
+    if runner_alive(name) and _state(ctx, name) == "running":
+        return error_response(409, "campaign", f"campaign {name!r} is already running")
+    ctx.store.put_bytes(manifest_key(name), manifest.model_dump_json(by_alias=True).encode())
+    done = len(done_keys(ctx.store, name) & {job.key for job in jobs})
+    save_status(ctx.store, ProgressTracker(name, len(jobs), done=done).snapshot())
+    try:
+        await asyncio.to_thread(
+            start_runner,
+            ctx.config,
+            manifest,
+            ctx.app_name,
+            max_in_flight=settings.max_in_flight,
+            max_attempts=settings.max_attempts,
+        )
+    except ValueError:  # another request started one a moment ago
+        return error_response(409, "campaign", f"campaign {name!r} is already running")
+    root = base_url(request)
+    return {
+        "campaign": name,
+        "state": "running",
+        "total": len(jobs),
+        "done": done,
+        "status_url": f"{root}/v1/campaigns/{name}",
+    }
+
+
+@router.get("/v1/campaigns/{name}")
+async def campaign_status(name: str, request: Request, ctx: Context) -> dict[str, Any]:
+    """Done, failed, in flight, renders per minute and ETA; the report's URLs once finished."""
+    progress = load_status(ctx.store, name)
+    view = progress.model_dump(mode="json")
+    if progress.state == "running" and not runner_alive(name):
+        view["state"] = "stopped"  # its runner died: submitting the manifest again resumes it
+    stats = load_stats(ctx.store, name)
+    view["runner"] = stats.model_dump(mode="json", exclude={"campaign", "state"}) if stats else None
+    urls = _urls(ctx, name, base_url(request))
+    if progress.state != "finished":
+        urls = {"status_url": urls["status_url"]}
+    return view | urls
+
+
+@router.post("/v1/campaigns/{name}/report")
+async def campaign_report(name: str, request: Request, ctx: Context) -> dict[str, Any]:
+    """Write the report now (mid-campaign too) from the saved manifest; return its URLs."""
+    try:
+        data = ctx.store.get_bytes(manifest_key(name))
+    except NotFoundError:
+        raise NotFoundError("name", f"no campaign {name!r}") from None
+    jobs = plan_campaign(Manifest.model_validate_json(data), ctx.config)
+    write_report(ctx.store, name, jobs, registry=ctx.registry)
+    return {"campaign": name} | _urls(ctx, name, base_url(request))
