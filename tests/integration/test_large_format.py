@@ -126,17 +126,6 @@ def test_killed_replica_mid_render_gives_the_same_image(solo):
     assert np.array_equal(image, REFERENCE["image"])
 
 
-def test_out_of_memory_tile_is_split_and_the_job_completes(solo):
-    deploy_quality_only(solo.config, 4, max_pixels_per_call=300 * 300)  # tiles of 384² OOM
-    body = {**JOB, "width": 768, "height": 384, "seed": 5, "tile_size": 384}
-    with solo.client() as http:
-        view, image = render_large(http, body)
-    assert image.shape == (384, 768, 3)
-    metrics = view["result"]["metrics"]
-    assert metrics["splits"] == metrics["tiles"] == 3
-    assert 0.5 < view["result"]["seam_score"] < 1.5
-
-
 def test_progress_is_published_and_tiled_mode_works(solo):
     deploy_quality_only(solo.config, 4)
     with solo.client() as http:
@@ -179,6 +168,17 @@ def test_unknown_render_id_is_404(solo):
         response = http.get("/v1/renders/20260101-000000-000000-deadbeef")
     assert response.status_code == 404
     assert "no run" in response.json()["error"]["message"]
+
+
+def test_out_of_memory_tile_is_split_and_the_job_completes(solo):
+    deploy_quality_only(solo.config, 4, max_pixels_per_call=300 * 300)  # tiles of 384² OOM
+    body = {**JOB, "width": 768, "height": 384, "seed": 5, "tile_size": 384}
+    with solo.client() as http:
+        view, image = render_large(http, body)
+    assert image.shape == (384, 768, 3)
+    metrics = view["result"]["metrics"]
+    assert metrics["splits"] == metrics["tiles"] == 3
+    assert 0.5 < view["result"]["seam_score"] < 1.5
 
 
 def upscale(http: httpx.Client, image: np.ndarray, **fields) -> tuple[dict, np.ndarray]:
