@@ -41,16 +41,9 @@ class ResolvedRender:
 def resolve_render(body: RenderRequestBody, config: ClusterConfig) -> ResolvedRender:
     """Validate `body` against the config and decode its images; raise `RequestError`."""
     limits = config.limits
-    try:
-        model_name = config.resolve_model(body.model, body.style)
-    except KeyError as exc:
-        raise RequestError("model" if body.model is not None else "style", exc.args[0]) from None
-    model = config.models[model_name]
-    if len(body.prompt) > limits.max_prompt_chars:
-        raise RequestError(
-            "prompt",
-            f"is {len(body.prompt)} characters, over the limit of {limits.max_prompt_chars}",
-        )
+    model_name, model = _model_and_prompt(body, config)
+    if body.base_image is not None:
+        raise RequestError("base_image", "is only used by hires renders (mode 'hires')")
     init_image, mask = _decode_images(body, config)
     if init_image is not None and (body.width is None and body.height is None):
         height, width = init_image.shape[:2]

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from ray import serve
 
-from core.config import APP_NAME, deployment_name
+from core.config import APP_NAME, ClusterConfig, deployment_name
 from core.schemas import GenerateRequest
 
 
@@ -140,19 +140,26 @@ def test_handle_renders_each_mode_directly(cluster):
 
 def test_concurrent_load_scales_out_with_one_logical_gpu_per_replica(cluster):
     body = {"prompt": "load", "model": "quality", "width": 192, "height": 192, "steps": 4}
+
+    def running() -> int:
+        states = serve.status().applications[APP_NAME].deployments[deployment_name("quality")]
+        return states.replica_states.get("RUNNING", 0)
+
+    peak = 0
     with cluster.client() as http, ThreadPoolExecutor(24) as pool:
-        statuses = list(
-            pool.map(
-                lambda i: http.post("/v1/renders", json={**body, "seed": i}).status_code, range(24)
-            )
-        )
+        futures = [
+            pool.submit(http.post, "/v1/renders", json={**body, "seed": i}) for i in range(24)
+        ]
+        while not all(f.done() for f in futures):
+            peak = max(peak, running())
+            time.sleep(0.2)
+        statuses = [f.result().status_code for f in futures]
     assert statuses == [200] * 24
-    states = serve.status().applications[APP_NAME].deployments[deployment_name("quality")]
-    running = states.replica_states.get("RUNNING", 0)
-    assert running > 1, states.replica_states
+    assert peak > 1  # the autoscaler went above one replica under the load
+    replicas = max(running(), 1)
     handle = serve.get_deployment_handle(deployment_name("quality"), app_name=APP_NAME)
     request = GenerateRequest(prompt="probe", width=64, height=64, steps=1, guidance=1.0, seed=0)
-    results = [handle.render.remote(request) for _ in range(6 * running)]
+    results = [handle.render.remote(request) for _ in range(6 * replicas)]
     gpus_by_replica = {r.replica: tuple(r.gpu_ids) for r in (x.result() for x in results)}
     assert len(gpus_by_replica) > 1
     assert all(len(ids) == 1 for ids in gpus_by_replica.values())
@@ -255,9 +262,14 @@ def test_full_queue_answers_503_with_retry_after(cluster):
             }
         )
     }
-    tight = cluster.config.model_copy(
-        update={"models": models, "styles": {}, "default_style": None}
+    data = cluster.config.model_dump(mode="json")
+    data.update(
+        models={"quality": models["quality"].model_dump(mode="json")},
+        styles={},
+        default_style=None,
+        pipelines={},
     )
+    tight = ClusterConfig.model_validate(data)
     serve.run(application(tight), name="backpressure", route_prefix="/bp")
     try:
         body = {"prompt": "slow", "width": 256, "height": 256, "steps": 8}
