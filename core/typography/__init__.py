@@ -3,9 +3,10 @@
 The flow for one text box, all at the final output resolution:
 
     text = typeset(box, (width, height), field="text_boxes[0]")   # 422 if it cannot fit
-    treatment = solve_contrast(canvas[text.region.slices()], text, box)
+    scene = canvas[text.region.slices()].copy()                   # the region before overlay
+    treatment = solve_contrast(scene, text, box)
     composite_into(canvas, text, treatment)                       # touches the region only
-    verdict = gate_box(canvas, box, text, treatment)              # JSON for the run record
+    verdict = gate_box(canvas, box, text, treatment, scene=scene) # JSON for the run record
 
 Before that, `quiet_negative_prompt` and `quiet_zone_mask` keep the model's
 own letters out of the boxes. Nothing here imports Ray.

@@ -6,9 +6,9 @@ character cannot hide in a long copy: OCR alone passes many one-character
 swaps (l/I, O/0), this check does not. Given the scene from before the
 overlay, every pixel of the glyphs and their ring is compared with the
 composite (an l shown for an I adds ink where there should be none); without
-it, the fully covered glyph pixels are compared with the ink. In integrated mode the
-scene is blended over the text, so the seen glyph mask is compared with the
-typeset one by IoU instead.
+it, the fully covered glyph pixels are compared with the ink. In integrated
+mode the scene is blended over the text, so the seen glyph mask is compared
+with the typeset one by IoU instead.
 """
 
 from __future__ import annotations

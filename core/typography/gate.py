@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from core.typography.colour_science import parse_hex
-from core.typography.compose import Treatment
+from core.typography.compose import Treatment, paint
 from core.typography.contrast import glyph_core, local_contrast, ring_mask, stroke_width
 from core.typography.fidelity import (
     mask_fidelity,
@@ -53,11 +53,16 @@ def gate_box(
     mode: TextMode | None = None,
     thresholds: GateThresholds = DEFAULT_THRESHOLDS,
     origin: tuple[int, int] = (0, 0),
+    scene: np.ndarray | None = None,
 ) -> BoxGateResult:
     """Gate one box of a rendered uint8 RGB `image` (a canvas, or a strip placed at `origin`).
 
     `mode` defaults to the box's; gate an overlay fallback with ``mode="overlay"``.
-    Raises `ValueError` when the image does not hold the box's region.
+    `scene` is the image under `text.region` from before the overlay (the crop
+    given to `solve_contrast`): with it, overlay fidelity checks every pixel of
+    the glyphs and their ring against the composite, which also catches ink
+    added where there should be none. Raises `ValueError` when the image does
+    not hold the box's region.
     """
     started = time.perf_counter()
     mode = mode or box.mode
@@ -65,13 +70,22 @@ def gate_box(
     if not PixelBox(x, y, x + image.shape[1], y + image.shape[0]).contains(text.region):
         raise ValueError(f"image at origin {origin} does not hold region {text.region}")
     pixels = image[text.region.shifted(-x, -y).slices()]
+    if scene is not None and scene.shape != pixels.shape:
+        raise ValueError(f"scene must be the region's {pixels.shape}, got {scene.shape}")
     core, ring = glyph_core(text), ring_mask(text)
     cap = text.cap_height_px
 
     if mode == "overlay":
-        inked = matching_pixels(pixels, parse_hex(treatment.ink), core, thresholds.max_delta_e)
-        fidelity = overlay_fidelity(core, inked, cap, thresholds, f"the ink {treatment.ink}")
-        where = placement(inked, core, cap, thresholds)
+        if scene is None:
+            checked, intended = core, np.array(parse_hex(treatment.ink), np.uint8)
+            against = f"the ink {treatment.ink}"
+        else:
+            intended = paint(scene, text, treatment)
+            checked = (text.alpha > 0) | ring | np.any(intended != scene, axis=-1)
+            against = "the composited layer"
+        matched = matching_pixels(pixels, intended, checked, thresholds.max_delta_e)
+        fidelity = overlay_fidelity(checked, matched, cap, thresholds, against)
+        where = placement(matched & core, core, cap, thresholds)
     else:
         seen = seen_glyphs(pixels, (text.alpha > 0) | ring, core, ring)
         fidelity = mask_fidelity(seen, text.alpha >= 128, thresholds)

@@ -179,16 +179,16 @@ class GateThresholds(BaseModel):
         4.5, ge=1, le=21, description="5th percentile of the WCAG ratio of ink vs its ring."
     )
     max_delta_e: float = Field(
-        2.0, gt=0, le=50, description="overlay: ΔE00 within which a glyph pixel is the ink."
+        2.0, gt=0, le=50, description="overlay: ΔE00 within which a pixel is what was composited."
     )
     min_ink_fraction: float = Field(
-        0.99, gt=0, le=1, description="overlay: share of glyph pixels that must be the ink."
+        0.99, gt=0, le=1, description="overlay: share of checked pixels that must match."
     )
     min_local_ink_fraction: float = Field(
-        0.9,
+        0.98,
         gt=0,
         le=1,
-        description="overlay: the same share in the worst glyph-sized window, so that one "
+        description="overlay: the same share in the worst half-cap window, so that one "
         "wrong character cannot hide in a long copy.",
     )
     min_mask_iou: float = Field(

@@ -38,7 +38,7 @@ def test_ocr_reads_dejavu_sans(cap):
 def test_gate_passes_a_cleanly_typeset_box(scene):
     text_box = box("Summer SALE $19.99")
     text, treatment, out = render(text_box, scene)
-    verdict = gate_box(out, text_box, text, treatment)
+    verdict = gate_box(out, text_box, text, treatment, scene=scene[text.region.slices()])
     assert verdict.passed, verdict.checks
     checks = {c.name: c for c in verdict.checks}
     assert list(checks) == [
@@ -63,16 +63,33 @@ def test_gate_fails_a_box_obscured_by_noise():
     assert {"fidelity", "ocr", "contrast"} <= set(verdict.failed_checks)
 
 
+def _shown_instead(copy: str, shown: str, cap: int = 32):
+    """The box of `copy`, and a render that shows `shown` in its place."""
+    text_box = box(copy, cap=cap)
+    text, treatment, _ = render(text_box, flat(SIZE))
+    out = flat(SIZE)
+    composite_into(out, typeset(box(shown, cap=cap), SIZE, "text_boxes[0]"), treatment)
+    return text_box, text, treatment, out
+
+
 @needs_tesseract
 @pytest.mark.parametrize("shown", ["Summer SALE $19.98", "Summer SAlE $19.99"])
 def test_gate_fails_a_one_character_corruption(shown):
-    text_box = box("Summer SALE $19.99")
-    text, treatment, _ = render(text_box, flat(SIZE))
-    wrong = typeset(box(shown), SIZE, "text_boxes[0]")
-    out = flat(SIZE)
-    composite_into(out, wrong, treatment)
+    text_box, text, treatment, out = _shown_instead("Summer SALE $19.99", shown)
     verdict = gate_box(out, text_box, text, treatment)
     assert not verdict.passed and "fidelity" in verdict.failed_checks
+
+
+@needs_tesseract
+@pytest.mark.parametrize("cap", [16, 32])
+def test_ink_added_where_there_should_be_none_needs_the_scene(cap):
+    # an l shown for the final I covers every pixel of the I: only extra ink tells
+    text_box, text, treatment, out = _shown_instead("Nil 1I", "Nil 1l", cap)
+    scene = flat(SIZE)[text.region.slices()]
+    with_scene = gate_box(out, text_box, text, treatment, scene=scene)
+    assert not with_scene.passed and "fidelity" in with_scene.failed_checks
+    glyphs_only = gate_box(out, text_box, text, treatment)
+    assert "fidelity" not in glyphs_only.failed_checks
 
 
 @needs_tesseract
