@@ -10,7 +10,7 @@ import hashlib
 import time
 from typing import Any
 
-from core.config import APP_NAME, ClusterConfig
+from core.config import APP_NAME, ClusterConfig, ModelConfig
 from core.imaging import EXTENSIONS, encode_image
 from core.model_source import parse_source
 from core.records import RunRecord, RunRegistry, new_run_id
@@ -66,10 +66,7 @@ class RenderService:
             id=run_id,
             kind="render",
             status="done",
-            model=resolved.model_name,
-            model_source=resolved.model.source,
-            model_revision=parse_source(resolved.model.source).revision,
-            family=resolved.model.family,
+            **_model_fields(resolved.model_name, resolved.model),
             style=body.style,
             prompt=request.prompt,
             negative_prompt=request.negative_prompt,
@@ -104,10 +101,7 @@ class RenderService:
             id=job.job_id,
             kind="hires",
             status="running",
-            model=job.model_name,
-            model_source=model.source,
-            model_revision=parse_source(model.source).revision,
-            family=model.family,
+            **_model_fields(job.model_name, model),
             style=body.style,
             prompt=job.prompt,
             negative_prompt=job.negative_prompt,
@@ -138,10 +132,7 @@ class RenderService:
             id=run_id,
             kind="upscale",
             status="running",
-            model=job.model_name,
-            model_source=model.source,
-            model_revision=parse_source(model.source).revision,
-            family=model.family,
+            **_model_fields(job.model_name, model),
             params={
                 "source_width": width,
                 "source_height": height,
@@ -188,6 +179,16 @@ class RenderService:
         if record.error:
             view["error"] = record.error
         return view
+
+
+def _model_fields(name: str, model: ModelConfig) -> dict[str, Any]:
+    """The record fields that pin which weights made a render."""
+    return {
+        "model": name,
+        "model_source": model.source,
+        "model_revision": parse_source(model.source).revision,
+        "family": model.family,
+    }
 
 
 def _sha256(data: bytes) -> str:
