@@ -95,6 +95,7 @@ class GatherResult:
     tiles_s: float
     blend_s: float
     encode_s: float
+    finished_with: Any = None  # what the `finish` callback returned
 
 
 async def gather_to_file(
@@ -106,8 +107,13 @@ async def gather_to_file(
     max_in_flight: int,
     progress: dict[str, Any],
     blend: str = "feather",
+    finish: Callable[[np.ndarray], Any] | None = None,
 ) -> GatherResult:
-    """Render every tile of `plan` (bounded concurrency), blend and write them to `path`."""
+    """Render every tile of `plan` (bounded concurrency), blend and write them to `path`.
+
+    `finish`, when given, edits the finished canvas in place before it is encoded
+    (e.g. composites text); what it returns comes back as `GatherResult.finished_with`.
+    """
     assembler = RowAssembler(plan, blend=blend)
     meter = SeamMeter(plan)
     gate = asyncio.Semaphore(max_in_flight)
@@ -139,8 +145,26 @@ async def gather_to_file(
                 task.cancel()
             raise
         tiles_s = time.perf_counter() - started
+        finished_with = None
+        if finish is not None:
+            progress["phase"] = "text"
+            finished_with = await asyncio.to_thread(_finish_on_spool, writer, finish)
         encode_started = time.perf_counter()
         committed = writer.commit()
     return GatherResult(
-        committed, meter.score, tiles_s, blend_s, time.perf_counter() - encode_started
+        committed,
+        meter.score,
+        tiles_s,
+        blend_s,
+        time.perf_counter() - encode_started,
+        finished_with,
     )
+
+
+def _finish_on_spool(writer: StreamingImageWriter, finish: Callable[[np.ndarray], Any]) -> Any:
+    pixels = writer.pixels()
+    try:
+        return finish(pixels)
+    finally:
+        pixels.flush()
+        del pixels

@@ -3,7 +3,8 @@
 One async actor per job. For a diffusion job it renders (or takes) the base
 image, plans the tiles, has every tile refined (or drawn, in tiled mode) by
 the model's replicas, colour-matches each to the base and streams the blended
-rows to the output; for an upscale job it sends padded source tiles to the
+rows to the output, compositing and gating the job's text boxes into the
+finished canvas before it is encoded; for an upscale job it sends padded source tiles to the
 upscaler's replicas, chaining passes for scales beyond one pass. Neither the
 router nor any replica ever holds the canvas; the output is committed to the
 artifact store only when complete.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ from core.hires import base_size, crop_to_tile, pad_to_render_size, upscaled_cro
 from core.schemas import GenerateRequest, LargeRenderJob, LargeRenderResult, UpscaleJob
 from core.store import open_store
 from core.tiling import Tile, TilePlan, plan_tiles, tile_seed
+from core.typography.delivery import deliver_text_sync
 from core.upscaling import UpscaleRequest, plan_upscale
 
 MAX_SPLIT_DEPTH = 2
@@ -102,6 +105,7 @@ class TileRouter:
         async def render_tile(tile: Tile) -> np.ndarray:
             return await self._tile(job, handle, plan, tile, base, stats)
 
+        text = job.text
         gathered = await gather_to_file(
             plan,
             render_tile,
@@ -111,9 +115,10 @@ class TileRouter:
             job.max_in_flight,
             self._progress,
             job.blend,
+            finish=None if text is None else partial(deliver_text_sync, spec=text),
         )
         size = self._commit(gathered, job.output_key)
-        return _result(
+        result = _result(
             job.job_id,
             job.output_key,
             size,
@@ -125,6 +130,8 @@ class TileRouter:
             started,
             base_s=base_s,
         )
+        result.typography = gathered.finished_with
+        return result
 
     async def _upscale(self, job: UpscaleJob) -> LargeRenderResult:
         started = time.perf_counter()

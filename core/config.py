@@ -21,6 +21,9 @@ from pydantic import (
 )
 
 from core.pipelines import PipelineConfig, PipelineName, check_pipeline_references
+from core.typography.delivery import TextSpec
+from core.typography.fonts import DEFAULT_FONT_DIR
+from core.typography.schema import GateThresholds, TextBox
 from core.upscaling import REALESRGAN_VARIANTS
 
 MODEL_NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"
@@ -287,6 +290,34 @@ class TilingConfig(_Strict):
     )
 
 
+class TypographyConfig(_Strict):
+    """Text boxes: where fonts come from and what the typography gate holds renders to."""
+
+    font_dir: Path = Field(
+        DEFAULT_FONT_DIR, description="Directory of the font files boxes name (DejaVu by default)."
+    )
+    gate: GateThresholds = Field(
+        default_factory=GateThresholds, description="Thresholds of the typography gate."
+    )
+    stray_text: bool = Field(
+        True, description="Fail a render on confident words OCR finds outside its text boxes."
+    )
+    max_boxes: int = Field(8, ge=1, le=64, description="Most text boxes one render may carry.")
+    quiet_margin: float = Field(
+        0.02,
+        ge=0,
+        le=0.25,
+        description="Quiet-zone inpaint: each box grown by this fraction of the shorter side.",
+    )
+    quiet_strength: float = Field(
+        0.9, gt=0, le=1, description="Quiet-zone inpaint: img2img strength over the grown boxes."
+    )
+
+    def spec(self, boxes: list[TextBox], field: str = "text_boxes") -> TextSpec:
+        """The `TextSpec` of a render carrying `boxes`."""
+        return TextSpec(tuple(boxes), self.font_dir, self.gate, self.stray_text, field)
+
+
 class HttpConfig(_Strict):
     """Where the Serve HTTP proxy listens."""
 
@@ -311,6 +342,7 @@ class ClusterConfig(_Strict):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     tiling: TilingConfig = Field(default_factory=TilingConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
+    typography: TypographyConfig = Field(default_factory=TypographyConfig)
     model_cache_dir: Path = Field(
         Path("~/.cache/render-cluster/models"),
         description="Node-local directory for tiny pipelines and models copied from S3.",

@@ -54,6 +54,14 @@ class NotFoundError(RequestError):
     status_code = 404
 
 
+class TypographyGateFailed(RequestError):
+    """A render's copy failed the typography gate; the image is kept for review, not delivered."""
+
+    def __init__(self, message: str, run_id: str):
+        super().__init__("text_boxes", f"{message} (run {run_id} keeps the image for review)")
+        self.run_id = run_id
+
+
 class AuthError(RenderClusterError):
     """Missing or wrong API key."""
 

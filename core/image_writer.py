@@ -68,7 +68,7 @@ class StreamingImageWriter:
         self._spool_path = stem.with_name(stem.name + ".spool.tif")
         self._encoded_path = stem.with_name(stem.name + ".part")
         try:
-            self._spool = _open_spool(self._spool_path, width, height, bands)
+            self._spool, self._data_offset = _open_spool(self._spool_path, width, height, bands)
         except BaseException:
             self._spool_path.unlink(missing_ok=True)
             raise
@@ -87,6 +87,17 @@ class StreamingImageWriter:
             raise ValueError(f"rows {y0}..{y0 + len(rows)} run past the height {self.height}")
         self._spool.write(memoryview(np.ascontiguousarray(rows)).cast("B"))
         self._rows_written += len(rows)
+
+    def pixels(self) -> np.memmap:
+        """The finished canvas as a writable memory map of the spool, for edits before `commit`.
+
+        Only the pages a caller touches are read; drop the map before `commit`.
+        """
+        if self._finished or self._rows_written != self.height:
+            raise ValueError(f"only {self._rows_written} of {self.height} rows were written")
+        self._spool.flush()
+        shape = (self.height, self.width, self.bands)
+        return np.memmap(self._spool_path, np.uint8, "r+", offset=self._data_offset, shape=shape)
 
     def commit(self) -> Path:
         """Encode the spooled rows and move the image into place; returns its path."""
@@ -169,8 +180,8 @@ def _check(width: int, height: int, format: str, dpi: int, quality: int, bands: 
             raise RequestError("bands", f"JPEG stores 1 or 3 bands, got {bands}")
 
 
-def _open_spool(path: Path, width: int, height: int, bands: int) -> BinaryIO:
-    """Create the spool TIFF and return it opened for writing at its first pixel."""
+def _open_spool(path: Path, width: int, height: int, bands: int) -> tuple[BinaryIO, int]:
+    """Create the spool TIFF; return it opened for writing at its first pixel, and that offset."""
     shape = (height, width) if bands == 1 else (height, width, bands)
     with tifffile.TiffWriter(path, bigtiff=True) as tiff:
         tiff.write(
@@ -184,4 +195,4 @@ def _open_spool(path: Path, width: int, height: int, bands: int) -> BinaryIO:
         offset = tiff.pages.first.dataoffsets[0]
     spool = open(path, "r+b")  # closed by commit or abort
     spool.seek(offset)
-    return spool
+    return spool, offset

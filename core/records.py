@@ -29,8 +29,17 @@ from pydantic import (
 
 from core.errors import NotFoundError, RequestError, StorageError
 from core.store import ArtifactStore
+from core.typography.delivery import TypographyReport
 
-__all__ = ["Change", "RunRecord", "RunRegistry", "diff_records", "new_run_id", "run_time"]
+__all__ = [
+    "Change",
+    "RunRecord",
+    "RunRegistry",
+    "diff_records",
+    "new_run_id",
+    "run_time",
+    "with_typography",
+]
 
 RUN_ID_PATTERN = r"^\d{8}-\d{6}-\d{6}-[0-9a-f]{8}$"
 _RUN_ID = re.compile(RUN_ID_PATTERN)
@@ -104,6 +113,11 @@ class RunRecord(BaseModel):
         None, description="Whether a stage output came from the stage cache."
     )
     error: str | None = Field(None, description="Why the run failed.")
+    typography: dict[str, JsonValue] | None = Field(
+        None,
+        description="Text boxes: how each was typeset and painted, and the typography "
+        "gate's figures per box (see core.typography.delivery.TypographyReport).",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -243,3 +257,14 @@ def _day_in_range(at: datetime, since: datetime | None, until: datetime | None) 
     return (since is None or at.date() >= since.date()) and (
         until is None or at.date() <= until.date()
     )
+
+
+def with_typography(record: RunRecord, report: TypographyReport) -> RunRecord:
+    """`record` with the gate's report; failed, its image moved to review, when the gate failed."""
+    update: dict[str, Any] = {"typography": report.model_dump(mode="json")}
+    if not report.passed:
+        outputs = dict(record.outputs)
+        if "image" in outputs:
+            outputs["review_image"] = outputs.pop("image")
+        update.update(status="failed", error=report.message(), outputs=outputs)
+    return record.model_copy(update=update)

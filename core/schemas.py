@@ -12,6 +12,9 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.typography.delivery import TextSpec, TypographyReport
+from core.typography.schema import TextBox
+
 RenderMode = Literal["txt2img", "img2img", "inpaint"]
 ImageFormat = Literal["png", "jpeg", "webp", "tiff"]
 JobMode = Literal["auto", "single", "hires", "tiled"]
@@ -78,6 +81,13 @@ class RenderRequestBody(BaseModel):
     )
     base_image: str | None = Field(
         None, description="Hires only: base64 image to upscale and refine instead of a base render."
+    )
+    text_boxes: list[TextBox] = Field(
+        default_factory=list,
+        description=(
+            "Copy typeset by code into anchor boxes after the last model pass (never drawn "
+            "by the model), then gated; see docs/typography.md."
+        ),
     )
 
 
@@ -192,6 +202,7 @@ class LargeRenderJob:
     max_attempts: int = 3
     colour_match: bool = True
     blend: Literal["feather", "multiband"] = "feather"
+    text: TextSpec | None = None  # copy composited into the finished canvas, then gated
 
 
 @dataclass
@@ -213,6 +224,7 @@ class LargeRenderResult:
     splits: int
     base_size: tuple[int, int] | None
     timings: dict[str, float]
+    typography: TypographyReport | None = None
 
     def metrics(self) -> dict[str, float]:
         """The figures a run record keeps of this render."""

@@ -22,6 +22,9 @@ from core.schemas import (
     UpscaleJob,
     UpscaleRequestBody,
 )
+from core.typography.delivery import TextSpec
+from core.typography.quiet import quiet_negative_prompt
+from core.typography.schema import TextBox
 
 DEFAULT_IMG2IMG_STRENGTH = 0.75
 LARGE_FORMATS = ("png", "jpeg", "tiff")
@@ -36,6 +39,7 @@ class ResolvedRender:
     model: ModelConfig
     request: GenerateRequest
     format: str
+    text: TextSpec | None = None
 
 
 def resolve_render(body: RenderRequestBody, config: ClusterConfig) -> ResolvedRender:
@@ -61,9 +65,10 @@ def resolve_render(body: RenderRequestBody, config: ClusterConfig) -> ResolvedRe
             f"{width}x{height}; send an image of the render size or omit width/height",
         )
     mode = "inpaint" if mask is not None else "img2img" if init_image is not None else "txt2img"
+    text = resolve_text(body.text_boxes, config, (width, height))
     request = GenerateRequest(
         prompt=body.prompt,
-        negative_prompt=body.negative_prompt,
+        negative_prompt=_negative_prompt(body.negative_prompt, text),
         width=width,
         height=height,
         steps=steps,
@@ -74,7 +79,26 @@ def resolve_render(body: RenderRequestBody, config: ClusterConfig) -> ResolvedRe
         init_image=init_image,
         mask=mask,
     )
-    return ResolvedRender(model_name, model, request, body.format)
+    return ResolvedRender(model_name, model, request, body.format, text)
+
+
+def resolve_text(
+    boxes: list[TextBox], config: ClusterConfig, size: tuple[int, int], field: str = "text_boxes"
+) -> TextSpec | None:
+    """The render's `TextSpec`; every box is typeset at the final `size` now (422 if one cannot)."""
+    if not boxes:
+        return None
+    limit = config.typography.max_boxes
+    if len(boxes) > limit:
+        raise RequestError(field, f"holds {len(boxes)} boxes, over the limit of {limit}")
+    spec = config.typography.spec(boxes, field)
+    spec.typeset(size)
+    return spec
+
+
+def _negative_prompt(negative_prompt: str, text: TextSpec | None) -> str:
+    """With text boxes, the quiet-zone terms keep the model's own letters out."""
+    return negative_prompt if text is None else quiet_negative_prompt(negative_prompt)
 
 
 def _model_and_prompt(body: RenderRequestBody, config: ClusterConfig) -> tuple[str, ModelConfig]:
@@ -138,6 +162,7 @@ def resolve_large(
         raise RequestError(
             "overlap", f"must be less than half the tile ({tile // 2}), got {body.overlap}"
         )
+    text = resolve_text(body.text_boxes, config, (body.width, body.height))
     base = None
     if body.base_image is not None:
         limits = config.limits
@@ -148,7 +173,7 @@ def resolve_large(
         job_id=job_id,
         model_name=model_name,
         prompt=body.prompt,
-        negative_prompt=body.negative_prompt,
+        negative_prompt=_negative_prompt(body.negative_prompt, text),
         width=body.width,
         height=body.height,
         steps=steps,
@@ -166,6 +191,7 @@ def resolve_large(
         dpi=body.dpi,
         max_in_flight=config.tiling.max_in_flight,
         max_attempts=config.tiling.max_attempts,
+        text=text,
     )
     return job, model
 

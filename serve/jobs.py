@@ -19,7 +19,7 @@ import ray
 from actors.tile_router import TileRouter
 from core.config import ClusterConfig
 from core.errors import JobFailed
-from core.records import RunRecord, RunRegistry
+from core.records import RunRecord, RunRegistry, with_typography
 from core.schemas import LargeRenderJob, LargeRenderResult, UpscaleJob
 
 logger = logging.getLogger("ray.serve")
@@ -72,6 +72,8 @@ class JobTracker:
                     "outputs": {"image": result.output_key},
                 }
             )
+            if result.typography is not None:
+                final = with_typography(final, result.typography)
         finally:
             ray.kill(router, no_restart=True)
         self.registry.save(final)

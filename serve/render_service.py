@@ -6,16 +6,21 @@ on a tile router. Every render stores its image and a run record.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from typing import Any
 
+import numpy as np
+
 from core.config import APP_NAME, ClusterConfig, ModelConfig
+from core.errors import TypographyGateFailed
 from core.imaging import EXTENSIONS, encode_image
 from core.model_source import parse_source
-from core.records import RunRecord, RunRegistry, new_run_id
-from core.schemas import RenderRequestBody, UpscaleRequestBody
+from core.records import RunRecord, RunRegistry, new_run_id, with_typography
+from core.schemas import GenerateRequest, RenderRequestBody, UpscaleRequestBody
 from core.store import ArtifactStore
+from core.typography.delivery import Img2Img, deliver_text
 from core.validation import is_large, resolve_large, resolve_render, resolve_upscale
 from serve.dispatch import Dispatcher
 from serve.jobs import JobTracker
@@ -52,11 +57,16 @@ class RenderService:
         started = time.perf_counter()
         resolved = resolve_render(body, self.config)
         result = await self.dispatcher.render(resolved.model_name, resolved.request)
+        request = resolved.request
+        image, report = result.image, None
+        if resolved.text is not None:
+            image = np.array(result.image, copy=True)
+            img2img = integrating_pass(self.dispatcher, resolved.model_name, request)
+            report = await deliver_text(image, resolved.text, img2img)
         fmt = fmt or resolved.format
-        encoded = encode_image(result.image, fmt, dpi=body.dpi)
+        encoded = encode_image(image, fmt, dpi=body.dpi)
         run_id = new_run_id()
         key = self.store.put_bytes(output_key(run_id, fmt), encoded)
-        request = resolved.request
         total = time.perf_counter() - started
         inputs = {}
         for name, array in (("init_image", request.init_image), ("mask", request.mask)):
@@ -80,6 +90,7 @@ class RenderService:
                 "strength": request.strength,
                 "format": fmt,
                 "dpi": body.dpi,
+                **_text_params(body),
             },
             inputs=inputs,
             timings={
@@ -90,7 +101,11 @@ class RenderService:
             metrics={"batch_size": result.batch_size},
             outputs={"image": key},
         )
+        if report is not None:
+            record = with_typography(record, report)
         self.registry.save(record)
+        if report is not None and not report.passed:
+            raise TypographyGateFailed(report.message(), run_id)
         return record, encoded, fmt
 
     def start_large(self, body: RenderRequestBody) -> RunRecord:
@@ -119,6 +134,7 @@ class RenderService:
                 "dpi": job.dpi,
                 "blend": job.blend,
                 "colour_match": job.colour_match,
+                **_text_params(body),
             },
         )
         return self.jobs.start(record, job)
@@ -176,9 +192,33 @@ class RenderService:
                 "metrics": record.metrics,
                 "timings": record.timings,
             }
+        if "review_image" in record.outputs:
+            key = record.outputs["review_image"]
+            view["review"] = {"key": key, "url": self.store.url(key, base_url=base_url)}
+        if record.typography is not None:
+            view["typography"] = record.typography
         if record.error:
             view["error"] = record.error
         return view
+
+
+def integrating_pass(dispatcher: Dispatcher, model_name: str, request: GenerateRequest) -> Img2Img:
+    """The masked img2img pass of integrated text boxes: the render's model, seed and prompt."""
+
+    async def img2img(image: np.ndarray, mask: np.ndarray, strength: float) -> np.ndarray:
+        repaint = dataclasses.replace(
+            request, mode="inpaint", init_image=image, mask=mask, strength=strength
+        )
+        return (await dispatcher.render(model_name, repaint)).image
+
+    return img2img
+
+
+def _text_params(body: RenderRequestBody) -> dict[str, Any]:
+    """The request's text boxes, as the record's params keep them."""
+    if not body.text_boxes:
+        return {}
+    return {"text_boxes": [box.model_dump(mode="json") for box in body.text_boxes]}
 
 
 def _model_fields(name: str, model: ModelConfig) -> dict[str, Any]:

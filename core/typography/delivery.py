@@ -1,0 +1,254 @@
+"""Deliver a render's text boxes: typeset, composite after the last model pass, gate.
+
+`TextSpec` is what a render carries about its copy (the boxes, the font
+directory, the gate's thresholds). After the last model pass:
+
+    report = await deliver_text(canvas, spec, img2img)   # canvas changed in place
+
+composites every box (contrast solved on the scene under it), gives
+`integrated` boxes their masked img2img pass through `img2img` when there is
+one (a box whose integrated render fails the gate is delivered as overlay),
+gates every box on what the canvas now shows, and checks the rest of the
+image for stray text. The canvas may be a memory map of a billboard's spool:
+only the boxes' regions are read in full. Nothing here imports Ray.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.typography.compose import Treatment, composite_into
+from core.typography.contrast import solve_contrast
+from core.typography.fonts import DEFAULT_FONT_DIR
+from core.typography.gate import DEFAULT_THRESHOLDS, gate_box, stray_text_check
+from core.typography.geometry import PixelBox
+from core.typography.modes import delivery_mode, integrated_strength, integration_box
+from core.typography.results import BoxGateResult, GateCheck
+from core.typography.schema import GateThresholds, TextBox, TextMode
+from core.typography.typeset import TypesetText, typeset
+
+__all__ = [
+    "BoxReport",
+    "Img2Img",
+    "STRAY_TEXT_MAX_SIDE",
+    "TextSpec",
+    "TypographyReport",
+    "compose_boxes",
+    "deliver_text",
+    "deliver_text_sync",
+]
+
+STRAY_TEXT_MAX_SIDE = 1024
+"""The stray-text OCR reads the output scaled down to at most this many pixels per side."""
+
+Img2Img = Callable[[np.ndarray, np.ndarray, float], Awaitable[np.ndarray]]
+"""(image, mask (uint8, 255 = repaint), strength) -> the image repainted under the mask."""
+
+
+@dataclass(frozen=True)
+class TextSpec:
+    """The copy a render carries, and how it is set and gated."""
+
+    boxes: tuple[TextBox, ...]
+    font_dir: Path = DEFAULT_FONT_DIR
+    thresholds: GateThresholds = DEFAULT_THRESHOLDS
+    stray_text: bool = True
+    field: str = "text_boxes"
+
+    def typeset(self, size: tuple[int, int]) -> list[TypesetText]:
+        """Every box typeset at `size` (width, height); `RequestError` names one that cannot fit."""
+        return [
+            typeset(box, size, f"{self.field}[{index}]", self.font_dir)
+            for index, box in enumerate(self.boxes)
+        ]
+
+    def quiet_boxes(self, size: tuple[int, int]) -> list[tuple[float, float, float, float]]:
+        """The boxes as (x, y, w, h) canvas fractions, heights resolved at the final `size`."""
+        return [text.block_fraction() for text in self.typeset(size)]
+
+
+class BoxReport(BaseModel):
+    """What happened to one box: how it was set and painted, and the gate's verdict."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    box: str = Field(description="The box's field name, e.g. text_boxes[0].")
+    mode: TextMode = Field(description="The mode the request asked for.")
+    delivered: TextMode = Field(description="The mode of the pixels delivered.")
+    typeset: dict[str, object] = Field(description="Font, size, lines and boxes as typeset.")
+    treatment: Treatment = Field(description="Ink, stroke or plate chosen by the contrast solver.")
+    gate: BoxGateResult = Field(description="The verdict on the delivered pixels.")
+    integrated_gate: BoxGateResult | None = Field(
+        None, description="integrated boxes: the verdict on the integrated render."
+    )
+    note: str = Field("", description="Why an integrated box was delivered as overlay.")
+
+
+class TypographyReport(BaseModel):
+    """The typography gate's result for one render (kept in its run record)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    passed: bool = Field(description="Every box passed and no stray text was found.")
+    boxes: list[BoxReport] = Field(description="One report per text box, in request order.")
+    stray_text: GateCheck | None = Field(
+        None, description="OCR outside the boxes (None: not checked)."
+    )
+
+    def failures(self) -> list[str]:
+        """One phrase per failed check, naming the box and the check."""
+        found = []
+        for report in self.boxes:
+            for check in report.gate.checks:
+                if not check.passed:
+                    found.append(f"{report.box} {check.name} ({_why(check, report.gate)})")
+        if self.stray_text is not None and not self.stray_text.passed:
+            found.append(f"stray_text ({self.stray_text.detail or self.stray_text.value})")
+        return found
+
+    def message(self) -> str:
+        """One line for a failed render: which box failed which check."""
+        return "typography gate failed: " + "; ".join(self.failures())
+
+
+def _why(check: GateCheck, verdict: BoxGateResult) -> str:
+    if check.name == "ocr":
+        return f"read {verdict.ocr_text!r}, expected {verdict.expected_text!r}"
+    if check.detail and check.value is None:
+        return check.detail
+    return f"{check.value} against {check.threshold}"
+
+
+@dataclass
+class _Composed:
+    box: TextBox
+    text: TypesetText
+    treatment: Treatment
+    scene: np.ndarray  # the region before the overlay
+
+
+def compose_boxes(canvas: np.ndarray, spec: TextSpec) -> list[_Composed]:
+    """Typeset every box at the canvas size and composite it into `canvas` in place."""
+    height, width = canvas.shape[:2]
+    composed = []
+    for box, text in zip(spec.boxes, spec.typeset((width, height)), strict=True):
+        scene = np.array(canvas[text.region.slices()], copy=True)
+        treatment = solve_contrast(scene, text, box, target=spec.thresholds.min_contrast)
+        composite_into(canvas, text, treatment)
+        composed.append(_Composed(box, text, treatment, scene))
+    return composed
+
+
+async def deliver_text(
+    canvas: np.ndarray, spec: TextSpec, img2img: Img2Img | None = None
+) -> TypographyReport:
+    """Composite, integrate (with `img2img`), and gate every box of `canvas` in place."""
+    composed = await asyncio.to_thread(compose_boxes, canvas, spec)
+    integrated: dict[int, BoxGateResult] = {}
+    for index, item in enumerate(composed):
+        if item.box.mode != "integrated" or img2img is None:
+            continue
+        area = integration_box(item.text)
+        mask = np.zeros(canvas.shape[:2], np.uint8)
+        mask[area.slices()] = 255
+        repainted = await img2img(np.array(canvas), mask, integrated_strength(item.box.softness))
+        verdict = await asyncio.to_thread(
+            gate_box, repainted, item.box, item.text, item.treatment, thresholds=spec.thresholds
+        )
+        integrated[index] = verdict
+        if verdict.passed:
+            canvas[area.slices()] = repainted[area.slices()]
+    return await asyncio.to_thread(
+        _gate_all, canvas, composed, spec, integrated, img2img is not None
+    )
+
+
+def deliver_text_sync(canvas: np.ndarray, spec: TextSpec) -> TypographyReport:
+    """`deliver_text` without an img2img pass: every box is delivered as overlay."""
+    return _gate_all(canvas, compose_boxes(canvas, spec), spec, {}, integrating=False)
+
+
+def _gate_all(
+    canvas: np.ndarray,
+    composed: Sequence[_Composed],
+    spec: TextSpec,
+    integrated: dict[int, BoxGateResult],
+    integrating: bool,
+) -> TypographyReport:
+    reports = []
+    for index, item in enumerate(composed):
+        verdict = integrated.get(index)
+        delivered = delivery_mode(item.box, verdict)
+        note = ""
+        if delivered == "integrated":
+            assert verdict is not None
+            final = verdict
+        else:
+            final = gate_box(
+                canvas,
+                item.box,
+                item.text,
+                item.treatment,
+                mode="overlay",
+                thresholds=spec.thresholds,
+                scene=item.scene,
+            )
+            if item.box.mode == "integrated":
+                note = (
+                    "the integrated render failed the gate; delivered as overlay"
+                    if integrating
+                    else "no img2img pass on this render path (large-format); delivered as overlay"
+                )
+        reports.append(
+            BoxReport(
+                box=item.text.field,
+                mode=item.box.mode,
+                delivered=delivered,
+                typeset=item.text.record(),
+                treatment=item.treatment,
+                gate=final,
+                integrated_gate=verdict,
+                note=note,
+            )
+        )
+    stray = (
+        _stray_text(canvas, [integration_box(c.text) for c in composed])
+        if spec.stray_text
+        else None
+    )
+    passed = all(r.gate.passed for r in reports) and (stray is None or stray.passed)
+    return TypographyReport(passed=passed, boxes=reports, stray_text=stray)
+
+
+def _stray_text(canvas: np.ndarray, boxes: Sequence[PixelBox]) -> GateCheck:
+    """OCR outside the boxes on the canvas scaled down by area averaging, band by band."""
+    height, width = canvas.shape[:2]
+    factor = max(1, math.ceil(max(height, width) / STRAY_TEXT_MAX_SIDE))
+    small = _reduce(canvas, factor)
+    scaled = [
+        PixelBox(b.x0 // factor, b.y0 // factor, -(-b.x1 // factor), -(-b.y1 // factor))
+        for b in boxes
+    ]
+    return stray_text_check(small, scaled)
+
+
+def _reduce(canvas: np.ndarray, factor: int, band_rows: int = 64) -> np.ndarray:
+    """`canvas` shrunk `factor` times by block means, reading `band_rows * factor` rows at once."""
+    if factor == 1:
+        return np.array(canvas, copy=True)
+    height, width = canvas.shape[:2]
+    out_h, out_w = height // factor, width // factor
+    out = np.empty((out_h, out_w, canvas.shape[2]), np.uint8)
+    for y in range(0, out_h, band_rows):
+        rows = min(band_rows, out_h - y)
+        band = np.asarray(canvas[y * factor : (y + rows) * factor, : out_w * factor], np.float32)
+        blocks = band.reshape(rows, factor, out_w, factor, -1).mean(axis=(1, 3))
+        out[y : y + rows] = np.round(blocks).astype(np.uint8)
+    return out
