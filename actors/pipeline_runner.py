@@ -32,6 +32,7 @@ Store layout:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import io
 import json
@@ -61,10 +62,13 @@ from core.pipelines import (
     stage_cache_key,
 )
 from core.preprocess import normalise_image, normalise_mask
-from core.records import RunRecord, RunRegistry
+from core.records import RunRecord, RunRegistry, with_typography
 from core.schemas import MAX_SEED, GenerateRequest, LargeRenderJob
 from core.store import ArtifactStore
-from core.validation import DEFAULT_IMG2IMG_STRENGTH, check_size
+from core.typography.delivery import TypographyReport, deliver_text
+from core.typography.quiet import quiet_negative_prompt, quiet_zone_mask
+from core.typography.schema import TextBox
+from core.validation import DEFAULT_IMG2IMG_STRENGTH, check_size, resolve_text
 
 __all__ = [
     "CACHE_PREFIX",
@@ -91,6 +95,7 @@ class PipelineRequest:
     reference: bytes | None = field(default=None, repr=False)
     mask: bytes | None = field(default=None, repr=False)  # white: repaint
     campaign: str | None = None
+    text_boxes: list[TextBox] = field(default_factory=list)  # set on the last stage's output
 
 
 @dataclass
@@ -116,6 +121,7 @@ class StageOutput:
     height: int | None = None
     timings: dict[str, float] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
+    typography: TypographyReport | None = None  # the gate's report, when the stage set text
 
 
 RenderStage = Callable[[StageJob], Awaitable[StageOutput]]
@@ -139,19 +145,38 @@ class _Plan:
     force_from: int | None  # a re-run recomputes stages from here, cache or not
     input_keys: dict[str, str]
     approved: list[str]  # gates passed (a re-run inherits its original's)
+    text_boxes: list[TextBox]
 
     @classmethod
     def of(cls, run: RunRecord) -> _Plan:
         params = run.params
         pipeline = PipelineConfig.model_validate({"stages": params["stages"]})
         rerun_from = params.get("rerun_from")
+        boxes = params.get("text_boxes") or []
+        assert isinstance(boxes, list)
         return cls(
             pipeline=pipeline,
             next_stage=int(params["next_stage"]),
             force_from=pipeline.index(str(rerun_from)) if rerun_from else None,
             input_keys=dict(params.get("input_keys") or {}),
             approved=list(params.get("approved") or []),
+            text_boxes=[TextBox.model_validate(box) for box in boxes],
         )
+
+    @property
+    def final_size(self) -> tuple[int, int]:
+        """(width, height) of the last stage: where text is typeset."""
+        last = self.pipeline.stages[-1]
+        return last.width, last.height
+
+
+class _GateFailed(Exception):
+    """A stage's text failed the typography gate; its output is stored for review."""
+
+    def __init__(self, output_key: str, report: TypographyReport):
+        super().__init__(report.message())
+        self.output_key = output_key
+        self.report = report
 
 
 def _sha256(data: bytes) -> str:
@@ -245,6 +270,7 @@ class PipelineRunner:
             reference=uploads.get("reference"),
             mask=uploads.get("mask"),
             campaign=original.campaign,
+            text_boxes=plan.text_boxes,
         )
         rerun = {
             "rerun_from": from_stage,
@@ -290,6 +316,7 @@ class PipelineRunner:
                 "rerun_from": None,
                 "overrides": {},
                 "input_keys": input_keys,
+                "text_boxes": [box.model_dump(mode="json") for box in request.text_boxes],
                 **(rerun or {}),
             },
             inputs=inputs,
@@ -330,6 +357,8 @@ class PipelineRunner:
                 raise RequestError(item, f"no stage of pipeline {name!r} consumes one")
             if data is not None:
                 self._check_upload(item, data)
+        last = pipeline.stages[-1]
+        resolve_text(request.text_boxes, self.config, (last.width, last.height))
         for stage in pipeline.stages:  # fail now rather than stages later
             if "reference" in stage.consumes:
                 normalise_image(
@@ -519,11 +548,14 @@ class PipelineRunner:
         model_name, model = self._model(stage)
         seed = stage.seed if stage.seed is not None else int(run.seed or 0)
         inputs = self._input_hashes(stage, run, previous)
-        params = self._params(stage, model)
+        params = {**self._params(stage, model), **self._text_params(plan, index)}
+        negative = run.negative_prompt
+        if plan.text_boxes:  # every model pass keeps letters out of the boxes
+            negative = quiet_negative_prompt(negative)
         key = stage_cache_key(
             model.source,
             parse_source(model.source).revision,
-            {**params, "prompt": run.prompt, "negative_prompt": run.negative_prompt},
+            {**params, "prompt": run.prompt, "negative_prompt": negative},
             seed,
             inputs,
         )
@@ -538,7 +570,7 @@ class PipelineRunner:
             pipeline=run.pipeline,
             stage=stage.name,
             prompt=run.prompt,
-            negative_prompt=run.negative_prompt,
+            negative_prompt=negative,
             params=params,
             seed=seed,
             inputs=inputs,
@@ -555,6 +587,7 @@ class PipelineRunner:
                     "outputs": {"image": entry["output"], "cache_entry": entry_key},
                     "metrics": entry["metrics"],
                     "timings": {"total_s": round(time.perf_counter() - started, 4)},
+                    "typography": entry.get("typography"),
                 }
             )
             return self._save(record), _Output(entry["output"], entry["sha256"])
@@ -563,8 +596,11 @@ class PipelineRunner:
             job = self._job(
                 run, plan, stage, model_name, model, params, seed, previous, key, record
             )
-            result = await self.render_stage(job)
+            result = await self._with_text(plan, index, job, await self.render_stage(job))
             output = self._store_output(stage, job, result)
+            report = result.typography
+            if report is not None and not report.passed:
+                raise _GateFailed(output.key, report)
             self.store.put_bytes(
                 entry_key,
                 json.dumps(
@@ -574,9 +610,18 @@ class PipelineRunner:
                         "sha256": output.sha256,
                         "stage_run": record.id,
                         "metrics": result.metrics,
+                        "typography": None if report is None else report.model_dump(mode="json"),
                     }
                 ).encode(),
             )
+        except _GateFailed as exc:  # kept for review, never cached nor passed on
+            reviewed = record.model_copy(
+                update={
+                    "outputs": {"image": exc.output_key},
+                    "timings": {"total_s": round(time.perf_counter() - started, 4)},
+                }
+            )
+            return self._save(with_typography(reviewed, exc.report)), None
         except Exception as exc:
             failed = record.model_copy(
                 update={
@@ -599,7 +644,63 @@ class PipelineRunner:
                 },
             }
         )
+        if report is not None:
+            record = with_typography(record, report)
         return self._save(record), output
+
+    def _text_params(self, plan: _Plan, index: int) -> dict[str, Any]:
+        """What a stage's output owes to the run's text boxes (part of its cache key)."""
+        if not plan.text_boxes:
+            return {}
+        stage, params = plan.pipeline.stages[index], {}
+        if stage.quiet_zone == "inpaint":
+            spec = self.config.typography.spec(plan.text_boxes)
+            params["quiet_zone"] = {
+                "boxes": [list(box) for box in spec.quiet_boxes(plan.final_size)],
+                "margin": self.config.typography.quiet_margin,
+                "strength": self.config.typography.quiet_strength,
+            }
+        if index == len(plan.pipeline.stages) - 1:
+            params["text_boxes"] = [box.model_dump(mode="json") for box in plan.text_boxes]
+        return params
+
+    async def _with_text(
+        self, plan: _Plan, index: int, job: StageJob, result: StageOutput
+    ) -> StageOutput:
+        """A render stage's output with its quiet zone inpainted and, last, its text delivered.
+
+        A hires stage's text is composited by its tile router, which reports the gate.
+        """
+        request = job.request
+        if not plan.text_boxes or not isinstance(request, GenerateRequest):
+            return result
+        assert result.image is not None
+        typography = self.config.typography
+        spec = typography.spec(plan.text_boxes)
+        stage, image = job.stage, result.image
+        timings = dict(result.timings)
+
+        async def repaint(pixels: np.ndarray, mask: np.ndarray, strength: float) -> np.ndarray:
+            call = dataclasses.replace(
+                request, mode="inpaint", init_image=pixels, mask=mask, strength=strength
+            )
+            repainted = await self.render_stage(dataclasses.replace(job, request=call))
+            assert repainted.image is not None
+            return repainted.image
+
+        if stage.quiet_zone == "inpaint":
+            started = time.perf_counter()
+            size = (stage.width, stage.height)
+            mask = quiet_zone_mask(spec.quiet_boxes(plan.final_size), size, typography.quiet_margin)
+            image = await repaint(image, mask, typography.quiet_strength)
+            timings["quiet_zone_s"] = round(time.perf_counter() - started, 4)
+        report = None
+        if index == len(plan.pipeline.stages) - 1:
+            started = time.perf_counter()
+            image = np.array(image, copy=True)
+            report = await deliver_text(image, spec, repaint)
+            timings["text_s"] = round(time.perf_counter() - started, 4)
+        return dataclasses.replace(result, image=image, timings=timings, typography=report)
 
     def _cache_entry(self, entry_key: str) -> dict[str, Any] | None:
         """The cache entry under `entry_key` if it and its output are both stored."""
@@ -696,7 +797,7 @@ class PipelineRunner:
         check_stage_inputs(stage, image, mask)
         common = {
             "prompt": run.prompt,
-            "negative_prompt": run.negative_prompt,
+            "negative_prompt": record.negative_prompt,
             "width": stage.width,
             "height": stage.height,
             "steps": params["steps"],
@@ -718,6 +819,7 @@ class PipelineRunner:
                 format="png",
                 max_in_flight=self.config.tiling.max_in_flight,
                 max_attempts=self.config.tiling.max_attempts,
+                text=self.config.typography.spec(plan.text_boxes) if plan.text_boxes else None,
                 **common,
             )
         else:

@@ -65,4 +65,5 @@ class ServeStageRenderer:
             height=result.height,
             timings=result.timings,
             metrics=result.metrics(),
+            typography=result.typography,
         )

@@ -99,6 +99,14 @@ class StageConfig(_Strict):
             "reference image), 'mask' (the request's mask, with one of the two); none: txt2img."
         ),
     )
+    quiet_zone: Literal["prompt", "inpaint"] = Field(
+        "prompt",
+        description=(
+            "With text boxes, every stage gets negative-prompt terms that keep letters out; "
+            "'inpaint' also repaints the boxes (grown by typography.quiet_margin) in an inpaint "
+            "pass after the stage, clearing pseudo-text the model painted there (layout stages)."
+        ),
+    )
     approval: Literal["required", "none"] = Field(
         "none",
         description=(
@@ -135,6 +143,8 @@ class StageConfig(_Strict):
             raise ValueError(
                 f"{where}: a mask needs an image to paint into ('previous' or 'reference')"
             )
+        if self.kind == "hires" and self.quiet_zone == "inpaint":
+            raise ValueError(f"{where}: quiet_zone 'inpaint' runs on render stages, not hires")
         if self.kind == "hires" and any(item != "previous" for item in self.consumes):
             raise ValueError(f"{where}: a hires stage consumes only 'previous' (or nothing)")
         if self.kind == "render" and self.strength is not None and not image_inputs:
