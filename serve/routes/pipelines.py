@@ -21,6 +21,7 @@ from actors.stage_renderers import ServeStageRenderer
 from core.errors import NotFoundError, RequestError
 from core.records import RunRecord
 from core.schemas import MAX_SEED
+from core.typography.schema import TextBox
 from serve.api_app import Context, IngressContext, authorized, base_url
 
 router = APIRouter(dependencies=[Depends(authorized)])
@@ -41,6 +42,10 @@ class PipelineRunBody(_Body):
     reference: str | None = Field(None, description="Reference image, base64 (or a data URL).")
     mask: str | None = Field(None, description="Mask, base64 (white: repaint).")
     campaign: str | None = Field(None, description="Campaign the run belongs to.")
+    text_boxes: list[TextBox] = Field(
+        default_factory=list,
+        description="Copy typeset into anchor boxes after the last stage, then gated.",
+    )
     wait: bool = Field(False, description="Answer when the run stops (gate, end, failure).")
 
 
@@ -111,6 +116,7 @@ async def start_run(
             reference=_upload(body.reference, "reference", limit),
             mask=_upload(body.mask, "mask", limit),
             campaign=body.campaign,
+            text_boxes=body.text_boxes,
         ),
     )
     return await _answer(runner.advance(run.id), body.wait, run, request, ctx)
@@ -205,9 +211,13 @@ def _stage_view(record: RunRecord, ctx: IngressContext, base: str) -> dict[str, 
         "metrics": record.metrics,
         "error": record.error,
     }
-    if "image" in record.outputs:
-        key = record.outputs["image"]
-        view.update(key=key, url=ctx.store.url(key, base_url=base))
+    for name in ("image", "review_image"):
+        if name in record.outputs:
+            key = record.outputs[name]
+            prefix = "" if name == "image" else "review_"
+            view.update({f"{prefix}key": key, f"{prefix}url": ctx.store.url(key, base_url=base)})
+    if record.typography is not None:
+        view["typography"] = record.typography
     return view
 
 
