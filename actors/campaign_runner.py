@@ -64,22 +64,22 @@ from core.campaign.progress import CampaignState
 from core.campaign.sizes import is_ratio
 from core.config import APP_NAME, ClusterConfig, deployment_name
 from core.config_file import config_from_dict
-from core.errors import JobFailed, OverloadedError, RenderClusterError, RequestError
+from core.errors import (
+    JobFailed,
+    OverloadedError,
+    RenderClusterError,
+    RequestError,
+    TypographyGateFailed,
+)
 from core.imaging import EXTENSIONS, encode_image
 from core.model_source import parse_source
 from core.pipelines import PipelineConfig
 from core.records import RunRecord, RunRegistry
 from core.schemas import GenerateResult, LargeRenderResult, RenderRequestBody
 from core.store import ArtifactStore, open_store
-from core.typography import (
-    Anchor,
-    TextBox,
-    TypesetText,
-    composite_into,
-    solve_contrast,
-    typeset,
-)
-from core.validation import check_size, resolve_large, resolve_render
+from core.typography import Anchor, TextBox
+from core.typography.delivery import TypographyReport, deliver_text
+from core.validation import check_size, resolve_large, resolve_render, resolve_text
 
 __all__ = [
     "CAMPAIGN_NAMESPACE",
@@ -105,7 +105,8 @@ DEFAULT_MAX_ATTEMPTS = 3
 ASPECT_MARGIN = 0.01  # fitted pipeline stages keep the item's aspect ratio this closely
 SINGLE_PASS_AREA = 1.25  # x native_resolution**2: the most one model call renders
 _CHECK_RUN_ID = "20000101-000000-000000-00000000"  # stands in for a run id in dry-run checks
-_COPY_ANCHOR = Anchor(x=0.06, y=0.68, w=0.88, h=0.26)
+COPY_ANCHOR = Anchor(x=0.06, y=0.68, w=0.88, h=0.26)
+"""Where an item's copy goes: a band across the bottom of every size."""
 
 RenderJobFn = Callable[[RenderJob, str], Awaitable[RunRecord]]
 CapacityFn = Callable[[], Awaitable[int]]
@@ -170,20 +171,21 @@ def job_problems(job: RenderJob, config: ClusterConfig) -> list[str]:
     """Why the runner could not render `job` (a dry run of its checks), or nothing."""
     size = f"{job.size} ({job.width}x{job.height})" if is_ratio(job.size) else job.size
     where = f"items[{job.item_index}] at {size}"
-    body = RenderRequestBody(**job.request)
     try:
+        body = request_body(job)
         if job.pipeline is not None:
             _check_pipeline_job(job, config)
+            resolve_text(body.text_boxes, config, (job.width, job.height))
         elif is_large_job(job, config):
-            if job.copy_text:
-                raise RequestError("copy", "copy text is typeset on single renders only")
             resolve_large(body, config, _CHECK_RUN_ID, render_key(job, "png"))
         else:
             resolve_render(body, config)
-            if job.copy_text:
-                _typeset_copy(job.copy_text, job.width, job.height)
-    except RequestError as exc:
-        return [f"{where}: {exc}"]
+    except RequestError as exc:  # the item's copy is its one text box
+        return [
+            f"{where}: {str(exc).replace('text_boxes[0].copy', 'copy')}".replace(
+                "text_boxes[0]", "copy"
+            )
+        ]
     return []
 
 
@@ -200,8 +202,6 @@ def _check_pipeline_job(job: RenderJob, config: ClusterConfig) -> None:
     uploads = [item for item in ("reference", "mask") if pipeline.consumes(item)]
     if uploads:
         raise RequestError("pipeline", f"{name!r} needs a {uploads[0]} image, which items lack")
-    if job.copy_text:
-        raise RequestError("copy", "copy text is typeset on single renders only")
     for stage in fit_pipeline(config, name, job.width, job.height).stages:
         model = config.models[config.resolve_model(stage.model, stage.style)]
         try:
@@ -248,27 +248,20 @@ def _grid_size(area: int, aspect: float, factor: int) -> tuple[int, int]:
     return min(candidates)[1]
 
 
-def _typeset_copy(text: str, width: int, height: int) -> tuple[TextBox, TypesetText]:
-    """Copy text typeset in the lower band of a `width` x `height` image."""
+def copy_box(text: str) -> TextBox:
+    """A campaign item's copy as a text box centred in the lower band of the image."""
     try:
-        box = TextBox(
-            copy=text, anchor=_COPY_ANCHOR, align="center", valign="bottom", min_cap_height_px=8
+        return TextBox(
+            copy=text, anchor=COPY_ANCHOR, align="center", valign="bottom", min_cap_height_px=8
         )
     except ValidationError as exc:
         raise RequestError("copy", exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
-    try:
-        return box, typeset(box, (width, height), "copy")
-    except RequestError as exc:
-        raise RequestError("copy", exc.message) from None
 
 
-def overlay_copy(image: np.ndarray, text: str) -> np.ndarray:
-    """`image` with `text` composited over its lower band (never diffused)."""
-    box, text_pixels = _typeset_copy(text, image.shape[1], image.shape[0])
-    treatment = solve_contrast(image[text_pixels.region.slices()], text_pixels, box)
-    out = image.copy()
-    composite_into(out, text_pixels, treatment)
-    return out
+def request_body(job: RenderJob) -> RenderRequestBody:
+    """The render request of a job, its copy as a text box."""
+    boxes = [copy_box(job.copy_text)] if job.copy_text else []
+    return RenderRequestBody(**job.request, text_boxes=boxes)
 
 
 def job_record(job: RenderJob, config: ClusterConfig, run_id: str, **fields: Any) -> RunRecord:
@@ -333,6 +326,9 @@ class RunnerStats(BaseModel):
     skipped: int = Field(0, description="Jobs already done when this run started.")
     recovered: int = Field(0, description="Jobs recorded by a dead runner, marked done now.")
     gave_up: int = Field(0, description="Jobs this run gave up on after their last attempt.")
+    for_review: int = Field(
+        0, description="Jobs whose copy failed the typography gate: kept for review, not delivered."
+    )
     failed_attempts: int = Field(0, description="Attempts that failed (503s not counted).")
     overloaded_retries: int = Field(0, description="503 / backpressure answers retried.")
     elapsed_s: float = 0.0
@@ -483,8 +479,12 @@ class CampaignLoop:
                 await asyncio.sleep(self._backoff(overloads))
                 continue
             failures += 1
-            await self._write(self._record_failure, job, run_id, describe(error))
+            await self._write(self._record_failure, job, run_id, error)
             self._update(failed_attempts=self.stats.failed_attempts + 1)
+            if isinstance(_cause(error), TypographyGateFailed):  # rendered: a person decides
+                self.tracker.finished(ok=False)
+                self._update(for_review=self.stats.for_review + 1)
+                return
             permanent = isinstance(_cause(error), RequestError)
             if permanent or failures >= self.settings.max_attempts:
                 self.tracker.finished(ok=False)
@@ -516,9 +516,14 @@ class CampaignLoop:
         self.registry.save(record)
         mark_done(self.store, job, run_id, dict(record.outputs))
 
-    def _record_failure(self, job: RenderJob, run_id: str, error: str) -> None:
-        self.registry.save(job_record(job, self.config, run_id, status="failed", error=error))
-        mark_failed(self.store, job, error, run_id=run_id)
+    def _record_failure(self, job: RenderJob, run_id: str, error: BaseException) -> None:
+        message, cause, review = describe(error), _cause(error), None
+        fields: dict[str, Any] = {"status": "failed", "error": message}
+        if isinstance(cause, TypographyGateFailed) and cause.review_image is not None:
+            review = cause.review_image
+            fields.update(outputs={"review_image": review}, typography=cause.report)
+        self.registry.save(job_record(job, self.config, run_id, **fields))
+        mark_failed(self.store, job, message, run_id=run_id, review_image=review)
 
     def _backoff(self, retry: int) -> float:
         ceiling = min(self.settings.max_backoff_s, self.settings.backoff_s * 2 ** (retry - 1))
@@ -583,17 +588,21 @@ class ServeJobRenderer:
         return record.model_copy(update={"timings": timings})
 
     async def _single(self, job: RenderJob, run_id: str) -> RunRecord:
-        body = RenderRequestBody(**job.request)
+        body = request_body(job)
         resolved = resolve_render(body, self.config)
         handle = serve.get_deployment_handle(deployment_name(resolved.model_name), self.app_name)
         try:
             result: GenerateResult = await handle.render.remote(resolved.request)
         except BackPressureError:
             raise OverloadedError(resolved.model_name, retry_after_s=1) from None
+        image, report = result.image, None
+        if resolved.text is not None:
+            image = np.array(result.image, copy=True)
+            report = await deliver_text(image, resolved.text)
         key = render_key(job, EXTENSIONS[body.format])
-        await asyncio.to_thread(self._store_image, key, result.image, job.copy_text, body)
+        await asyncio.to_thread(self._store_image, key, image, body)
         request = resolved.request
-        return job_record(
+        record = job_record(
             job,
             self.config,
             run_id,
@@ -602,15 +611,13 @@ class ServeJobRenderer:
             metrics={"batch_size": result.batch_size},
             outputs={"image": key},
         )
+        return _gated(record, report, key)
 
-    def _store_image(
-        self, key: str, image: np.ndarray, copy_text: str | None, body: RenderRequestBody
-    ) -> None:
-        final = overlay_copy(image, copy_text) if copy_text else image
-        self.store.put_bytes(key, encode_image(final, body.format, dpi=body.dpi))
+    def _store_image(self, key: str, image: np.ndarray, body: RenderRequestBody) -> None:
+        self.store.put_bytes(key, encode_image(image, body.format, dpi=body.dpi))
 
     async def _large(self, job: RenderJob, run_id: str) -> RunRecord:
-        body = RenderRequestBody(**job.request)
+        body = request_body(job)
         spec, _ = resolve_large(body, self.config, run_id, render_key(job, EXTENSIONS[body.format]))
         router = TileRouter.remote(
             self.app_name, self.config.storage.model_dump(mode="json"), str(self.spool_dir)
@@ -619,7 +626,7 @@ class ServeJobRenderer:
             result: LargeRenderResult = await router.run.remote(spec)
         finally:
             ray.kill(router, no_restart=True)
-        return job_record(
+        record = job_record(
             job,
             self.config,
             run_id,
@@ -640,6 +647,7 @@ class ServeJobRenderer:
             },
             outputs={"image": result.output_key},
         )
+        return _gated(record, result.typography, result.output_key)
 
     async def _pipeline(self, job: RenderJob, run_id: str) -> RunRecord:
         name = str(job.pipeline)
@@ -655,9 +663,14 @@ class ServeJobRenderer:
                 prompt=str(request["prompt"]),
                 negative_prompt=str(request.get("negative_prompt") or ""),
                 seed=job.seed,
+                text_boxes=request_body(job).text_boxes,
             ),
         )
+        last = runner.stage_records(run.id)[-1]
         if run.status != "done":
+            review = last.outputs.get("review_image")
+            if review is not None:
+                raise TypographyGateFailed(str(run.error), run.id, review, last.typography)
             raise JobFailed(run.id, run.error or f"pipeline run ended {run.status}")
         source = run.outputs["image"]
         key = render_key(job, posixpath.splitext(source)[1].lstrip(".") or "png")
@@ -673,11 +686,22 @@ class ServeJobRenderer:
             parent_id=run.id,
             params={"mode": "pipeline", "stages": [stage.name for stage in pipeline.stages]},
             outputs={"image": key, "pipeline_image": source},
+            typography=last.typography,
         )
 
     def _copy(self, source: str, key: str) -> None:
         with self.store.open(source) as stream:
             self.store.put_file(key, stream)
+
+
+def _gated(record: RunRecord, report: TypographyReport | None, image_key: str) -> RunRecord:
+    """The record with the gate's report; `TypographyGateFailed` (for review) if it failed."""
+    if report is None:
+        return record
+    typography = report.model_dump(mode="json")
+    if not report.passed:
+        raise TypographyGateFailed(report.message(), record.id, image_key, typography)
+    return record.model_copy(update={"typography": typography})
 
 
 def campaign_models(jobs: Iterable[RenderJob], config: ClusterConfig) -> set[str]:

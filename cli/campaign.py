@@ -157,6 +157,8 @@ def status(
         rows.append(
             ("in-flight bound", f"{runner['bound']} (most seen {runner['max_in_flight_observed']})")
         )
+        if runner.get("for_review"):
+            rows.append(("of the failed, kept for review", str(runner["for_review"])))
     rows += [
         (label, view[key])
         for label, key in (("report", "report_url"), ("CSV", "csv_url"))

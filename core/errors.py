@@ -12,6 +12,8 @@ across Ray processes.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class RenderClusterError(Exception):
     """Base of every error this project raises on purpose."""
@@ -55,11 +57,23 @@ class NotFoundError(RequestError):
 
 
 class TypographyGateFailed(RequestError):
-    """A render's copy failed the typography gate; the image is kept for review, not delivered."""
+    """A render's copy failed the typography gate; the image is kept for review, not delivered.
 
-    def __init__(self, message: str, run_id: str):
+    `review_image` is the store key of that image, `report` the gate's report (JSON).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        run_id: str,
+        review_image: str | None = None,
+        report: dict[str, Any] | None = None,
+    ):
         super().__init__("text_boxes", f"{message} (run {run_id} keeps the image for review)")
+        self.args = (message, run_id, review_image, report)  # what unpickling calls us with
         self.run_id = run_id
+        self.review_image = review_image
+        self.report = report
 
 
 class AuthError(RenderClusterError):

@@ -30,6 +30,7 @@ figcaption{font-size:12px;color:#555;margin-top:6px;max-width:256px;overflow-wra
 .placeholder{display:flex;align-items:center;justify-content:center;text-align:center;
  background:#eee;color:#777}
 .failed{border-color:#d33}.failed .placeholder{background:#fdecec;color:#b00}
+.review{border-color:#e90;border-width:3px}.review figcaption{color:#a50}
 table{border-collapse:collapse;background:#fff}
 td,th{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}
 pre{margin:0;white-space:pre-wrap;max-width:80ch;font-size:12px}
@@ -47,7 +48,8 @@ def render_contact_sheet(
     generated_at: datetime,
 ) -> str:
     """The whole HTML page; `thumbs` maps job keys to thumbnail keys (None: no preview)."""
-    counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "failed", "pending")}
+    statuses = ("done", "review", "failed", "pending")
+    counts = {s: sum(o.status == s for o in outcomes) for s in statuses}
     summary = " · ".join(f"<b>{n}</b> {status}" for status, n in counts.items())
     parts = [
         "<!doctype html>",
@@ -148,7 +150,9 @@ def _figure(
     scale = min(1.0, thumb_px / max(job.width, job.height))
     width, height = max(1, round(job.width * scale)), max(1, round(job.height * scale))
     box = f'style="width:{width}px;height:{height}px"'
-    if outcome.done is not None and outcome.image_key is not None:
+    if outcome.image_key is not None:
+        entry = outcome.done or outcome.failed
+        assert entry is not None and entry.run_id is not None
         thumb = thumbs.get(job.key)
         alt = escape(f"{job.item_id} {job.size} seed {job.seed}")
         preview = (
@@ -157,20 +161,26 @@ def _figure(
             if thumb
             else f'<span class="placeholder" {box}>no preview</span>'
         )
-        record = f'<a class="record" href="{_attr(record_url(outcome.done.run_id))}">record</a>'
+        record = f'<a class="record" href="{_attr(record_url(entry.run_id))}">record</a>'
+        note = ""
+        if outcome.status == "review":  # rendered, not delivered: a person must look
+            note = f" · needs review: {escape(_short(outcome.failed.error))}"
         return (
-            f'<figure class="done"><a class="image" href="{_attr(url_for(outcome.image_key))}">'
-            f"{preview}</a><figcaption>seed {job.seed} · {record}</figcaption></figure>"
+            f'<figure class="{outcome.status}"><a class="image" '
+            f'href="{_attr(url_for(outcome.image_key))}">{preview}</a>'
+            f"<figcaption>seed {job.seed} · {record}{note}</figcaption></figure>"
         )
     if outcome.failed is not None:
-        error = outcome.failed.error
-        short = error if len(error) <= _CAPTION_ERROR_CHARS else error[:_CAPTION_ERROR_CHARS] + "…"
         return (
             f'<figure class="failed"><div class="placeholder" {box}>failed after '
             f"{outcome.failed.attempts} attempt(s)</div><figcaption>seed {job.seed} · "
-            f"{escape(short)}</figcaption></figure>"
+            f"{escape(_short(outcome.failed.error))}</figcaption></figure>"
         )
     return (
         f'<figure class="pending"><div class="placeholder" {box}>{outcome.status}</div>'
         f"<figcaption>seed {job.seed}</figcaption></figure>"
     )
+
+
+def _short(error: str) -> str:
+    return error if len(error) <= _CAPTION_ERROR_CHARS else error[:_CAPTION_ERROR_CHARS] + "…"

@@ -9,7 +9,8 @@ runner killed at any point leaves only whole entries behind:
 - ``done/<key>.json``: the run id and output keys of a finished job. A job with
   this entry is never rendered again.
 - ``failed/<key>.json``: attempts so far and the last error; removed once the
-  job succeeds.
+  job succeeds. A job whose copy failed the typography gate is failed with its
+  image kept for review (`review_image`): never delivered, never retried.
 """
 
 from __future__ import annotations
@@ -78,6 +79,11 @@ class FailedEntry(_Entry):
     attempts: int = Field(ge=1, description="Failed attempts so far, over every run.")
     error: str = Field(description="The last attempt's error.")
     failed_at: AwareDatetime = Field(description="When the last attempt failed.")
+    review_image: str | None = Field(
+        None,
+        description="The image a person must review (its copy failed the typography gate); "
+        "not delivered.",
+    )
 
 
 @dataclass
@@ -93,13 +99,15 @@ class JobOutcome:
     """A job and what the ledger says about it."""
 
     job: RenderJob
-    status: Literal["done", "failed", "pending"]
+    status: Literal["done", "review", "failed", "pending"]
     done: DoneEntry | None = None
     failed: FailedEntry | None = None
 
     @property
     def image_key(self) -> str | None:
-        """The full image: output 'image', else the first output."""
+        """The full image: output 'image', else the first output; for review, the kept one."""
+        if self.failed is not None:
+            return self.failed.review_image
         if self.done is None or not self.done.outputs:
             return None
         return self.done.outputs.get("image") or next(iter(self.done.outputs.values()))
@@ -112,7 +120,8 @@ def job_outcomes(jobs: Iterable[RenderJob], ledger: Ledger) -> list[JobOutcome]:
         if (done := ledger.done.get(job.key)) is not None:
             outcomes.append(JobOutcome(job, "done", done=done))
         elif (failed := ledger.failed.get(job.key)) is not None:
-            outcomes.append(JobOutcome(job, "failed", failed=failed))
+            status = "review" if failed.review_image else "failed"
+            outcomes.append(JobOutcome(job, status, failed=failed))
         else:
             outcomes.append(JobOutcome(job, "pending"))
     return outcomes
@@ -184,8 +193,12 @@ def mark_failed(
     error: str,
     run_id: str | None = None,
     at: datetime | None = None,
+    review_image: str | None = None,
 ) -> FailedEntry:
-    """Count one more failed attempt of `job` with its error; return the entry (attempts)."""
+    """Count one more failed attempt of `job` with its error; return the entry (attempts).
+
+    `review_image`: the attempt rendered, but its image needs a person's review.
+    """
     key = layout.failed_key(job.campaign, job.key)
     previous = _read(store, key, FailedEntry)
     entry = FailedEntry(
@@ -195,6 +208,7 @@ def mark_failed(
         attempts=(previous.attempts if previous else 0) + 1,
         error=error[:MAX_ERROR_CHARS],
         failed_at=_now(at),
+        review_image=review_image,
     )
     _write(store, key, entry)
     return entry

@@ -33,7 +33,7 @@ from core.campaign import (
 )
 from core.config import ClusterConfig
 from core.config_file import parse_config
-from core.errors import OverloadedError, RequestError
+from core.errors import OverloadedError, RequestError, TypographyGateFailed
 from core.records import RunRecord, RunRegistry
 from core.store import ArtifactStore
 
@@ -288,6 +288,44 @@ def test_a_request_error_is_given_up_at_once(store, config, jobs):
     assert all(entry.attempts == 1 for entry in load_ledger(store, "spring").failed.values())
 
 
+class GateFailingRenderer(FakeRenderer):
+    """Renders every job, but the copy of item-00's jobs fails the typography gate."""
+
+    async def __call__(self, job: RenderJob, run_id: str) -> RunRecord:
+        record = await super().__call__(job, run_id)
+        if job.item_id != "item-00":
+            return record
+        report = {"passed": False, "boxes": [], "stray_text": None}
+        message = "typography gate failed: text_boxes[0] ocr (read 'SALE 5O%', expected 'SALE 50%')"
+        raise TypographyGateFailed(message, run_id, record.outputs["image"], report)
+
+
+def test_copy_failing_the_typography_gate_is_kept_for_review_not_delivered(store, config, jobs):
+    renderer = GateFailingRenderer(store, config)
+    stats = run(CampaignLoop(store, config, jobs, renderer, settings=FAST))
+
+    assert (stats.rendered, stats.for_review, stats.gave_up) == (22, 2, 0)
+    ledger = load_ledger(store, "spring")
+    reviewed = [job for job in jobs if job.item_id == "item-00"]
+    assert {job.key for job in reviewed} == set(ledger.failed) and not (
+        set(ledger.failed) & set(ledger.done)
+    )
+    for job in reviewed:
+        entry = ledger.failed[job.key]
+        assert entry.attempts == 1 and renderer.calls[job.key] == 1  # never retried
+        assert entry.review_image == render_key(job, "png") and "ocr (read" in entry.error
+        record = RunRegistry(store).get(entry.run_id)
+        assert record.status == "failed" and record.outputs == {"review_image": entry.review_image}
+        assert record.typography == {"passed": False, "boxes": [], "stray_text": None}
+    rows = store.get_bytes(layout.summary_key("spring")).decode().splitlines()
+    review_rows = [row for row in rows if ",review," in row]
+    assert len(review_rows) == 2 and all(
+        render_key(j, "png") in "".join(review_rows) for j in reviewed
+    )
+    html = store.get_bytes(layout.report_key("spring")).decode()
+    assert html.count('<figure class="review">') == 2 and "<b>2</b> review" in html
+
+
 def test_what_the_runner_cannot_render_is_refused_before_anything_renders(config):
     manifest = parse_manifest(
         """
@@ -301,9 +339,8 @@ items:
     )
     with pytest.raises(ManifestError) as caught:
         plan_campaign(manifest, config)
-    small, large, gated = caught.value.problems
+    small, gated = caught.value.problems  # large renders take copy too
     assert small.startswith("items[0] at 64x64: copy: does not fit box copy (56x16 px")
-    assert large == "items[1] at 1024x512: copy: copy text is typeset on single renders only"
     assert gated == (
         "items[2] at 1:1 (256x256): pipeline: 'gated' stops for approval after stage 'final'; "
         "a campaign renders unattended, so use a pipeline without approval gates"
