@@ -19,6 +19,7 @@ from cli.errors import one_line_errors
 from cli.jobs import describe, download, follow_job
 from cli.k8s import app as k8s_app
 from cli.runs import pipeline_app, register, runs_app
+from cli.text_boxes import TextBoxesOption, read_text_boxes
 from core.config_file import load_config
 from core.errors import RequestError
 
@@ -84,6 +85,7 @@ def render(
     strength: Annotated[float | None, typer.Option(help="img2img / refine strength.")] = None,
     mode: Annotated[str, typer.Option(help="auto, single, hires or tiled.")] = "auto",
     dpi: Annotated[int, typer.Option(help="DPI written into the file.")] = 300,
+    text_boxes: TextBoxesOption = None,
     url: UrlOption = None,
     config: ConfigOption = DEFAULT_CONFIG,
     gpus: Annotated[int, typer.Option(help="Logical GPUs of an embedded cluster.")] = 4,
@@ -91,6 +93,7 @@ def render(
     """Render through a running cluster (--url) or an embedded one; large sizes are tiled."""
     with one_line_errors():
         body = {
+            "text_boxes": read_text_boxes(text_boxes) or None,
             "prompt": prompt,
             "negative_prompt": negative_prompt,
             "style": style,

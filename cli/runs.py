@@ -23,6 +23,7 @@ from rich.table import Table
 
 from cli.client import RenderClient
 from cli.errors import one_line_errors
+from cli.text_boxes import TextBoxesOption, read_text_boxes
 from core.errors import RequestError
 from core.variance import layout_variance
 
@@ -162,6 +163,7 @@ def run_pipeline(
     reference: Annotated[Path | None, typer.Option(help="Reference image file.")] = None,
     mask: Annotated[Path | None, typer.Option(help="Mask image file (white: repaint).")] = None,
     campaign: Annotated[str | None, typer.Option(help="Campaign the run belongs to.")] = None,
+    text_boxes: TextBoxesOption = None,
     wait: WaitOption = True,
     url: UrlOption = DEFAULT_URL,
 ) -> None:
@@ -171,6 +173,7 @@ def run_pipeline(
         if value is not None:
             body[field] = value
     with one_line_errors():
+        body["text_boxes"] = read_text_boxes(text_boxes)
         for field, path in (("reference", reference), ("mask", mask)):
             if path is not None:
                 body[field] = base64.b64encode(path.read_bytes()).decode()

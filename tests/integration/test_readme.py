@@ -33,7 +33,7 @@ def run(command: str, cluster, cwd: Path) -> subprocess.CompletedProcess:
 
 def test_curl_examples(cluster, tmp_path):
     commands = section_commands("The HTTP API")
-    assert len(commands) == 7
+    assert len(commands) == 8
     for command in commands:
         result = run(command.replace("curl -s", "curl -sf"), cluster, tmp_path)
         assert result.returncode == 0, (command, result.stderr)
