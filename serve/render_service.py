@@ -105,7 +105,7 @@ class RenderService:
             record = with_typography(record, report)
         self.registry.save(record)
         if report is not None and not report.passed:
-            raise TypographyGateFailed(report.message(), run_id)
+            raise TypographyGateFailed(report.message(), run_id, key, record.typography)
         return record, encoded, fmt
 
     def start_large(self, body: RenderRequestBody) -> RunRecord:
