@@ -239,12 +239,13 @@ def _stray_text(canvas: np.ndarray, boxes: Sequence[PixelBox]) -> GateCheck:
     return stray_text_check(small, scaled)
 
 
-def _reduce(canvas: np.ndarray, factor: int, band_rows: int = 64) -> np.ndarray:
-    """`canvas` shrunk `factor` times by block means, reading `band_rows * factor` rows at once."""
+def _reduce(canvas: np.ndarray, factor: int, band_pixels: int = 2**22) -> np.ndarray:
+    """`canvas` shrunk `factor` times by block means, reading about `band_pixels` at a time."""
     if factor == 1:
         return np.array(canvas, copy=True)
     height, width = canvas.shape[:2]
     out_h, out_w = height // factor, width // factor
+    band_rows = max(1, band_pixels // (factor * factor * max(out_w, 1)))
     out = np.empty((out_h, out_w, canvas.shape[2]), np.uint8)
     for y in range(0, out_h, band_rows):
         rows = min(band_rows, out_h - y)

@@ -104,8 +104,9 @@ def test_sync_delivery_edits_a_memory_map_in_place(tmp_path):
 
 
 @needs_tesseract
-def test_stray_words_outside_the_boxes_fail_the_render():
-    canvas = flat(SIZE, (240, 240, 240))
+@pytest.mark.parametrize("size", [SIZE, (2560, 768)], ids=["as is", "scaled down by 3"])
+def test_stray_words_outside_the_boxes_fail_the_render(size):
+    canvas = flat(size, (240, 240, 240))
     stray = TextSpec((_box("OPEN DAILY", anchor={"x": 0.05, "y": 0.05, "w": 0.9}),))
     deliver_text_sync(canvas, TextSpec(stray.boxes, stray_text=False))  # painted "by the model"
     report = deliver_text_sync(canvas, TextSpec((_box(),)))
