@@ -4,8 +4,10 @@
    Real-ESRGAN replicas through the tiled router, plus a comparison sheet:
    Lanczos vs the model, and naive tiles vs padded, blended tiles.
 2. A billboard-format hires render (base, upscale, tiled refine, blend) on the
-   tiny random-weight diffusion model: it proves the fan-out, the blending and
-   the seam metric; its pixels are texture, since the weights are random.
+   tiny random-weight diffusion model, with a headline typeset by code after
+   the last model pass and gated: it proves the fan-out, the blending, the seam
+   metric and the typography gate; its pixels are texture, since the weights
+   are random.
 """
 
 from __future__ import annotations
@@ -24,6 +26,12 @@ from core.imaging import encode_base64, encode_image
 from core.seams import seam_score
 from core.upscaling import plan_upscale
 
+HEADLINE = {
+    "copy": "Harbour Days: 12-14 June",
+    "font_hint": "serif-strong",
+    "anchor": {"x": 0.04, "y": 0.08, "w": 0.6, "h": 0.3},
+    "max_lines": 1,
+}
 CROP = (200, 60, 96, 96)  # x, y, w, h of the source region shown in the sheet (the face)
 LABEL_HEIGHT = 28
 
@@ -62,14 +70,29 @@ def run_demo(url: str, out_dir: Path, width: int, height: int, console: Console)
         "seed": 7,
         "steps": 4,
         "mode": "hires",
+        "text_boxes": [HEADLINE],
         "wait": False,
     }
     view = follow_job(client, client.post("/v1/renders", body), console)
     billboard = download(client, view, out_dir / "billboard.png")
     console.print(describe(view, billboard, time.perf_counter() - started))
+    console.print(_gate_line(view["typography"]))
     console.print(
         "[dim]The tiny model has random weights: the billboard shows texture, not a scene. "
-        "Its seam score (about 1.0 = seams invisible) is the figure to judge.[/]"
+        "Its seam score (about 1.0 = seams invisible) and the headline's gate are the "
+        "figures to judge.[/]"
+    )
+
+
+def _gate_line(typography: dict) -> str:
+    """The headline's gate verdict in one line."""
+    box = typography["boxes"][0]
+    checks = {check["name"]: check for check in box["gate"]["checks"]}
+    verdict = "passed" if typography["passed"] else "FAILED"
+    return (
+        f"headline typeset at {box['typeset']['cap_height_px']} px cap height, gate {verdict}: "
+        f"OCR read {box['gate']['ocr_text']!r}, fidelity {checks['fidelity']['value']}, "
+        f"contrast {checks['contrast']['value']}:1 ({box['treatment']['kind']})"
     )
 
 
