@@ -52,15 +52,11 @@ from ray import serve
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from actors.campaign_runner import (  # noqa: E402
-    DEFAULT_MAX_IN_FLIGHT,
-    RunnerStats,
-    load_stats,
-    plan_campaign,
-    start_runner,
-)
+from actors.campaign_runner import start_runner  # noqa: E402
 from bench.null_model import deploy_null_model, start_ray  # noqa: E402
 from core.campaign import Ledger, Manifest, load_ledger, load_status, manifest_from_data  # noqa: E402
+from core.campaign.loop import DEFAULT_MAX_IN_FLIGHT, RunnerStats, load_stats  # noqa: E402
+from core.campaign.plan import plan_campaign  # noqa: E402
 from core.campaign.progress import CampaignProgress  # noqa: E402
 from core.config import ClusterConfig  # noqa: E402
 from core.config_file import load_config  # noqa: E402

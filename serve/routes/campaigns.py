@@ -13,15 +13,7 @@ from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from actors.campaign_runner import (
-    DEFAULT_MAX_ATTEMPTS,
-    DEFAULT_MAX_IN_FLIGHT,
-    load_stats,
-    manifest_key,
-    plan_campaign,
-    runner_alive,
-    start_runner,
-)
+from actors.campaign_runner import runner_alive, start_runner
 from core.campaign import (
     Manifest,
     ManifestError,
@@ -34,6 +26,8 @@ from core.campaign import (
     save_status,
     write_report,
 )
+from core.campaign.loop import DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_IN_FLIGHT, load_stats
+from core.campaign.plan import manifest_key, plan_campaign
 from core.errors import NotFoundError
 from serve.api_app import Context, IngressContext, authorized, base_url, error_response
 

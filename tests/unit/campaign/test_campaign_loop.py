@@ -11,16 +11,6 @@ from collections import Counter
 import pytest
 from PIL import Image
 
-from actors.campaign_runner import (
-    CampaignLoop,
-    LoopSettings,
-    RunnerStats,
-    fit_pipeline,
-    job_record,
-    load_stats,
-    plan_campaign,
-    render_key,
-)
 from core.campaign import (
     ManifestError,
     RenderJob,
@@ -31,6 +21,8 @@ from core.campaign import (
     load_status,
     parse_manifest,
 )
+from core.campaign.loop import CampaignLoop, LoopSettings, RunnerStats, load_stats
+from core.campaign.plan import fit_pipeline, job_record, plan_campaign, render_key
 from core.config import ClusterConfig
 from core.config_file import parse_config
 from core.errors import OverloadedError, RequestError, TypographyGateFailed
