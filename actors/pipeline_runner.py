@@ -662,6 +662,9 @@ class PipelineRunner:
             }
         if index == len(plan.pipeline.stages) - 1:
             params["text_boxes"] = [box.model_dump(mode="json") for box in plan.text_boxes]
+            params["typography"] = self.config.typography.model_dump(
+                mode="json", include={"font_dir", "gate", "stray_text"}
+            )
         return params
 
     async def _with_text(

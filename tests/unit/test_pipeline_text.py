@@ -142,6 +142,10 @@ def test_text_is_delivered_after_the_last_stage_and_gated_in_its_record(store):
     other = TextBox(copy="Spring SALE $29.99", anchor=BOX.anchor, min_cap_height_px=16)
     third = asyncio.run(runner.run("poster", _request(other)))
     assert [s.cache for s in runner.stage_records(third.id)] == ["hit", "hit", "miss"]
+    # other gate thresholds: the last stage is gated (so rendered) again
+    stricter = PipelineRunner(_config(gate={"min_contrast": 5.0}), store, renderer)
+    fourth = asyncio.run(stricter.run("poster", _request(BOX)))
+    assert [s.cache for s in stricter.stage_records(fourth.id)] == ["hit", "hit", "miss"]
 
 
 def test_copy_that_cannot_fit_is_refused_before_any_stage(store):
