@@ -107,12 +107,13 @@ async def gather_to_file(
     max_in_flight: int,
     progress: dict[str, Any],
     blend: str = "feather",
-    finish: Callable[[np.ndarray], Any] | None = None,
+    finish: Callable[[np.ndarray], Awaitable[Any]] | None = None,
 ) -> GatherResult:
     """Render every tile of `plan` (bounded concurrency), blend and write them to `path`.
 
-    `finish`, when given, edits the finished canvas in place before it is encoded
-    (e.g. composites text); what it returns comes back as `GatherResult.finished_with`.
+    `finish`, when given, is awaited with the finished canvas (a writable memory map
+    of the spool) before it is encoded, to edit it in place (e.g. composite text); what
+    it returns comes back as `GatherResult.finished_with`.
     """
     assembler = RowAssembler(plan, blend=blend)
     meter = SeamMeter(plan)
@@ -148,7 +149,12 @@ async def gather_to_file(
         finished_with = None
         if finish is not None:
             progress["phase"] = "text"
-            finished_with = await asyncio.to_thread(_finish_on_spool, writer, finish)
+            pixels = writer.pixels()
+            try:
+                finished_with = await finish(pixels)
+            finally:
+                pixels.flush()
+                del pixels
         encode_started = time.perf_counter()
         committed = writer.commit()
     return GatherResult(
@@ -159,12 +165,3 @@ async def gather_to_file(
         time.perf_counter() - encode_started,
         finished_with,
     )
-
-
-def _finish_on_spool(writer: StreamingImageWriter, finish: Callable[[np.ndarray], Any]) -> Any:
-    pixels = writer.pixels()
-    try:
-        return finish(pixels)
-    finally:
-        pixels.flush()
-        del pixels

@@ -65,10 +65,15 @@ from core.preprocess import normalise_image, normalise_mask
 from core.records import RunRecord, RunRegistry, with_typography
 from core.schemas import MAX_SEED, GenerateRequest, LargeRenderJob
 from core.store import ArtifactStore
-from core.typography.delivery import TypographyReport, deliver_text
+from core.typography.delivery import TypographyReport, deliver_text, inpaint_pass
 from core.typography.quiet import quiet_negative_prompt, quiet_zone_mask
 from core.typography.schema import TextBox
-from core.validation import DEFAULT_IMG2IMG_STRENGTH, check_size, resolve_text
+from core.validation import (
+    DEFAULT_IMG2IMG_STRENGTH,
+    MAX_CALL_AREA,
+    check_size,
+    resolve_text,
+)
 
 __all__ = [
     "CACHE_PREFIX",
@@ -683,25 +688,32 @@ class PipelineRunner:
         stage, image = job.stage, result.image
         timings = dict(result.timings)
 
-        async def repaint(pixels: np.ndarray, mask: np.ndarray, strength: float) -> np.ndarray:
-            call = dataclasses.replace(
-                request, mode="inpaint", init_image=pixels, mask=mask, strength=strength
-            )
-            repainted = await self.render_stage(dataclasses.replace(job, request=call))
-            assert repainted.image is not None
-            return repainted.image
+        async def render(call: GenerateRequest) -> np.ndarray:
+            rendered = await self.render_stage(dataclasses.replace(job, request=call))
+            assert rendered.image is not None
+            return rendered.image
 
         if stage.quiet_zone == "inpaint":
             started = time.perf_counter()
             size = (stage.width, stage.height)
             mask = quiet_zone_mask(spec.quiet_boxes(plan.final_size), size, typography.quiet_margin)
-            image = await repaint(image, mask, typography.quiet_strength)
+            quiet = dataclasses.replace(
+                request,
+                mode="inpaint",
+                init_image=image,
+                mask=mask,
+                strength=typography.quiet_strength,
+            )
+            image = await render(quiet)
             timings["quiet_zone_s"] = round(time.perf_counter() - started, 4)
         report = None
         if index == len(plan.pipeline.stages) - 1:
             started = time.perf_counter()
+            _, model = self._model(stage)
+            limit = model.max_pixels_per_call or MAX_CALL_AREA * model.native_resolution**2
+            img2img = inpaint_pass(render, request, model.latent_factor, limit)
             image = np.array(image, copy=True)
-            report = await deliver_text(image, spec, repaint)
+            report = await deliver_text(image, spec, img2img)
             timings["text_s"] = round(time.perf_counter() - started, 4)
         return dataclasses.replace(result, image=image, timings=timings, typography=report)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from functools import partial
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +33,9 @@ from core.hires import base_size, crop_to_tile, pad_to_render_size, upscaled_cro
 from core.schemas import GenerateRequest, LargeRenderJob, LargeRenderResult, UpscaleJob
 from core.store import open_store
 from core.tiling import Tile, TilePlan, plan_tiles, tile_seed
-from core.typography.delivery import deliver_text_sync
+from core.typography.delivery import TypographyReport, deliver_text, inpaint_pass
 from core.upscaling import UpscaleRequest, plan_upscale
+from core.validation import MAX_CALL_AREA
 
 MAX_SPLIT_DEPTH = 2
 
@@ -105,7 +106,6 @@ class TileRouter:
         async def render_tile(tile: Tile) -> np.ndarray:
             return await self._tile(job, handle, plan, tile, base, stats)
 
-        text = job.text
         gathered = await gather_to_file(
             plan,
             render_tile,
@@ -115,7 +115,7 @@ class TileRouter:
             job.max_in_flight,
             self._progress,
             job.blend,
-            finish=None if text is None else partial(deliver_text_sync, spec=text),
+            finish=None if job.text is None else self._text_pass(job, handle, stats),
         )
         size = self._commit(gathered, job.output_key)
         result = _result(
@@ -132,6 +132,24 @@ class TileRouter:
         )
         result.typography = gathered.finished_with
         return result
+
+    def _text_pass(
+        self, job: LargeRenderJob, handle: Any, stats: CallStats
+    ) -> Callable[[np.ndarray], Awaitable[TypographyReport]]:
+        """Deliver the job's text into the finished canvas; integrated boxes on the replicas."""
+        assert job.text is not None
+        text = job.text
+
+        async def render(request: GenerateRequest) -> np.ndarray:
+            result = await call_with_retries(
+                handle.render, request, "text", job.job_id, job.max_attempts, stats
+            )
+            return result.image
+
+        request = _txt2img(job, job.width, job.height, job.seed)
+        limit = MAX_CALL_AREA * job.native_resolution**2
+        img2img = inpaint_pass(render, request, job.align, limit)
+        return lambda canvas: deliver_text(canvas, text, img2img)
 
     async def _upscale(self, job: UpscaleJob) -> LargeRenderResult:
         started = time.perf_counter()

@@ -27,6 +27,9 @@ from core.typography.quiet import quiet_negative_prompt
 from core.typography.schema import TextBox
 
 DEFAULT_IMG2IMG_STRENGTH = 0.75
+MAX_CALL_AREA = 4
+"""x native_resolution**2: the largest region an integrated text pass sends in one call
+(unless the model sets a lower max_pixels_per_call)."""
 LARGE_FORMATS = ("png", "jpeg", "tiff")
 JPEG_MAX_SIDE = 65535
 

@@ -6,7 +6,6 @@ on a tile router. Every render stores its image and a run record.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import time
 from typing import Any
@@ -20,8 +19,15 @@ from core.model_source import parse_source
 from core.records import RunRecord, RunRegistry, new_run_id, with_typography
 from core.schemas import GenerateRequest, RenderRequestBody, UpscaleRequestBody
 from core.store import ArtifactStore
-from core.typography.delivery import Img2Img, deliver_text
-from core.validation import is_large, resolve_large, resolve_render, resolve_upscale
+from core.typography.delivery import Img2Img, deliver_text, inpaint_pass
+from core.validation import (
+    MAX_CALL_AREA,
+    ResolvedRender,
+    is_large,
+    resolve_large,
+    resolve_render,
+    resolve_upscale,
+)
 from serve.dispatch import Dispatcher
 from serve.jobs import JobTracker
 
@@ -61,8 +67,7 @@ class RenderService:
         image, report = result.image, None
         if resolved.text is not None:
             image = np.array(result.image, copy=True)
-            img2img = integrating_pass(self.dispatcher, resolved.model_name, request)
-            report = await deliver_text(image, resolved.text, img2img)
+            report = await deliver_text(image, resolved.text, self._integrating(resolved))
         fmt = fmt or resolved.format
         encoded = encode_image(image, fmt, dpi=body.dpi)
         run_id = new_run_id()
@@ -107,6 +112,16 @@ class RenderService:
         if report is not None and not report.passed:
             raise TypographyGateFailed(report.message(), run_id, key, record.typography)
         return record, encoded, fmt
+
+    def _integrating(self, resolved: ResolvedRender) -> Img2Img:
+        """The integrated pass of a single render's boxes: its model, prompt and seed."""
+        model_name, model = resolved.model_name, resolved.model
+
+        async def render(request: GenerateRequest) -> np.ndarray:
+            return (await self.dispatcher.render(model_name, request)).image
+
+        limit = model.max_pixels_per_call or MAX_CALL_AREA * model.native_resolution**2
+        return inpaint_pass(render, resolved.request, model.latent_factor, limit)
 
     def start_large(self, body: RenderRequestBody) -> RunRecord:
         """Validate and start a large-format job; return its running record."""
@@ -200,18 +215,6 @@ class RenderService:
         if record.error:
             view["error"] = record.error
         return view
-
-
-def integrating_pass(dispatcher: Dispatcher, model_name: str, request: GenerateRequest) -> Img2Img:
-    """The masked img2img pass of integrated text boxes: the render's model, seed and prompt."""
-
-    async def img2img(image: np.ndarray, mask: np.ndarray, strength: float) -> np.ndarray:
-        repaint = dataclasses.replace(
-            request, mode="inpaint", init_image=image, mask=mask, strength=strength
-        )
-        return (await dispatcher.render(model_name, repaint)).image
-
-    return img2img
 
 
 def _text_params(body: RenderRequestBody) -> dict[str, Any]:

@@ -7,23 +7,28 @@ directory, the gate's thresholds). After the last model pass:
 
 composites every box (contrast solved on the scene under it), gives
 `integrated` boxes their masked img2img pass through `img2img` when there is
-one (a box whose integrated render fails the gate is delivered as overlay),
-gates every box on what the canvas now shows, and checks the rest of the
-image for stray text. The canvas may be a memory map of a billboard's spool:
-only the boxes' regions are read in full. Nothing here imports Ray.
+one (a box whose integrated render fails the gate, or whose region is too
+large for one model call, is delivered as overlay), gates every box on what
+the canvas now shows, and checks the rest of the image for stray text. The
+canvas may be a memory map of a billboard's spool: only the boxes' regions
+are read in full, and the integrated pass sees only its box's region. Nothing
+here imports Ray.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.errors import TileError
 from core.typography.compose import Treatment, composite_into
 from core.typography.contrast import solve_contrast
 from core.typography.fonts import DEFAULT_FONT_DIR
@@ -34,22 +39,88 @@ from core.typography.results import BoxGateResult, GateCheck
 from core.typography.schema import GateThresholds, TextBox, TextMode
 from core.typography.typeset import TypesetText, typeset
 
+if TYPE_CHECKING:  # core.schemas imports this module
+    from core.schemas import GenerateRequest
+
 __all__ = [
     "BoxReport",
     "Img2Img",
+    "IntegrationUnavailable",
     "STRAY_TEXT_MAX_SIDE",
     "TextSpec",
     "TypographyReport",
+    "aligned",
     "compose_boxes",
     "deliver_text",
-    "deliver_text_sync",
+    "inpaint_pass",
 ]
 
 STRAY_TEXT_MAX_SIDE = 1024
 """The stray-text OCR reads the output scaled down to at most this many pixels per side."""
 
 Img2Img = Callable[[np.ndarray, np.ndarray, float], Awaitable[np.ndarray]]
-"""(image, mask (uint8, 255 = repaint), strength) -> the image repainted under the mask."""
+"""(region, mask (uint8, 255 = repaint), strength) -> the region repainted under the mask.
+
+The region is a box's neighbourhood cut from the canvas, at any size: wrap a model
+call that needs sizes on its latent grid in `aligned`. Raise `IntegrationUnavailable`
+when the region cannot be repainted in one call (the box is then delivered as overlay).
+"""
+
+
+class IntegrationUnavailable(Exception):
+    """The integrated pass cannot run on this region (too large for one model call, ...)."""
+
+
+def aligned(call: Img2Img, align: int) -> Img2Img:
+    """`call`, which takes sizes that are multiples of `align`, for regions of any size.
+
+    The region is padded at its right and bottom by repeating its edge (the pad is
+    not repainted), and the result is cropped back.
+    """
+
+    async def padded_call(region: np.ndarray, mask: np.ndarray, strength: float) -> np.ndarray:
+        height, width = mask.shape
+        pad_h, pad_w = -height % align, -width % align
+        pixels = np.pad(region, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+        wide_mask = np.pad(mask, ((0, pad_h), (0, pad_w)))
+        return (await call(pixels, wide_mask, strength))[:height, :width]
+
+    return padded_call
+
+
+def inpaint_pass(
+    render: Callable[[GenerateRequest], Awaitable[np.ndarray]],
+    request: GenerateRequest,
+    align: int,
+    max_pixels: int,
+) -> Img2Img:
+    """The integrated pass as a masked inpaint by `render`, with `request`'s prompt and seed.
+
+    `align` is the model's latent factor; regions over `max_pixels` (one call's worth)
+    and calls that fail on a tile (out of memory, ...) are `IntegrationUnavailable`.
+    """
+
+    async def call(region: np.ndarray, mask: np.ndarray, strength: float) -> np.ndarray:
+        height, width = mask.shape
+        if width * height > max_pixels:
+            raise IntegrationUnavailable(
+                f"its region ({width}x{height}) is over one model call ({max_pixels} pixels)"
+            )
+        repaint = dataclasses.replace(
+            request,
+            mode="inpaint",
+            width=width,
+            height=height,
+            init_image=region,
+            mask=mask,
+            strength=strength,
+        )
+        try:
+            return await render(repaint)
+        except TileError as exc:
+            raise IntegrationUnavailable(f"the integrated pass failed ({exc})") from None
+
+    return aligned(call, align)
 
 
 @dataclass(frozen=True)
@@ -152,27 +223,47 @@ async def deliver_text(
     """Composite, integrate (with `img2img`), and gate every box of `canvas` in place."""
     composed = await asyncio.to_thread(compose_boxes, canvas, spec)
     integrated: dict[int, BoxGateResult] = {}
+    notes: dict[int, str] = {}
     for index, item in enumerate(composed):
-        if item.box.mode != "integrated" or img2img is None:
+        if item.box.mode != "integrated":
             continue
-        area = integration_box(item.text)
-        mask = np.zeros(canvas.shape[:2], np.uint8)
-        mask[area.slices()] = 255
-        repainted = await img2img(np.array(canvas), mask, integrated_strength(item.box.softness))
-        verdict = await asyncio.to_thread(
-            gate_box, repainted, item.box, item.text, item.treatment, thresholds=spec.thresholds
-        )
-        integrated[index] = verdict
-        if verdict.passed:
-            canvas[area.slices()] = repainted[area.slices()]
-    return await asyncio.to_thread(
-        _gate_all, canvas, composed, spec, integrated, img2img is not None
+        if img2img is None:
+            notes[index] = "no img2img pass on this render path; delivered as overlay"
+            continue
+        try:
+            integrated[index] = await _integrate(canvas, item, spec, img2img)
+        except IntegrationUnavailable as exc:
+            notes[index] = f"{exc}; delivered as overlay"
+            continue
+        if not integrated[index].passed:
+            notes[index] = "the integrated render failed the gate; delivered as overlay"
+    return await asyncio.to_thread(_gate_all, canvas, composed, spec, integrated, notes)
+
+
+async def _integrate(
+    canvas: np.ndarray, item: _Composed, spec: TextSpec, img2img: Img2Img
+) -> BoxGateResult:
+    """The masked img2img pass over one box's neighbourhood, gated; pasted in if it passed."""
+    height, width = canvas.shape[:2]
+    area = integration_box(item.text)
+    context = area.expanded(max(8, area.height // 4)).union(item.text.region)
+    crop = context.clipped(width, height)
+    mask = np.zeros((crop.height, crop.width), np.uint8)
+    mask[area.shifted(-crop.x0, -crop.y0).slices()] = 255
+    region = np.array(canvas[crop.slices()], copy=True)
+    repainted = await img2img(region, mask, integrated_strength(item.box.softness))
+    verdict = await asyncio.to_thread(
+        gate_box,
+        repainted,
+        item.box,
+        item.text,
+        item.treatment,
+        thresholds=spec.thresholds,
+        origin=(crop.x0, crop.y0),
     )
-
-
-def deliver_text_sync(canvas: np.ndarray, spec: TextSpec) -> TypographyReport:
-    """`deliver_text` without an img2img pass: every box is delivered as overlay."""
-    return _gate_all(canvas, compose_boxes(canvas, spec), spec, {}, integrating=False)
+    if verdict.passed:
+        canvas[area.slices()] = repainted[area.shifted(-crop.x0, -crop.y0).slices()]
+    return verdict
 
 
 def _gate_all(
@@ -180,13 +271,12 @@ def _gate_all(
     composed: Sequence[_Composed],
     spec: TextSpec,
     integrated: dict[int, BoxGateResult],
-    integrating: bool,
+    notes: dict[int, str],
 ) -> TypographyReport:
     reports = []
     for index, item in enumerate(composed):
         verdict = integrated.get(index)
         delivered = delivery_mode(item.box, verdict)
-        note = ""
         if delivered == "integrated":
             assert verdict is not None
             final = verdict
@@ -200,12 +290,6 @@ def _gate_all(
                 thresholds=spec.thresholds,
                 scene=item.scene,
             )
-            if item.box.mode == "integrated":
-                note = (
-                    "the integrated render failed the gate; delivered as overlay"
-                    if integrating
-                    else "no img2img pass on this render path (large-format); delivered as overlay"
-                )
         reports.append(
             BoxReport(
                 box=item.text.field,
@@ -215,7 +299,7 @@ def _gate_all(
                 treatment=item.treatment,
                 gate=final,
                 integrated_gate=verdict,
-                note=note,
+                note=notes.get(index, ""),
             )
         )
     stray = (

@@ -91,3 +91,24 @@ def test_pipeline_with_a_text_box_delivers_a_large_format_image_that_passes_the_
     assert "typography" not in stages["final"]  # text only after the last model pass
     _assert_copy_delivered(image, stages["hires"]["typography"])
     assert stages["hires"]["typography"]["boxes"][0]["typeset"]["cap_height_px"] >= 16
+
+
+def test_large_render_gives_an_integrated_box_its_pass_on_the_replicas(cluster):
+    box = {**BOX, "anchor": {"x": 0.1, "y": 0.6, "w": 0.5, "h": 0.25}, "mode": "integrated"}
+    body = {"prompt": "a poster", "model": "quality", "width": 1024, "height": 512, "seed": 9}
+    with cluster.client() as http:
+        response = http.post(
+            "/v1/renders", json={**body, "mode": "hires", "text_boxes": [box]}, timeout=600
+        )
+        assert response.status_code == 200, response.text
+        view = response.json()
+        assert view["status"] == "done", view.get("error")
+        image = _image(http, view["result"]["url"])
+    (report,) = view["typography"]["boxes"]
+    integrated = report["integrated_gate"]
+    assert integrated is not None and integrated["mode"] == "integrated"  # the pass ran
+    assert report["delivered"] == ("integrated" if integrated["passed"] else "overlay")
+    if report["delivered"] == "overlay":
+        assert "failed the gate" in report["note"]
+        _assert_copy_delivered(image, view["typography"])
+    assert view["typography"]["passed"]
