@@ -151,3 +151,29 @@ def test_copy_normalisation_and_character_error_rate():
     assert character_error_rate("SALE", "SALE") == 0
     assert character_error_rate("SAIE", "SALE") == 0.25
     assert character_error_rate("", "SALE") == 1
+
+
+@pytest.mark.parametrize(
+    ("reading", "fidelity_passed", "passed"),
+    [
+        ("ONLY III", True, True),  # off by look-alikes only: the pixels decide
+        ("ONLY III", False, False),
+        ("ONLY Ilk", True, False),  # any other difference fails
+    ],
+)
+def test_a_reading_off_only_by_look_alikes_defers_to_fidelity(
+    monkeypatch, reading, fidelity_passed, passed
+):
+    from core.typography import readback
+    from core.typography.ocr import OcrRead
+    from core.typography.schema import GateThresholds
+
+    text = typeset(box("ONLY Ill", cap=16), SIZE, "b")
+    readings = iter([reading, "ONLY Ill"])  # the render, then the clean reference
+    monkeypatch.setattr(readback, "read_line", lambda *args: OcrRead(next(readings), 1))
+    check, read = readback.ocr_check(
+        lambda area: 1 - text.alpha[area] / 255, text, fidelity_passed, GateThresholds()
+    )
+    assert (check.passed, check.value, read.text) == (passed, reading, reading)
+    if reading == "ONLY III":
+        assert "only by look-alikes" in check.detail
