@@ -92,9 +92,7 @@ def gate_box(
         where = placement(seen, text.alpha >= 128, cap, thresholds)
     seen_ink = np.median(pixels[core], axis=0).astype(np.uint8)
     contrast = local_contrast(pixels, tuple(int(v) for v in seen_ink), ring)
-    background: np.ndarray = np.median(pixels[ring], axis=0) if ring.any() else 255 - seen_ink
-    if mode == "overlay" and scene is not None and treatment.kind not in ("stroke", "plate"):
-        background = scene  # the glyphs lie on the scene itself: invert per pixel
+    background = np.median(pixels[ring], axis=0) if ring.any() else 255 - seen_ink
     legible = render_alpha(text, max(1, stroke_width(text) // 2)) > 0
     ocr, read = ocr_check(
         _coverage_lightness(pixels, seen_ink, background, legible),
@@ -180,20 +178,16 @@ def _coverage_lightness(
     """0 (ink) to 1 (background) per pixel `near` the glyphs, by projection onto ink − background.
 
     This inverts the compositing, so a clean overlay gives OCR exactly the
-    typeset coverage. `background` is one colour (the ring's median) or, for
-    glyphs composited straight onto the scene, the scene under each pixel, so a
-    gradient or busy scene inverts as cleanly as a flat one. Beyond half a
-    stroke's width around the glyphs (short of a stroke's soft outer edge)
-    everything reads as background: the ring there is the contrast check's
-    business, the scene's own letters the stray-text check's.
+    typeset coverage. Beyond half a stroke's width around the glyphs (short of
+    a stroke's soft outer edge) everything reads as background: the ring there
+    is the contrast check's business, the scene's own letters the stray-text
+    check's.
     """
-    ink = ink.astype(np.float32)
+    axis = (ink.astype(np.float32) - background).astype(np.float32)
+    scale = 1 / max(float(axis @ axis), 1.0)
 
     def lightness(area: tuple[slice, slice]) -> np.ndarray:
-        under = (background[area] if background.ndim == 3 else background).astype(np.float32)
-        axis = ink - under
-        scale = 1 / np.maximum(np.sum(axis * axis, axis=-1), 1.0)
-        coverage = np.sum((pixels[area].astype(np.float32) - under) * axis, axis=-1) * scale
+        coverage = (pixels[area].astype(np.float32) - background) @ axis * scale
         return np.where(near[area], 1 - np.clip(coverage, 0, 1), 1.0)
 
     return lightness
