@@ -33,7 +33,8 @@ import ray
 from ray import serve
 from ray.serve.exceptions import BackPressureError
 
-from actors.pipeline_runner import PipelineRequest, PipelineRunner
+from actors.pipeline_runner import PipelineRunner
+from actors.pipeline_state import PipelineRequest
 from actors.stage_renderers import ServeStageRenderer
 from actors.tile_router import TileRouter
 from core.campaign import Manifest, RenderJob

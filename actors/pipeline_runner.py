@@ -1,12 +1,9 @@
 """`PipelineRunner`: runs a pipeline of stages for one request, stage by stage.
 
-For each stage it computes the stage cache key (`core.pipelines.stage_cache_key`).
-On a hit it reuses the stored output and the stage record says cache "hit";
-otherwise it checks the stage's inputs, renders it through the injected
-`render_stage` callable, checks the output and stores it. Stage renders go
-through an injected callable so that tests run the runner with a fake renderer
-and the cluster with `actors.stage_renderers.ServeStageRenderer`; this module
-imports no Ray.
+Each stage runs through `actors.stage_runner.StageRunner` (cache, render,
+checks, store). Stage renders go through an injected callable so that tests run
+the runner with a fake renderer and the cluster with
+`actors.stage_renderers.ServeStageRenderer`; this module imports no Ray.
 
 Records (all in the store, so any process sharing store and config can go on
 with a run, approve, reject or re-run it):
@@ -32,174 +29,39 @@ Store layout:
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import hashlib
 import io
-import json
-import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 from PIL import Image, UnidentifiedImageError
 from pydantic import ValidationError
 
-from core.config import ClusterConfig, ModelConfig
-from core.errors import NotFoundError, RenderClusterError, RequestError, StorageError
-from core.imaging import encode_image
+from actors.pipeline_state import (
+    PipelineRequest,
+    RenderStage,
+    RunPlan,
+    StageImage,
+    failure_reason,
+    save_quietly,
+    sha256_hex,
+    stage_model,
+)
+from actors.stage_runner import StageRunner
+from core.config import ClusterConfig
+from core.errors import NotFoundError, RequestError, StorageError
 from core.model_source import parse_source
-from core.pipelines import (
-    PipelineConfig,
-    StageConfig,
-    StageContractError,
-    check_mask_input,
-    check_output_size,
-    check_stage_inputs,
-    check_stage_output,
-    stage_cache_key,
-)
+from core.pipelines import PipelineConfig, StageConfig, StageContractError, check_mask_input
 from core.preprocess import normalise_image, normalise_mask
-from core.records import RunRecord, RunRegistry, with_typography
-from core.schemas import MAX_SEED, GenerateRequest, LargeRenderJob
+from core.records import RunRecord, RunRegistry
+from core.schemas import MAX_SEED
 from core.store import ArtifactStore
-from core.typography.delivery import TypographyReport, deliver_text, inpaint_pass
-from core.typography.quiet import quiet_negative_prompt, quiet_zone_mask
-from core.typography.schema import TextBox
-from core.validation import (
-    DEFAULT_IMG2IMG_STRENGTH,
-    MAX_CALL_AREA,
-    check_size,
-    resolve_text,
-)
+from core.validation import check_size, resolve_text
 
-__all__ = [
-    "CACHE_PREFIX",
-    "PipelineRequest",
-    "PipelineRunner",
-    "RenderStage",
-    "StageJob",
-    "StageOutput",
-]
+__all__ = ["PipelineRunner"]
 
-logger = logging.getLogger(__name__)
-CACHE_PREFIX = "stage-cache"
-PREVIEW_MAX_PIXELS = 16_777_216  # hires outputs up to this size are read back for pixel checks
 UPLOADS = ("reference", "mask")
-
-
-@dataclass
-class PipelineRequest:
-    """What a pipeline run is asked to render; uploads are encoded image bytes."""
-
-    prompt: str
-    negative_prompt: str = ""
-    seed: int | None = None  # chosen at random when unset
-    reference: bytes | None = field(default=None, repr=False)
-    mask: bytes | None = field(default=None, repr=False)  # white: repaint
-    campaign: str | None = None
-    text_boxes: list[TextBox] = field(default_factory=list)  # set on the last stage's output
-
-
-@dataclass
-class StageJob:
-    """One stage for `render_stage`: a model call (render) or a large-format job (hires)."""
-
-    pipeline: str
-    stage: StageConfig
-    model_name: str
-    request: GenerateRequest | LargeRenderJob
-
-
-@dataclass
-class StageOutput:
-    """What `render_stage` returns.
-
-    A render stage returns `image` (uint8 RGB). A hires stage stores its file under
-    its job's `output_key` itself and returns the `width` and `height` it wrote.
-    """
-
-    image: np.ndarray | None = field(default=None, repr=False)
-    width: int | None = None
-    height: int | None = None
-    timings: dict[str, float] = field(default_factory=dict)
-    metrics: dict[str, float] = field(default_factory=dict)
-    typography: TypographyReport | None = None  # the gate's report, when the stage set text
-
-
-RenderStage = Callable[[StageJob], Awaitable[StageOutput]]
-
-
-@dataclass
-class _Output:
-    """A finished stage's image on its way to the next stage (bytes read when needed)."""
-
-    key: str
-    sha256: str | None = None
-    pixels: np.ndarray | None = field(default=None, repr=False)
-
-
-@dataclass
-class _Plan:
-    """The state of a pipeline run, as its record holds it."""
-
-    pipeline: PipelineConfig
-    next_stage: int
-    force_from: int | None  # a re-run recomputes stages from here, cache or not
-    input_keys: dict[str, str]
-    approved: list[str]  # gates passed (a re-run inherits its original's)
-    text_boxes: list[TextBox]
-
-    @classmethod
-    def of(cls, run: RunRecord) -> _Plan:
-        params = run.params
-        pipeline = PipelineConfig.model_validate({"stages": params["stages"]})
-        rerun_from = params.get("rerun_from")
-        boxes = params.get("text_boxes") or []
-        assert isinstance(boxes, list)
-        return cls(
-            pipeline=pipeline,
-            next_stage=int(params["next_stage"]),
-            force_from=pipeline.index(str(rerun_from)) if rerun_from else None,
-            input_keys=dict(params.get("input_keys") or {}),
-            approved=list(params.get("approved") or []),
-            text_boxes=[TextBox.model_validate(box) for box in boxes],
-        )
-
-    @property
-    def final_size(self) -> tuple[int, int]:
-        """(width, height) of the last stage: where text is typeset."""
-        last = self.pipeline.stages[-1]
-        return last.width, last.height
-
-
-class _GateFailed(Exception):
-    """A stage's text failed the typography gate; its output is stored for review."""
-
-    def __init__(self, output_key: str, report: TypographyReport):
-        super().__init__(report.message())
-        self.output_key = output_key
-        self.report = report
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _decode_png(data: bytes) -> np.ndarray:
-    with Image.open(io.BytesIO(data)) as image:
-        return np.asarray(image.convert("RGB"))
-
-
-def _reason(stage: StageConfig, exc: BaseException) -> str:
-    """One line saying why a stage failed, naming the stage."""
-    if isinstance(exc, StageContractError):
-        return str(exc)
-    if isinstance(exc, RenderClusterError):
-        return f"stage {stage.name!r}: {exc}"
-    return f"stage {stage.name!r}: {type(exc).__name__}: {exc}"
 
 
 class PipelineRunner:
@@ -214,8 +76,8 @@ class PipelineRunner:
     ):
         self.config = config
         self.store = store
-        self.render_stage = render_stage
         self.registry = registry if registry is not None else RunRegistry(store)
+        self.stages = StageRunner(config, store, render_stage, self.registry)
         self._active: set[str] = set()
 
     # -- starting runs -------------------------------------------------------------
@@ -251,7 +113,7 @@ class PipelineRunner:
         not asked again; gates from `from_stage` on are. Its parent_id is `run_id`.
         """
         original = self.pipeline_run(run_id)
-        plan = _Plan.of(original)
+        plan = RunPlan.of(original)
         try:
             plan.pipeline.index(from_stage)
         except KeyError as exc:
@@ -300,8 +162,8 @@ class PipelineRunner:
             data = getattr(request, item)
             if data is not None:
                 input_keys[item] = self.store.put_content_addressed(data)
-                inputs[item] = _sha256(data)
-        model_name, model = self._model(pipeline.stages[-1])
+                inputs[item] = sha256_hex(data)
+        model_name, model = stage_model(self.config, pipeline.stages[-1])
         record = RunRecord(
             kind="render",
             status="running",
@@ -333,7 +195,7 @@ class PipelineRunner:
 
     def _check_stage(self, stage: StageConfig) -> None:
         """The stage's model exists and its size and steps fit the model and the limits."""
-        _, model = self._model(stage)
+        _, model = stage_model(self.config, stage)
         try:
             check_size(stage.width, stage.height, model, self.config)
         except RequestError as exc:
@@ -417,7 +279,7 @@ class PipelineRunner:
     async def approve(self, run_id: str) -> RunRecord:
         """Approve a run awaiting approval and continue it from the next stage."""
         run, gate = self._awaiting(run_id)
-        approved = [*(name for name in _Plan.of(run).approved if name != gate), gate]
+        approved = [*(name for name in RunPlan.of(run).approved if name != gate), gate]
         run = run.model_copy(
             update={"status": "running", "params": {**run.params, "approved": approved}}
         )
@@ -449,28 +311,30 @@ class PipelineRunner:
         run = self.pipeline_run(run_id)
         if run.status != "awaiting_approval":
             raise RequestError("id", f"run {run_id} is {run.status}, not awaiting approval")
-        plan = _Plan.of(run)
+        plan = RunPlan.of(run)
         return run, plan.pipeline.stages[plan.next_stage - 1].name
 
     async def _advance(self, run: RunRecord) -> RunRecord:
-        plan = _Plan.of(run)
+        plan = RunPlan.of(run)
         stages = plan.pipeline.stages
         previous = None
         if plan.next_stage > 0:
-            previous = _Output(run.outputs[stages[plan.next_stage - 1].name])
+            previous = StageImage(run.outputs[stages[plan.next_stage - 1].name])
         for index in range(plan.next_stage, len(stages)):
             stage = stages[index]
             started = time.perf_counter()
             try:
-                record, output = await self._stage(run, plan, index, previous)
+                record, output = await self.stages.run(run, plan, index, previous)
             except StorageError as exc:
-                self._save_quietly(self._failed(run, stage, str(exc)))
+                save_quietly(self.registry, self._failed(run, stage, str(exc)))
                 raise
             except asyncio.CancelledError:
-                self._save_quietly(self._failed(run, stage, f"stage {stage.name!r}: cancelled"))
+                save_quietly(
+                    self.registry, self._failed(run, stage, f"stage {stage.name!r}: cancelled")
+                )
                 raise
             except Exception as exc:  # before the stage had a record: a bad stage or input
-                return self._save(self._failed(run, stage, _reason(stage, exc)))
+                return self._save(self._failed(run, stage, failure_reason(stage, exc)))
             if output is None:  # the stage failed and its record says why
                 return self._save(self._failed(run, stage, str(record.error), record.id))
             run = self._after_stage(run, stage, index, record, output.key, started)
@@ -523,348 +387,3 @@ class PipelineRunner:
     def _save(self, record: RunRecord) -> RunRecord:
         self.registry.save(record)
         return record
-
-    def _save_quietly(self, record: RunRecord) -> None:
-        """Save a failure record if the store still works (the caller raises anyway)."""
-        try:
-            self.registry.save(record)
-        except StorageError as exc:
-            logger.warning("could not record run %s as failed: %s", record.id, exc)
-
-    # -- one stage -----------------------------------------------------------------
-
-    def _model(self, stage: StageConfig) -> tuple[str, ModelConfig]:
-        name = stage.model if stage.model is not None else self.config.styles.get(str(stage.style))
-        if name is None or name not in self.config.models:
-            what = f"model {stage.model!r}" if stage.model is not None else f"style {stage.style!r}"
-            raise RequestError(f"stages.{stage.name}", f"{what} is not in the cluster config")
-        return name, self.config.models[name]
-
-    async def _stage(
-        self, run: RunRecord, plan: _Plan, index: int, previous: _Output | None
-    ) -> tuple[RunRecord, _Output | None]:
-        """Take one stage from the cache or render it; return its record and output.
-
-        A stage that fails returns its failed record and no output; `StorageError`
-        is raised (the store cannot record anything).
-        """
-        stage = plan.pipeline.stages[index]
-        started = time.perf_counter()
-        model_name, model = self._model(stage)
-        seed = stage.seed if stage.seed is not None else int(run.seed or 0)
-        inputs = self._input_hashes(stage, run, previous)
-        params = {**self._params(stage, model), **self._text_params(plan, index)}
-        negative = run.negative_prompt
-        if plan.text_boxes:  # every model pass keeps letters out of the boxes
-            negative = quiet_negative_prompt(negative)
-        key = stage_cache_key(
-            model.source,
-            parse_source(model.source).revision,
-            {**params, "prompt": run.prompt, "negative_prompt": negative},
-            seed,
-            inputs,
-        )
-        record = RunRecord(
-            kind="stage",
-            status="done",
-            model=model_name,
-            model_source=model.source,
-            model_revision=parse_source(model.source).revision,
-            family=model.family,
-            style=stage.style,
-            pipeline=run.pipeline,
-            stage=stage.name,
-            prompt=run.prompt,
-            negative_prompt=negative,
-            params=params,
-            seed=seed,
-            inputs=inputs,
-            parent_id=run.id,
-            campaign=run.campaign,
-        )
-        entry_key = f"{CACHE_PREFIX}/{key[:2]}/{key}.json"
-        forced = plan.force_from is not None and index >= plan.force_from
-        entry = None if forced else self._cache_entry(entry_key)
-        if entry is not None:
-            record = record.model_copy(
-                update={
-                    "cache": "hit",
-                    "outputs": {"image": entry["output"], "cache_entry": entry_key},
-                    "metrics": entry["metrics"],
-                    "timings": {"total_s": round(time.perf_counter() - started, 4)},
-                    "typography": entry.get("typography"),
-                }
-            )
-            return self._save(record), _Output(entry["output"], entry["sha256"])
-        record = record.model_copy(update={"cache": "miss"})
-        try:
-            job = self._job(
-                run, plan, stage, model_name, model, params, seed, previous, key, record
-            )
-            result = await self._with_text(plan, index, job, await self.render_stage(job))
-            output = self._store_output(stage, job, result)
-            report = result.typography
-            if report is not None and not report.passed:
-                raise _GateFailed(output.key, report)
-            self.store.put_bytes(
-                entry_key,
-                json.dumps(
-                    {
-                        "cache_key": key,
-                        "output": output.key,
-                        "sha256": output.sha256,
-                        "stage_run": record.id,
-                        "metrics": result.metrics,
-                        "typography": None if report is None else report.model_dump(mode="json"),
-                    }
-                ).encode(),
-            )
-        except _GateFailed as exc:  # kept for review, never cached nor passed on
-            reviewed = record.model_copy(
-                update={
-                    "outputs": {"image": exc.output_key},
-                    "timings": {"total_s": round(time.perf_counter() - started, 4)},
-                }
-            )
-            return self._save(with_typography(reviewed, exc.report)), None
-        except Exception as exc:
-            failed = record.model_copy(
-                update={
-                    "status": "failed",
-                    "error": _reason(stage, exc),
-                    "timings": {"total_s": round(time.perf_counter() - started, 4)},
-                }
-            )
-            if isinstance(exc, StorageError):
-                self._save_quietly(failed)
-                raise
-            return self._save(failed), None
-        record = record.model_copy(
-            update={
-                "outputs": {"image": output.key, "cache_entry": entry_key},
-                "metrics": result.metrics,
-                "timings": {
-                    **result.timings,
-                    "total_s": round(time.perf_counter() - started, 4),
-                },
-            }
-        )
-        if report is not None:
-            record = with_typography(record, report)
-        return self._save(record), output
-
-    def _text_params(self, plan: _Plan, index: int) -> dict[str, Any]:
-        """What a stage's output owes to the run's text boxes (part of its cache key)."""
-        if not plan.text_boxes:
-            return {}
-        stage, params = plan.pipeline.stages[index], {}
-        if stage.quiet_zone == "inpaint":
-            spec = self.config.typography.spec(plan.text_boxes)
-            params["quiet_zone"] = {
-                "boxes": [list(box) for box in spec.quiet_boxes(plan.final_size)],
-                "margin": self.config.typography.quiet_margin,
-                "strength": self.config.typography.quiet_strength,
-            }
-        if index == len(plan.pipeline.stages) - 1:
-            params["text_boxes"] = [box.model_dump(mode="json") for box in plan.text_boxes]
-            params["typography"] = self.config.typography.model_dump(
-                mode="json", include={"font_dir", "gate", "stray_text"}
-            )
-        return params
-
-    async def _with_text(
-        self, plan: _Plan, index: int, job: StageJob, result: StageOutput
-    ) -> StageOutput:
-        """A render stage's output with its quiet zone inpainted and, last, its text delivered.
-
-        A hires stage's text is composited by its tile router, which reports the gate.
-        """
-        request = job.request
-        if not plan.text_boxes or not isinstance(request, GenerateRequest):
-            return result
-        assert result.image is not None
-        typography = self.config.typography
-        spec = typography.spec(plan.text_boxes)
-        stage, image = job.stage, result.image
-        timings = dict(result.timings)
-
-        async def render(call: GenerateRequest) -> np.ndarray:
-            rendered = await self.render_stage(dataclasses.replace(job, request=call))
-            assert rendered.image is not None
-            return rendered.image
-
-        if stage.quiet_zone == "inpaint":
-            started = time.perf_counter()
-            size = (stage.width, stage.height)
-            mask = quiet_zone_mask(spec.quiet_boxes(plan.final_size), size, typography.quiet_margin)
-            quiet = dataclasses.replace(
-                request,
-                mode="inpaint",
-                init_image=image,
-                mask=mask,
-                strength=typography.quiet_strength,
-            )
-            image = await render(quiet)
-            timings["quiet_zone_s"] = round(time.perf_counter() - started, 4)
-        report = None
-        if index == len(plan.pipeline.stages) - 1:
-            started = time.perf_counter()
-            _, model = self._model(stage)
-            limit = model.max_pixels_per_call or MAX_CALL_AREA * model.native_resolution**2
-            img2img = inpaint_pass(render, request, model.latent_factor, limit)
-            image = np.array(image, copy=True)
-            report = await deliver_text(image, spec, img2img)
-            timings["text_s"] = round(time.perf_counter() - started, 4)
-        return dataclasses.replace(result, image=image, timings=timings, typography=report)
-
-    def _cache_entry(self, entry_key: str) -> dict[str, Any] | None:
-        """The cache entry under `entry_key` if it and its output are both stored."""
-        try:
-            entry = json.loads(self.store.get_bytes(entry_key))
-        except NotFoundError:
-            return None
-        except ValueError:  # not JSON: never written by us; recompute and overwrite it
-            return None
-        return entry if self.store.exists(entry["output"]) else None
-
-    def _load(self, output: _Output) -> np.ndarray:
-        """The output's pixels, reading its bytes once (which also gives its sha256)."""
-        if output.pixels is None:
-            data = self.store.get_bytes(output.key)
-            output.sha256, output.pixels = _sha256(data), _decode_png(data)
-        return output.pixels
-
-    def _input_hashes(
-        self, stage: StageConfig, run: RunRecord, previous: _Output | None
-    ) -> dict[str, str]:
-        hashes = {}
-        for item in stage.consumes:
-            if item == "previous":
-                assert previous is not None  # PipelineConfig: the first stage has no 'previous'
-                if previous.sha256 is None:
-                    self._load(previous)
-                hashes[item] = str(previous.sha256)
-            else:
-                hashes[item] = run.inputs[item]
-        return hashes
-
-    def _params(self, stage: StageConfig, model: ModelConfig) -> dict[str, Any]:
-        """Every parameter the stage renders with, defaults resolved (the cache key's)."""
-        params: dict[str, Any] = {
-            "kind": stage.kind,
-            "width": stage.width,
-            "height": stage.height,
-            "steps": stage.steps if stage.steps is not None else model.default_steps,
-            "guidance": stage.guidance if stage.guidance is not None else model.default_guidance,
-            "scheduler": model.scheduler,
-            "dtype": model.dtype,
-            "family": model.family,
-        }
-        if stage.kind == "hires":
-            strength = stage.strength
-            if strength is None:
-                strength = self.config.tiling.refine_strength
-            params.update(
-                mode="hires",
-                strength=strength,
-                tile_size=model.native_resolution,
-                align=model.latent_factor,
-                format="png",
-            )
-        elif stage.image_input is not None:
-            params.update(
-                mode="inpaint" if "mask" in stage.consumes else "img2img",
-                strength=stage.strength if stage.strength is not None else DEFAULT_IMG2IMG_STRENGTH,
-            )
-        else:
-            params["mode"] = "txt2img"
-        return params
-
-    def _job(
-        self,
-        run: RunRecord,
-        plan: _Plan,
-        stage: StageConfig,
-        model_name: str,
-        model: ModelConfig,
-        params: dict[str, Any],
-        seed: int,
-        previous: _Output | None,
-        key: str,
-        record: RunRecord,
-    ) -> StageJob:
-        """The stage's inputs prepared and checked, as a job for `render_stage`."""
-        image = mask = None
-        if stage.image_input == "previous":
-            assert previous is not None
-            pixels = self._load(previous)
-            image = (
-                pixels
-                if stage.kind == "hires"
-                else normalise_image(Image.fromarray(pixels), stage.width, stage.height)
-            )
-        elif stage.image_input == "reference":
-            data = self.store.get_bytes(plan.input_keys["reference"])
-            image = normalise_image(data, stage.width, stage.height, field="reference")
-        if "mask" in stage.consumes:
-            data = self.store.get_bytes(plan.input_keys["mask"])
-            mask = normalise_mask(data, stage.width, stage.height)
-        check_stage_inputs(stage, image, mask)
-        common = {
-            "prompt": run.prompt,
-            "negative_prompt": record.negative_prompt,
-            "width": stage.width,
-            "height": stage.height,
-            "steps": params["steps"],
-            "guidance": params["guidance"],
-            "seed": seed,
-        }
-        request: GenerateRequest | LargeRenderJob
-        if stage.kind == "hires":
-            request = LargeRenderJob(
-                job_id=record.id,
-                model_name=model_name,
-                tile_size=model.native_resolution,
-                native_resolution=model.native_resolution,
-                align=model.latent_factor,
-                output_key=f"{CACHE_PREFIX}/{key[:2]}/{key}.png",
-                mode="hires",
-                strength=params["strength"],
-                base_image=image,
-                format="png",
-                max_in_flight=self.config.tiling.max_in_flight,
-                max_attempts=self.config.tiling.max_attempts,
-                text=self.config.typography.spec(plan.text_boxes) if plan.text_boxes else None,
-                **common,
-            )
-        else:
-            request = GenerateRequest(
-                mode=params["mode"],
-                strength=params.get("strength", DEFAULT_IMG2IMG_STRENGTH),
-                init_image=image,
-                mask=mask,
-                **common,
-            )
-        return StageJob(str(run.pipeline), stage, model_name, request)
-
-    def _store_output(self, stage: StageConfig, job: StageJob, result: StageOutput) -> _Output:
-        """Check the stage's output contract and store it; nothing is left if it fails."""
-        if isinstance(job.request, GenerateRequest):
-            check_stage_output(stage, result.image)
-            assert result.image is not None
-            data = encode_image(result.image, "png")
-            key = self.store.put_content_addressed(data, ".png")
-            return _Output(key, _sha256(data), result.image)
-        key, sha = job.request.output_key, None
-        try:
-            if result.width is None or result.height is None:
-                raise StageContractError(stage.name, "size", "the renderer reported no size")
-            check_output_size(stage, result.width, result.height)
-            if result.width * result.height <= PREVIEW_MAX_PIXELS:
-                data = self.store.get_bytes(key)
-                check_stage_output(stage, _decode_png(data))
-                sha = _sha256(data)
-        except StageContractError:
-            self.store.delete(key)
-            raise
-        return _Output(key, sha)

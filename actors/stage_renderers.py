@@ -15,7 +15,7 @@ import ray
 from ray import serve
 from ray.serve.exceptions import BackPressureError
 
-from actors.pipeline_runner import StageJob, StageOutput
+from actors.pipeline_state import StageJob, StageOutput
 from actors.tile_router import TileRouter
 from core.config import APP_NAME, StorageConfig, deployment_name
 from core.errors import OverloadedError

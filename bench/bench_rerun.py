@@ -23,7 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from actors.pipeline_runner import PipelineRequest, PipelineRunner  # noqa: E402
+from actors.pipeline_runner import PipelineRunner  # noqa: E402
+from actors.pipeline_state import PipelineRequest  # noqa: E402
 from actors.stage_renderers import ServeStageRenderer  # noqa: E402
 from core.config import APP_NAME, StorageConfig  # noqa: E402
 from core.config_file import load_config  # noqa: E402

@@ -16,7 +16,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from actors.pipeline_runner import PipelineRequest, PipelineRunner
+from actors.pipeline_runner import PipelineRunner
+from actors.pipeline_state import PipelineRequest
 from actors.stage_renderers import ServeStageRenderer
 from core.errors import NotFoundError, RequestError
 from core.records import RunRecord

@@ -9,7 +9,8 @@ import time
 import numpy as np
 from PIL import Image
 
-from actors.pipeline_runner import PipelineRequest, PipelineRunner
+from actors.pipeline_runner import PipelineRunner
+from actors.pipeline_state import PipelineRequest
 from actors.stage_renderers import ServeStageRenderer
 from core.config import APP_NAME, StorageConfig
 from core.pipelines import PipelineConfig

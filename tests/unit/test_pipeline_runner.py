@@ -16,13 +16,8 @@ import pytest
 from botocore.config import Config
 from PIL import Image
 
-from actors.pipeline_runner import (
-    CACHE_PREFIX,
-    PipelineRequest,
-    PipelineRunner,
-    StageJob,
-    StageOutput,
-)
+from actors.pipeline_runner import PipelineRunner
+from actors.pipeline_state import CACHE_PREFIX, PipelineRequest, StageJob, StageOutput
 from core.config import ClusterConfig
 from core.errors import JobFailed, NotFoundError, RequestError, StorageError
 from core.imaging import encode_image

@@ -10,13 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from actors.pipeline_runner import (
-    CACHE_PREFIX,
-    PipelineRequest,
-    PipelineRunner,
-    StageJob,
-    StageOutput,
-)
+from actors.pipeline_runner import PipelineRunner
+from actors.pipeline_state import CACHE_PREFIX, PipelineRequest, StageJob, StageOutput
 from core.config import ClusterConfig, StorageConfig
 from core.errors import RequestError
 from core.schemas import GenerateRequest, LargeRenderJob
