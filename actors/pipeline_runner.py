@@ -51,10 +51,9 @@ from actors.pipeline_state import (
 from actors.stage_runner import StageRunner
 from core.config import ClusterConfig
 from core.errors import NotFoundError, RequestError, StorageError
-from core.model_source import parse_source
 from core.pipelines import PipelineConfig, StageConfig, StageContractError, check_mask_input
 from core.preprocess import normalise_image, normalise_mask
-from core.records import RunRecord, RunRegistry
+from core.records import RunRecord, RunRegistry, model_fields
 from core.schemas import MAX_SEED
 from core.store import ArtifactStore
 from core.validation import check_size, resolve_text
@@ -167,10 +166,7 @@ class PipelineRunner:
         record = RunRecord(
             kind="render",
             status="running",
-            model=model_name,
-            model_source=model.source,
-            model_revision=parse_source(model.source).revision,
-            family=model.family,
+            **model_fields(model_name, model),
             pipeline=name,
             prompt=request.prompt,
             negative_prompt=request.negative_prompt,

@@ -44,7 +44,7 @@ from core.pipelines import (
     stage_cache_key,
 )
 from core.preprocess import normalise_image, normalise_mask
-from core.records import RunRecord, RunRegistry, with_typography
+from core.records import RunRecord, RunRegistry, model_fields, with_typography
 from core.schemas import GenerateRequest, LargeRenderJob
 from core.store import ArtifactStore
 from core.typography.delivery import deliver_text, inpaint_pass
@@ -102,10 +102,7 @@ class StageRunner:
         record = RunRecord(
             kind="stage",
             status="done",
-            model=model_name,
-            model_source=model.source,
-            model_revision=parse_source(model.source).revision,
-            family=model.family,
+            **model_fields(model_name, model),
             style=stage.style,
             pipeline=run.pipeline,
             stage=stage.name,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import secrets
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple
 
 from pydantic import (
     AwareDatetime,
@@ -28,14 +28,19 @@ from pydantic import (
 )
 
 from core.errors import NotFoundError, RequestError, StorageError
+from core.model_source import parse_source
 from core.store import ArtifactStore
 from core.typography.delivery import TypographyReport
+
+if TYPE_CHECKING:  # core.config imports modules that import this one
+    from core.config import ModelConfig
 
 __all__ = [
     "Change",
     "RunRecord",
     "RunRegistry",
     "diff_records",
+    "model_fields",
     "new_run_id",
     "run_time",
     "with_typography",
@@ -268,3 +273,13 @@ def with_typography(record: RunRecord, report: TypographyReport) -> RunRecord:
             outputs["review_image"] = outputs.pop("image")
         update.update(status="failed", error=report.message(), outputs=outputs)
     return record.model_copy(update=update)
+
+
+def model_fields(name: str, model: ModelConfig) -> dict[str, Any]:
+    """The record fields that pin which weights made a render: name, source, revision, family."""
+    return {
+        "model": name,
+        "model_source": model.source,
+        "model_revision": parse_source(model.source).revision,
+        "family": model.family,
+    }

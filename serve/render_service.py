@@ -12,11 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from core.config import APP_NAME, ClusterConfig, ModelConfig
+from core.config import APP_NAME, ClusterConfig
 from core.errors import TypographyGateFailed
 from core.imaging import EXTENSIONS, encode_image
-from core.model_source import parse_source
-from core.records import RunRecord, RunRegistry, new_run_id, with_typography
+from core.records import RunRecord, RunRegistry, model_fields, new_run_id, with_typography
 from core.schemas import GenerateRequest, RenderRequestBody, UpscaleRequestBody
 from core.store import ArtifactStore
 from core.typography.delivery import Img2Img, deliver_text, inpaint_pass
@@ -81,7 +80,7 @@ class RenderService:
             id=run_id,
             kind="render",
             status="done",
-            **_model_fields(resolved.model_name, resolved.model),
+            **model_fields(resolved.model_name, resolved.model),
             style=body.style,
             prompt=request.prompt,
             negative_prompt=request.negative_prompt,
@@ -131,7 +130,7 @@ class RenderService:
             id=job.job_id,
             kind="hires",
             status="running",
-            **_model_fields(job.model_name, model),
+            **model_fields(job.model_name, model),
             style=body.style,
             prompt=job.prompt,
             negative_prompt=job.negative_prompt,
@@ -163,7 +162,7 @@ class RenderService:
             id=run_id,
             kind="upscale",
             status="running",
-            **_model_fields(job.model_name, model),
+            **model_fields(job.model_name, model),
             params={
                 "source_width": width,
                 "source_height": height,
@@ -222,16 +221,6 @@ def _text_params(body: RenderRequestBody) -> dict[str, Any]:
     if not body.text_boxes:
         return {}
     return {"text_boxes": [box.model_dump(mode="json") for box in body.text_boxes]}
-
-
-def _model_fields(name: str, model: ModelConfig) -> dict[str, Any]:
-    """The record fields that pin which weights made a render."""
-    return {
-        "model": name,
-        "model_source": model.source,
-        "model_revision": parse_source(model.source).revision,
-        "family": model.family,
-    }
 
 
 def _sha256(data: bytes) -> str:

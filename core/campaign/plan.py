@@ -16,9 +16,8 @@ from core.campaign.manifest import Manifest, ManifestError
 from core.campaign.sizes import is_ratio
 from core.config import ClusterConfig
 from core.errors import RequestError
-from core.model_source import parse_source
 from core.pipelines import PipelineConfig
-from core.records import RunRecord
+from core.records import RunRecord, model_fields
 from core.schemas import RenderRequestBody
 from core.typography import Anchor, TextBox
 from core.validation import check_size, resolve_large, resolve_render, resolve_text
@@ -209,10 +208,7 @@ def job_record(job: RenderJob, config: ClusterConfig, run_id: str, **fields: Any
         "id": run_id,
         "kind": "campaign-item",
         "status": "done",
-        "model": job.model,
-        "model_source": model.source,
-        "model_revision": parse_source(model.source).revision,
-        "family": model.family,
+        **model_fields(job.model, model),
         "style": request.get("style"),
         "pipeline": job.pipeline,
         "prompt": str(request["prompt"]),
