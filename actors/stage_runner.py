@@ -49,7 +49,7 @@ from core.schemas import GenerateRequest, LargeRenderJob
 from core.store import ArtifactStore
 from core.typography.delivery import deliver_text, inpaint_pass
 from core.typography.quiet import quiet_negative_prompt, quiet_zone_mask
-from core.validation import DEFAULT_IMG2IMG_STRENGTH, MAX_CALL_AREA
+from core.validation import DEFAULT_IMG2IMG_STRENGTH, max_call_pixels
 
 __all__ = ["StageRunner"]
 
@@ -242,8 +242,7 @@ class StageRunner:
         if index == len(plan.pipeline.stages) - 1:
             started = time.perf_counter()
             _, model = stage_model(self.config, stage)
-            limit = model.max_pixels_per_call or MAX_CALL_AREA * model.native_resolution**2
-            img2img = inpaint_pass(render, request, model.latent_factor, limit)
+            img2img = inpaint_pass(render, request, model.latent_factor, max_call_pixels(model))
             image = np.array(image, copy=True)
             report = await deliver_text(image, spec, img2img)
             timings["text_s"] = round(time.perf_counter() - started, 4)

@@ -30,6 +30,13 @@ DEFAULT_IMG2IMG_STRENGTH = 0.75
 MAX_CALL_AREA = 4
 """x native_resolution**2: the largest region an integrated text pass sends in one call
 (unless the model sets a lower max_pixels_per_call)."""
+
+
+def max_call_pixels(model: ModelConfig) -> int:
+    """The most pixels one integrated text pass sends to `model` in one call."""
+    return model.max_pixels_per_call or MAX_CALL_AREA * model.native_resolution**2
+
+
 LARGE_FORMATS = ("png", "jpeg", "tiff")
 JPEG_MAX_SIDE = 65535
 

@@ -20,9 +20,9 @@ from core.schemas import GenerateRequest, RenderRequestBody, UpscaleRequestBody
 from core.store import ArtifactStore
 from core.typography.delivery import Img2Img, deliver_text, inpaint_pass
 from core.validation import (
-    MAX_CALL_AREA,
     ResolvedRender,
     is_large,
+    max_call_pixels,
     resolve_large,
     resolve_render,
     resolve_upscale,
@@ -119,8 +119,7 @@ class RenderService:
         async def render(request: GenerateRequest) -> np.ndarray:
             return (await self.dispatcher.render(model_name, request)).image
 
-        limit = model.max_pixels_per_call or MAX_CALL_AREA * model.native_resolution**2
-        return inpaint_pass(render, resolved.request, model.latent_factor, limit)
+        return inpaint_pass(render, resolved.request, model.latent_factor, max_call_pixels(model))
 
     def start_large(self, body: RenderRequestBody) -> RunRecord:
         """Validate and start a large-format job; return its running record."""
