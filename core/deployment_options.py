@@ -1,8 +1,11 @@
 """Serve deployment options derived from a `ModelConfig`.
 
-The one place that maps the config onto Ray Serve's deployment settings, used
-both by the application builder (`serve/app.py`) and by the Helm chart's
-`serveConfigV2` generator, so that local and Kubernetes deployments agree.
+The one place in Python that maps the config onto Ray Serve's deployment
+settings, used by the application builder (`serve/app.py`). The Helm chart does
+not call it: its template (`helm/render-cluster/templates/_serve.tpl`) writes
+the same options for `serveConfigV2` in Go templates, and
+`tests/k8s/test_chart_serve_config.py` proves the two agree through
+`serve_deployments`.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 - `RequestError`: the caller must fix the request (HTTP 4xx).
 - `OverloadedError`: retry later (HTTP 503 with Retry-After).
-- `TileError` / `TileOutOfMemory`: the router retries the tile (smaller on OOM).
+- `TileOutOfMemory`: the router splits the tile into smaller ones.
+- `TileError`: the model failed on a tile; not retried, the job fails.
 - `JobFailed`: the job is over; the message says why.
 - `ConfigError`: the config file is wrong; every problem is listed.
 
@@ -97,7 +98,11 @@ class OverloadedError(RenderClusterError):
 
 
 class TileError(RenderClusterError):
-    """One tile failed in a way worth retrying elsewhere."""
+    """The model raised on one tile; never retried: the job fails with this reason.
+
+    Calls to a dead or unreachable replica are sent again instead, and a tile
+    that ran out of memory is split (`TileOutOfMemory`, a subclass caught first).
+    """
 
     def __init__(self, tile: str, reason: str):
         super().__init__(tile, reason)

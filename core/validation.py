@@ -1,4 +1,7 @@
-"""Check a render request against the cluster config, collecting every problem.
+"""Check a render request against the cluster config; the first problem raises.
+
+Each check raises a `RequestError` naming the field to fix, so a client learns
+of one problem per request (the first found), not of every problem at once.
 
 Sizes that are not a multiple of the model's latent factor are rejected (never
 silently rounded), so a client always gets exactly the size it asked for.
