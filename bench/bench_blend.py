@@ -16,8 +16,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.assembler import RowAssembler  # noqa: E402
-from core.tiling import plan_tiles  # noqa: E402
+from core.largeformat.assembler import RowAssembler  # noqa: E402
+from core.largeformat.tiling import plan_tiles  # noqa: E402
 
 
 def _interleaved_best(

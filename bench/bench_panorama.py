@@ -8,7 +8,7 @@ replicas of 1 torch thread each); the job is built by the service's own
 `resolve_large`, so tiles, overlap and strength are the config's defaults.
 Theirs: the panorama pipeline in this process with `--threads` torch threads,
 its default 64-latent (512 px) window and 8-latent stride. Both outputs are
-scored with `core.seams.seam_score` against the same tile plan
+scored with `core.largeformat.seams.seam_score` against the same tile plan
 (`plan_tiles(2048, 512, 256)`).
 
 Wall times are best of `--repeats` (after a warm-up of each), interleaved so
@@ -42,8 +42,8 @@ from bench.null_model import free_port, wait_replicas  # noqa: E402
 from core.config import APP_NAME, ClusterConfig  # noqa: E402
 from core.config_file import load_config  # noqa: E402
 from core.schemas import LargeRenderJob, RenderRequestBody  # noqa: E402
-from core.seams import seam_score  # noqa: E402
-from core.tiling import TilePlan, plan_tiles  # noqa: E402
+from core.largeformat.seams import seam_score  # noqa: E402
+from core.largeformat.tiling import TilePlan, plan_tiles  # noqa: E402
 from core.validation import resolve_large  # noqa: E402
 from serve.local_cluster import start_local_cluster  # noqa: E402
 from serve.tiny_pipeline import tiny_pipeline_dir  # noqa: E402

@@ -23,8 +23,8 @@ from rich.console import Console
 from cli.client import RenderClient
 from cli.jobs import describe, download, follow_job
 from core.imaging import encode_base64, encode_image
-from core.seams import seam_score
-from core.upscaling import plan_upscale
+from core.largeformat.seams import seam_score
+from core.largeformat.upscaling import plan_upscale
 
 HEADLINE = {
     "copy": "Harbour Days: 12-14 June",

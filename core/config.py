@@ -24,7 +24,7 @@ from core.pipelines import PipelineConfig, PipelineName, check_pipeline_referenc
 from core.typography.delivery import TextSpec
 from core.typography.fonts import DEFAULT_FONT_DIR
 from core.typography.schema import GateThresholds, TextBox
-from core.upscaling import REALESRGAN_VARIANTS
+from core.largeformat.upscaling import REALESRGAN_VARIANTS
 
 MODEL_NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"
 SOURCE_PATTERN = re.compile(

@@ -19,7 +19,7 @@ from ray import serve
 
 from core.config import ModelConfig
 from core.errors import TileOutOfMemory
-from core.upscaling import UpscaleRequest, UpscaleResult
+from core.largeformat.upscaling import UpscaleRequest, UpscaleResult
 from serve.upscaler import load_upscaler, vulkan_device_count
 
 

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
-from core.assembler import RowAssembler
+from core.largeformat.assembler import RowAssembler
 from core.errors import ModelLoadError
-from core.seams import seam_score
-from core.upscaling import Box, plan_upscale
+from core.largeformat.seams import seam_score
+from core.largeformat.upscaling import Box, plan_upscale
 from serve.upscaler import UpscalerEngine, load_upscaler, model_files
 
 SOURCE = "realesrgan:animevideov3-x4"

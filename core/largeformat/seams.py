@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.tiling import TilePlan
+from core.largeformat.tiling import TilePlan
 
 __all__ = ["SeamMeter", "seam_score"]
 

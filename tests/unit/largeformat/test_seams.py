@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.assembler import RowAssembler
-from core.seams import SeamMeter, seam_score
-from core.tiling import plan_tiles
+from core.largeformat.assembler import RowAssembler
+from core.largeformat.seams import SeamMeter, seam_score
+from core.largeformat.tiling import plan_tiles
 
 
 def _natural(height, width, seed=0):

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.colour import match_low_frequency
+from core.largeformat.colour import match_low_frequency
 
 
 def _smooth(height, width, seed):

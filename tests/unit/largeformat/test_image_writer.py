@@ -5,9 +5,9 @@ import pytest
 import tifffile
 from PIL import Image
 
-import core.image_writer as image_writer
+import core.largeformat.image_writer as image_writer
 from core.errors import RequestError
-from core.image_writer import StreamingImageWriter
+from core.largeformat.image_writer import StreamingImageWriter
 
 
 def _smooth(height, width, bands=3, seed=0):

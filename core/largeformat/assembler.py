@@ -13,7 +13,7 @@ Blending happens when a band is emitted, in a fixed order, so the bytes do
 not depend on the order in which tiles arrived. The canvas is cut at every
 tile edge into pieces covered by the same tiles: a piece covered by one tile
 is copied unchanged (its weight is exactly 1); others are mixed across
-columns, then across rows, with the weights of `core.blending.axis_weights`
+columns, then across rows, with the weights of `core.largeformat.blending.axis_weights`
 (the separable factors of `tile_weights`), rounding to uint8 after each mix.
 """
 
@@ -24,8 +24,8 @@ from typing import Literal
 
 import numpy as np
 
-from core.blending import Ramp, axis_weights, multiband_contribution
-from core.tiling import Tile, TilePlan
+from core.largeformat.blending import Ramp, axis_weights, multiband_contribution
+from core.largeformat.tiling import Tile, TilePlan
 
 __all__ = ["RowAssembler"]
 
@@ -47,7 +47,7 @@ class RowAssembler:
     """Accepts tiles in any order; returns final canvas row bands top to bottom.
 
     `blend="multiband"` blends `levels` frequency bands (see
-    `core.blending.multiband_contribution`): slower, and it holds float32
+    `core.largeformat.blending.multiband_contribution`): slower, and it holds float32
     contributions (4x the bytes) instead of the tiles' uint8 pixels.
     """
 

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.blending import axis_weights, multiband_contribution, tile_weights
-from core.tiling import plan_tiles
+from core.largeformat.blending import axis_weights, multiband_contribution, tile_weights
+from core.largeformat.tiling import plan_tiles
 
 PLANS = [
     (3001, 1237, 512, None),

@@ -5,7 +5,7 @@ its own differs from the whole-image result near its borders. Each source
 tile is therefore cut with `padding` extra source pixels of context on every
 side (clamped to the image), upscaled, and the padded border is cropped off
 the result. The cropped tiles sit on the upscaled canvas on the source grid
-scaled by `scale` (`scale_plan`), where `core.assembler.RowAssembler` blends
+scaled by `scale` (`scale_plan`), where `core.largeformat.assembler.RowAssembler` blends
 their overlaps as for any other tiled render.
 """
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from core.errors import RequestError
-from core.tiling import Tile, TilePlan, plan_tiles
+from core.largeformat.tiling import Tile, TilePlan, plan_tiles
 
 __all__ = [
     "REALESRGAN_VARIANTS",

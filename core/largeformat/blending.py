@@ -18,7 +18,7 @@ from typing import Literal
 
 import numpy as np
 
-from core.tiling import Tile, TilePlan
+from core.largeformat.tiling import Tile, TilePlan
 
 __all__ = ["Ramp", "axis_weights", "multiband_contribution", "tile_weights"]
 

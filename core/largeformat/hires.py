@@ -12,7 +12,7 @@ import math
 import numpy as np
 from PIL import Image
 
-from core.tiling import Tile
+from core.largeformat.tiling import Tile
 
 
 def base_size(width: int, height: int, native: int, align: int) -> tuple[int, int]:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from core.errors import RequestError
-from core.tiling import plan_tiles, tile_seed
+from core.largeformat.tiling import plan_tiles, tile_seed
 
 AWKWARD = [
     # width, height, tile size, overlap

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.assembler import RowAssembler
-from core.blending import tile_weights
-from core.tiling import plan_tiles
+from core.largeformat.assembler import RowAssembler
+from core.largeformat.blending import tile_weights
+from core.largeformat.tiling import plan_tiles
 
 AWKWARD = [
     # width, height, tile size, overlap
