@@ -16,8 +16,11 @@ demo: deps
 test: deps lint
 	$(PY) -m pytest -q
 
+# ruff, then the import contracts of pyproject.toml ([tool.importlinter]): the layers
+# cli > serve > actors > core, no Ray in core, no cycles.
 lint: deps
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache --no-logo
 
 deps: apt-deps $(STAMP)
 
