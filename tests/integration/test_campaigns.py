@@ -10,6 +10,8 @@ from urllib.parse import urljoin
 
 import httpx
 
+from tests.waiting import wait_until
+
 SMALL = """
 campaign: {name}
 defaults: {{style: draft, sizes: [64x64, 128x64], steps: 2}}
@@ -22,21 +24,22 @@ items:
 
 def submit(http: httpx.Client, body: dict[str, Any], timeout_s: float = 10) -> httpx.Response:
     """POST a campaign, waiting out a 409 while a finished runner is still exiting."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        response = http.post("/v1/campaigns", json=body)
-        if response.status_code != 409 or time.monotonic() > deadline:
-            return response
-        time.sleep(0.2)
+    return wait_until(
+        lambda: http.post("/v1/campaigns", json=body),
+        lambda response: response.status_code != 409,
+        timeout_s=timeout_s,
+        what="POST /v1/campaigns to be answered with anything but 409",
+        describe=lambda response: f"{response.status_code} {response.text}",
+    )
 
 
 def wait_finished(http: httpx.Client, name: str, timeout_s: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        view = http.get(f"/v1/campaigns/{name}").json()
-        if view["state"] != "running" or time.monotonic() > deadline:
-            return view
-        time.sleep(0.2)
+    return wait_until(
+        lambda: http.get(f"/v1/campaigns/{name}").json(),
+        lambda view: view["state"] != "running",
+        timeout_s=timeout_s,
+        what=f"campaign {name} to stop running",
+    )
 
 
 def test_a_campaign_renders_each_item_and_size_once_and_links_all_in_its_report(cluster):

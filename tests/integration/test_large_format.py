@@ -7,7 +7,6 @@ restores the original app at the end.
 
 from __future__ import annotations
 
-import time
 from io import BytesIO
 
 import httpx
@@ -22,6 +21,7 @@ from serve.app import application
 from serve.local_cluster import wait_running
 from tests.integration.test_render_service import png_b64
 from tests.unit.test_upscaler import psnr, scene
+from tests.waiting import wait_until
 
 JOB = {
     "prompt": "a harbour town",
@@ -43,13 +43,13 @@ def deploy_solo(config: ClusterConfig, name: str, replicas: int, **model_updates
     solo = ClusterConfig.model_validate(data)
     serve.run(application(solo), name=APP_NAME, route_prefix="/", blocking=False)
     wait_running()
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        states = serve.status().applications[APP_NAME].deployments[f"model-{name}"].replica_states
-        if states == {"RUNNING": replicas}:
-            return
-        time.sleep(0.5)
-    raise TimeoutError(f"{name} never reached {replicas} replicas: {states}")
+    wait_until(
+        lambda: serve.status().applications[APP_NAME].deployments[f"model-{name}"].replica_states,
+        lambda states: states == {"RUNNING": replicas},
+        timeout_s=120,
+        interval_s=0.5,
+        what=f"model-{name} to run exactly {replicas} replica(s)",
+    )
 
 
 def deploy_quality_only(config: ClusterConfig, replicas: int, **model_updates) -> None:
@@ -108,16 +108,26 @@ def test_killed_replica_mid_render_gives_the_same_image(solo):
         started = http.post("/v1/renders", json={**JOB, "wait": False})
         assert started.status_code == 202
         job_id = started.json()["id"]
-        while http.get(f"/v1/renders/{job_id}").json()["progress"]["done"] < 2:
-            time.sleep(0.1)
+        wait_until(
+            lambda: http.get(f"/v1/renders/{job_id}").json(),
+            lambda view: view["progress"]["done"] >= 2,
+            timeout_s=300,
+            interval_s=0.1,
+            what=f"render {job_id} to finish 2 tiles",
+        )
         victims = [
             a["name"]
             for a in ray.util.list_named_actors(all_namespaces=True)
             if a["name"].startswith(f"SERVE_REPLICA::{APP_NAME}#model-quality#")
         ]
         ray.kill(ray.get_actor(victims[0], namespace="serve"), no_restart=True)
-        while (view := http.get(f"/v1/renders/{job_id}").json())["status"] == "running":
-            time.sleep(0.25)
+        view = wait_until(
+            lambda: http.get(f"/v1/renders/{job_id}").json(),
+            lambda view: view["status"] != "running",
+            timeout_s=300,
+            interval_s=0.25,
+            what=f"render {job_id} to stop running after a replica was killed",
+        )
         assert view["status"] == "done", view
         assert view["result"]["metrics"]["retries"] >= 1
         image = np.asarray(
@@ -136,9 +146,21 @@ def test_progress_is_published_and_tiled_mode_works(solo):
         view = started.json()
         assert view["status"] == "running" and view["progress"]["done"] == 0
         seen = set()
-        while (view := http.get(f"/v1/renders/{view['id']}").json())["status"] == "running":
+
+        def watched_to_the_end(view: dict) -> bool:
+            if view["status"] != "running":
+                return True
             seen.add(view["progress"]["done"])
-            time.sleep(0.1)
+            return False
+
+        job_id = view["id"]
+        view = wait_until(
+            lambda: http.get(f"/v1/renders/{job_id}").json(),
+            watched_to_the_end,
+            timeout_s=300,
+            interval_s=0.1,
+            what=f"render {job_id} to stop running",
+        )
         record = http.get(f"/v1/runs/{view['id']}").json()
     assert view["status"] == "done" and view["progress"] == {"done": 9, "total": 9}
     assert len(seen) > 1  # progress moved while we watched

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import pytest
+
+from tests.waiting import wait_until
 
 PROMPT = "a lighthouse poster, bold headline"
 
 
 def wait_for(http: httpx.Client, run_id: str, statuses: set[str], timeout_s: float = 120) -> dict:
     """Poll a pipeline run until its status is one of `statuses`."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        view = http.get(f"/v1/pipelines/runs/{run_id}").json()
-        if view["status"] in statuses or time.monotonic() > deadline:
-            return view
-        time.sleep(0.2)
+    return wait_until(
+        lambda: http.get(f"/v1/pipelines/runs/{run_id}").json(),
+        lambda view: view["status"] in statuses,
+        timeout_s=timeout_s,
+        what=f"pipeline run {run_id} to reach one of {sorted(statuses)}",
+    )
 
 
 def stage_table(view: dict) -> list[tuple[str, str, str | None]]:

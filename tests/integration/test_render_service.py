@@ -6,6 +6,7 @@ import base64
 import io
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -15,6 +16,7 @@ from ray import serve
 
 from core.config import APP_NAME, ClusterConfig, deployment_name
 from core.schemas import GenerateRequest
+from tests.waiting import wait_until
 
 
 def png_b64(array: np.ndarray) -> str:
@@ -158,16 +160,22 @@ def test_concurrent_load_scales_out_with_one_logical_gpu_per_replica(cluster):
                 statuses.append(http.post("/v1/renders", json={**body, "seed": seed}).status_code)
                 seed += 1
 
-    peak = 0
-    deadline = time.monotonic() + 120
     with ThreadPoolExecutor(12) as pool:
         workers = [pool.submit(keep_posting, i) for i in range(12)]
-        while peak <= 1 and time.monotonic() < deadline:
-            peak = max(peak, running())
-            time.sleep(0.2)
-        stop.set()
-        for worker in workers:
-            worker.result()
+        try:
+            peak = wait_until(
+                running,
+                lambda count: count > 1,
+                timeout_s=120,
+                what="the autoscaler to run more than one quality replica under load",
+                describe=lambda count: (
+                    f"{count} running; answers so far: {sorted(Counter(statuses).items())}"
+                ),
+            )
+        finally:
+            stop.set()
+            for worker in workers:
+                worker.result()
     assert statuses and set(statuses) == {200}
     assert peak > 1  # the autoscaler went above one replica under the load
     replicas = max(running(), 1)

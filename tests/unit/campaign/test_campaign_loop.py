@@ -28,6 +28,7 @@ from core.config_file import parse_config
 from core.errors import OverloadedError, RequestError, TypographyGateFailed
 from core.records import RunRecord, RunRegistry
 from core.store import ArtifactStore
+from tests.waiting import wait_until_async
 
 CONFIG = """
 models:
@@ -165,8 +166,13 @@ def test_a_killed_runner_started_again_finishes_the_rest_without_duplicates(stor
         task = asyncio.create_task(
             CampaignLoop(store, config, jobs, first, settings=settings).run()
         )
-        while len(done_keys(store, "spring")) < 7:
-            await asyncio.sleep(0.005)
+        await wait_until_async(
+            lambda: done_keys(store, "spring"),
+            lambda done: len(done) >= 7,
+            timeout_s=60,
+            interval_s=0.005,
+            what="the first runner to finish 7 of the 24 renders",
+        )
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
