@@ -22,7 +22,7 @@ from core.errors import RenderClusterError, RequestError, StorageError
 from core.pipelines import PipelineConfig, StageConfig, StageContractError
 from core.records import RunRecord, RunRegistry
 from core.schemas import GenerateRequest, LargeRenderJob
-from core.typography.delivery import TypographyReport
+from core.typography.results import TypographyReport
 from core.typography.schema import TextBox
 
 __all__ = [

@@ -48,7 +48,7 @@ from core.records import RunRecord, RunRegistry, model_fields, with_typography
 from core.schemas import GenerateRequest, LargeRenderJob
 from core.store import ArtifactStore
 from core.typography.delivery import deliver_text, inpaint_pass
-from core.typography.quiet import quiet_negative_prompt, quiet_zone_mask
+from core.typography.quiet import quiet_boxes, quiet_negative_prompt, quiet_zone_mask
 from core.validation import DEFAULT_IMG2IMG_STRENGTH, max_call_pixels
 
 __all__ = ["StageRunner"]
@@ -193,7 +193,7 @@ class StageRunner:
         if stage.quiet_zone == "inpaint":
             spec = self.config.typography.spec(plan.text_boxes)
             params["quiet_zone"] = {
-                "boxes": [list(box) for box in spec.quiet_boxes(plan.final_size)],
+                "boxes": [list(box) for box in quiet_boxes(spec, plan.final_size)],
                 "margin": self.config.typography.quiet_margin,
                 "strength": self.config.typography.quiet_strength,
             }
@@ -228,7 +228,8 @@ class StageRunner:
         if stage.quiet_zone == "inpaint":
             started = time.perf_counter()
             size = (stage.width, stage.height)
-            mask = quiet_zone_mask(spec.quiet_boxes(plan.final_size), size, typography.quiet_margin)
+            boxes = quiet_boxes(spec, plan.final_size)
+            mask = quiet_zone_mask(boxes, size, typography.quiet_margin)
             quiet = dataclasses.replace(
                 request,
                 mode="inpaint",

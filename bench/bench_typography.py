@@ -32,10 +32,10 @@ from core.typography import (  # noqa: E402
     gate_box,
     solve_contrast,
     tesseract_available,
-    typeset,
 )
 from core.typography.colour_science import parse_hex  # noqa: E402
 from core.typography.fidelity import matching_pixels, overlay_fidelity  # noqa: E402
+from core.typography.typeset import typeset  # noqa: E402
 
 CANVAS = (1024, 512)
 CAPS = (16, 32, 64)

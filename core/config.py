@@ -21,9 +21,7 @@ from pydantic import (
 )
 
 from core.pipelines import PipelineConfig, PipelineName, check_pipeline_references
-from core.typography.delivery import TextSpec
-from core.typography.fonts import DEFAULT_FONT_DIR
-from core.typography.schema import GateThresholds, TextBox
+from core.typography.schema import DEFAULT_FONT_DIR, GateThresholds, TextBox, TextSpec
 from core.largeformat.upscaling import REALESRGAN_VARIANTS
 
 MODEL_NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"

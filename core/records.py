@@ -30,7 +30,7 @@ from pydantic import (
 from core.errors import NotFoundError, RequestError, StorageError
 from core.model_source import parse_source
 from core.store import ArtifactStore
-from core.typography.delivery import TypographyReport
+from core.typography.results import TypographyReport
 
 if TYPE_CHECKING:  # core.config imports modules that import this one
     from core.config import ModelConfig
@@ -121,7 +121,7 @@ class RunRecord(BaseModel):
     typography: dict[str, JsonValue] | None = Field(
         None,
         description="Text boxes: how each was typeset and painted, and the typography "
-        "gate's figures per box (see core.typography.delivery.TypographyReport).",
+        "gate's figures per box (see core.typography.results.TypographyReport).",
     )
 
     @model_validator(mode="before")

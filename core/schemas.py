@@ -12,8 +12,8 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.typography.delivery import TextSpec, TypographyReport
-from core.typography.schema import TextBox
+from core.typography.results import TypographyReport
+from core.typography.schema import TextBox, TextSpec
 
 RenderMode = Literal["txt2img", "img2img", "inpaint"]
 ImageFormat = Literal["png", "jpeg", "webp", "tiff"]

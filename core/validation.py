@@ -25,9 +25,9 @@ from core.schemas import (
     UpscaleJob,
     UpscaleRequestBody,
 )
-from core.typography.delivery import TextSpec
 from core.typography.quiet import quiet_negative_prompt
-from core.typography.schema import TextBox
+from core.typography.schema import TextBox, TextSpec
+from core.typography.typeset import typeset_spec
 
 DEFAULT_IMG2IMG_STRENGTH = 0.75
 MAX_CALL_AREA = 4
@@ -105,7 +105,7 @@ def resolve_text(
     if len(boxes) > limit:
         raise RequestError(field, f"holds {len(boxes)} boxes, over the limit of {limit}")
     spec = config.typography.spec(boxes, field)
-    spec.typeset(size)
+    typeset_spec(spec, size)
     return spec
 
 

@@ -10,56 +10,60 @@ The flow for one text box, all at the final output resolution:
 
 Before that, `quiet_negative_prompt` and `quiet_zone_mask` keep the model's
 own letters out of the boxes. Nothing here imports Ray.
+
+Data and behaviour are apart: `schema` (boxes, thresholds, `TextSpec`) and
+`results` (the reports) are data only; the other modules act on them. The
+names below are loaded on first use, so importing a data module (as
+`core.schemas` does) loads neither fonts, the compositor nor the OCR gate.
+`typeset` is not among them: `core.typography.typeset` is its module, so
+import the function from there.
 """
 
-from core.typography.compose import Treatment, composite_into, paint
-from core.typography.contrast import local_contrast, ring_mask, solve_contrast
-from core.typography.fonts import DEFAULT_FONT_DIR, FONT_HINTS, SHAPING, resolve_font
-from core.typography.gate import DEFAULT_THRESHOLDS, gate_box, stray_text_check
-from core.typography.geometry import PixelBox
-from core.typography.modes import delivery_mode, integrated_strength, integration_box
-from core.typography.ocr import tesseract_available
-from core.typography.quiet import (
-    QUIET_ZONE_NEGATIVE_TERMS,
-    quiet_negative_prompt,
-    quiet_zone_mask,
-)
-from core.typography.readback import character_error_rate, normalise_copy
-from core.typography.results import BoxGateResult, GateCheck
-from core.typography.schema import Anchor, GateThresholds, TextBox
-from core.typography.typeset import Line, TypesetText, render_alpha, typeset
+from __future__ import annotations
 
-__all__ = [
-    "DEFAULT_FONT_DIR",
-    "DEFAULT_THRESHOLDS",
-    "FONT_HINTS",
-    "QUIET_ZONE_NEGATIVE_TERMS",
-    "SHAPING",
-    "Anchor",
-    "BoxGateResult",
-    "GateCheck",
-    "GateThresholds",
-    "Line",
-    "PixelBox",
-    "TextBox",
-    "Treatment",
-    "TypesetText",
-    "character_error_rate",
-    "composite_into",
-    "delivery_mode",
-    "gate_box",
-    "integrated_strength",
-    "integration_box",
-    "local_contrast",
-    "normalise_copy",
-    "paint",
-    "quiet_negative_prompt",
-    "quiet_zone_mask",
-    "render_alpha",
-    "resolve_font",
-    "ring_mask",
-    "solve_contrast",
-    "stray_text_check",
-    "tesseract_available",
-    "typeset",
-]
+import importlib
+from typing import Any
+
+_WHERE = {
+    "compose": ("composite_into", "paint"),
+    "contrast": ("local_contrast", "ring_mask", "solve_contrast"),
+    "fonts": ("FONT_HINTS", "SHAPING", "resolve_font"),
+    "gate": ("gate_box", "stray_text_check"),
+    "geometry": ("PixelBox",),
+    "modes": ("delivery_mode", "integrated_strength", "integration_box"),
+    "ocr": ("tesseract_available",),
+    "quiet": (
+        "QUIET_ZONE_NEGATIVE_TERMS",
+        "quiet_boxes",
+        "quiet_negative_prompt",
+        "quiet_zone_mask",
+    ),
+    "readback": ("character_error_rate", "normalise_copy"),
+    "results": ("BoxGateResult", "GateCheck", "Treatment", "TypographyReport"),
+    "schema": (
+        "DEFAULT_FONT_DIR",
+        "DEFAULT_THRESHOLDS",
+        "Anchor",
+        "GateThresholds",
+        "TextBox",
+        "TextSpec",
+    ),
+    "typeset": ("Line", "TypesetText", "render_alpha", "typeset_spec"),
+}
+_MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
+
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> Any:
+    """Load a public name from its module on first use (PEP 562)."""
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -9,42 +9,16 @@ image, placed by `origin`.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
-
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from core.typography.colour_science import RGB, parse_hex
 from core.typography.geometry import PixelBox
+from core.typography.results import Treatment
 from core.typography.typeset import TypesetText, render_alpha
 
 __all__ = ["Treatment", "composite_into", "paint"]
 
-TreatmentKind = Literal["ink", "as_given", "switched", "stroke", "plate"]
-HexColour = Annotated[str, Field(pattern=r"^#[0-9a-fA-F]{6}$")]
 _BAND_ROWS = 256
-
-
-class Treatment(BaseModel):
-    """How a box's copy is painted, as chosen by the contrast solver; JSON for the run record."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    kind: TreatmentKind = Field(
-        description="ink: auto ink chosen; as_given: the requested ink sufficed; switched: "
-        "the requested ink was replaced; stroke / plate: an outline / a plate was added."
-    )
-    requested_ink: str = Field(description="The box's ink as requested ('auto' or #rrggbb).")
-    ink: HexColour = Field(description="The ink painted, #rrggbb.")
-    stroke_width: int = Field(0, ge=0, description="Outline width in pixels (0: none).")
-    stroke_colour: HexColour | None = Field(None, description="Outline colour, #rrggbb.")
-    plate: tuple[int, int, int, int] | None = Field(
-        None, description="Plate rectangle [x0, y0, x1, y1) in canvas pixels."
-    )
-    plate_colour: HexColour | None = Field(None, description="Plate colour, #rrggbb.")
-    contrast: float = Field(
-        ge=1, le=21, description="5th percentile of the ink's WCAG contrast with its ring."
-    )
 
 
 def paint(background: np.ndarray, text: TypesetText, treatment: Treatment) -> np.ndarray:

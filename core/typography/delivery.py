@@ -1,7 +1,8 @@
 """Deliver a render's text boxes: typeset, composite after the last model pass, gate.
 
-`TextSpec` is what a render carries about its copy (the boxes, the font
-directory, the gate's thresholds). After the last model pass:
+`TextSpec` (`core.typography.schema`) is what a render carries about its copy
+(the boxes, the font directory, the gate's thresholds); the report types are
+in `core.typography.results`. After the last model pass:
 
     report = await deliver_text(canvas, spec, img2img)   # canvas changed in place
 
@@ -22,25 +23,25 @@ import dataclasses
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import TileError
-from core.typography.compose import Treatment, composite_into
+from core.schemas import GenerateRequest
+from core.typography.compose import composite_into
 from core.typography.contrast import solve_contrast
-from core.typography.fonts import DEFAULT_FONT_DIR
-from core.typography.gate import DEFAULT_THRESHOLDS, gate_box, stray_text_check
+from core.typography.gate import gate_box, stray_text_check
 from core.typography.geometry import PixelBox
 from core.typography.modes import delivery_mode, integrated_strength, integration_box
-from core.typography.results import BoxGateResult, GateCheck
-from core.typography.schema import GateThresholds, TextBox, TextMode
-from core.typography.typeset import TypesetText, typeset
-
-if TYPE_CHECKING:  # core.schemas imports this module
-    from core.schemas import GenerateRequest
+from core.typography.results import (
+    BoxGateResult,
+    BoxReport,
+    GateCheck,
+    Treatment,
+    TypographyReport,
+)
+from core.typography.schema import TextBox, TextSpec
+from core.typography.typeset import TypesetText, typeset_spec
 
 __all__ = [
     "BoxReport",
@@ -123,80 +124,6 @@ def inpaint_pass(
     return aligned(call, align)
 
 
-@dataclass(frozen=True)
-class TextSpec:
-    """The copy a render carries, and how it is set and gated."""
-
-    boxes: tuple[TextBox, ...]
-    font_dir: Path = DEFAULT_FONT_DIR
-    thresholds: GateThresholds = DEFAULT_THRESHOLDS
-    stray_text: bool = True
-    field: str = "text_boxes"
-
-    def typeset(self, size: tuple[int, int]) -> list[TypesetText]:
-        """Every box typeset at `size` (width, height); `RequestError` names one that cannot fit."""
-        return [
-            typeset(box, size, f"{self.field}[{index}]", self.font_dir)
-            for index, box in enumerate(self.boxes)
-        ]
-
-    def quiet_boxes(self, size: tuple[int, int]) -> list[tuple[float, float, float, float]]:
-        """The boxes as (x, y, w, h) canvas fractions, heights resolved at the final `size`."""
-        return [text.block_fraction() for text in self.typeset(size)]
-
-
-class BoxReport(BaseModel):
-    """What happened to one box: how it was set and painted, and the gate's verdict."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    box: str = Field(description="The box's field name, e.g. text_boxes[0].")
-    mode: TextMode = Field(description="The mode the request asked for.")
-    delivered: TextMode = Field(description="The mode of the pixels delivered.")
-    typeset: dict[str, object] = Field(description="Font, size, lines and boxes as typeset.")
-    treatment: Treatment = Field(description="Ink, stroke or plate chosen by the contrast solver.")
-    gate: BoxGateResult = Field(description="The verdict on the delivered pixels.")
-    integrated_gate: BoxGateResult | None = Field(
-        None, description="integrated boxes: the verdict on the integrated render."
-    )
-    note: str = Field("", description="Why an integrated box was delivered as overlay.")
-
-
-class TypographyReport(BaseModel):
-    """The typography gate's result for one render (kept in its run record)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    passed: bool = Field(description="Every box passed and no stray text was found.")
-    boxes: list[BoxReport] = Field(description="One report per text box, in request order.")
-    stray_text: GateCheck | None = Field(
-        None, description="OCR outside the boxes (None: not checked)."
-    )
-
-    def failures(self) -> list[str]:
-        """One phrase per failed check, naming the box and the check."""
-        found = []
-        for report in self.boxes:
-            for check in report.gate.checks:
-                if not check.passed:
-                    found.append(f"{report.box} {check.name} ({_why(check, report.gate)})")
-        if self.stray_text is not None and not self.stray_text.passed:
-            found.append(f"stray_text ({self.stray_text.detail or self.stray_text.value})")
-        return found
-
-    def message(self) -> str:
-        """One line for a failed render: which box failed which check."""
-        return "typography gate failed: " + "; ".join(self.failures())
-
-
-def _why(check: GateCheck, verdict: BoxGateResult) -> str:
-    if check.name == "ocr":
-        return f"read {verdict.ocr_text!r}, expected {verdict.expected_text!r}"
-    if check.detail and check.value is None:
-        return check.detail
-    return f"{check.value} against {check.threshold}"
-
-
 @dataclass
 class _Composed:
     box: TextBox
@@ -209,7 +136,7 @@ def compose_boxes(canvas: np.ndarray, spec: TextSpec) -> list[_Composed]:
     """Typeset every box at the canvas size and composite it into `canvas` in place."""
     height, width = canvas.shape[:2]
     composed = []
-    for box, text in zip(spec.boxes, spec.typeset((width, height)), strict=True):
+    for box, text in zip(spec.boxes, typeset_spec(spec, (width, height)), strict=True):
         scene = np.array(canvas[text.region.slices()], copy=True)
         treatment = solve_contrast(scene, text, box, target=spec.thresholds.min_contrast)
         composite_into(canvas, text, treatment)

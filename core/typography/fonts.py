@@ -15,12 +15,9 @@ from typing import Literal
 from PIL import ImageFont, features
 
 from core.errors import RequestError
-from core.typography.schema import FontHint, TextBox
+from core.typography.schema import DEFAULT_FONT_DIR, FontHint, TextBox
 
 __all__ = ["DEFAULT_FONT_DIR", "FONT_HINTS", "SHAPING", "load_font", "resolve_font"]
-
-DEFAULT_FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
-"""Where Debian's `fonts-dejavu-core` installs DejaVu."""
 
 FONT_HINTS: dict[FontHint, str] = {
     "sans": "DejaVuSans.ttf",

@@ -36,12 +36,10 @@ from core.typography.geometry import PixelBox
 from core.typography.ocr import find_words
 from core.typography.readback import character_error_rate, normalise_copy, ocr_check
 from core.typography.results import BoxGateResult, GateCheck
-from core.typography.schema import GateThresholds, TextBox, TextMode
+from core.typography.schema import DEFAULT_THRESHOLDS, GateThresholds, TextBox, TextMode
 from core.typography.typeset import TypesetText, render_alpha
 
 __all__ = ["DEFAULT_THRESHOLDS", "gate_box", "stray_text_check"]
-
-DEFAULT_THRESHOLDS = GateThresholds()
 
 
 def gate_box(

@@ -12,7 +12,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["QUIET_ZONE_NEGATIVE_TERMS", "quiet_negative_prompt", "quiet_zone_mask"]
+from core.typography.schema import TextSpec
+from core.typography.typeset import typeset_spec
+
+__all__ = ["QUIET_ZONE_NEGATIVE_TERMS", "quiet_boxes", "quiet_negative_prompt", "quiet_zone_mask"]
 
 QUIET_ZONE_NEGATIVE_TERMS = (
     "text",
@@ -55,3 +58,8 @@ def quiet_zone_mask(
         y1 = min(height, int(np.ceil((y + h) * height + grow)))
         mask[y0:y1, x0:x1] = 255
     return mask
+
+
+def quiet_boxes(spec: TextSpec, size: tuple[int, int]) -> list[tuple[float, float, float, float]]:
+    """The boxes as (x, y, w, h) canvas fractions, heights resolved at the final `size`."""
+    return [text.block_fraction() for text in typeset_spec(spec, size)]

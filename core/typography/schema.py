@@ -1,27 +1,36 @@
-"""Text boxes in requests and stages, and the thresholds of the typography gate.
+"""Text boxes in requests and stages, the typography gate's thresholds, a render's `TextSpec`.
 
 A text box places one piece of copy on the canvas. Its anchor is given in
 fractions of the canvas, so one box means the same place at the base model's
 size and at the billboard's final size; the copy is typeset only at the final
-one.
+one. Data only: typesetting, compositing and the gate live in the modules
+beside this one and import it, never the other way round.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
+    "DEFAULT_FONT_DIR",
+    "DEFAULT_THRESHOLDS",
     "Align",
     "Anchor",
     "FontHint",
     "GateThresholds",
     "TextBox",
     "TextMode",
+    "TextSpec",
     "VAlign",
 ]
+
+DEFAULT_FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
+"""Where Debian's `fonts-dejavu-core` installs DejaVu."""
 
 FontHint = Literal[
     "sans",
@@ -206,3 +215,21 @@ class GateThresholds(BaseModel):
     ocr_attempts: int = Field(
         3, ge=1, le=10, description="Tesseract runs tried when it crashes or times out."
     )
+
+
+DEFAULT_THRESHOLDS = GateThresholds()
+
+
+@dataclass(frozen=True)
+class TextSpec:
+    """The copy a render carries, and how it is set and gated.
+
+    `core.typography.typeset.typeset_spec` typesets it at a size; `field` prefixes
+    the field names of the boxes in errors and reports (``text_boxes[0]``).
+    """
+
+    boxes: tuple[TextBox, ...]
+    font_dir: Path = DEFAULT_FONT_DIR
+    thresholds: GateThresholds = DEFAULT_THRESHOLDS
+    stray_text: bool = True
+    field: str = "text_boxes"

@@ -23,9 +23,9 @@ from PIL import Image, ImageDraw
 from core.errors import RequestError
 from core.typography.fonts import DEFAULT_FONT_DIR, SHAPING, load_font, resolve_font
 from core.typography.geometry import PixelBox
-from core.typography.schema import TextBox
+from core.typography.schema import TextBox, TextSpec
 
-__all__ = ["Line", "TypesetText", "render_alpha", "typeset"]
+__all__ = ["Line", "TypesetText", "render_alpha", "typeset", "typeset_spec"]
 
 MARGIN_CAPS = 0.5
 """The margin kept around the box, in cap heights: it must hold the contrast solver's
@@ -81,6 +81,14 @@ class TypesetText:
             "ink_box": self.ink_box.as_list(),
             "shaping": self.shaping,
         }
+
+
+def typeset_spec(spec: TextSpec, canvas_size: tuple[int, int]) -> list[TypesetText]:
+    """Every box of `spec` typeset at `canvas_size`; `RequestError` names one that cannot fit."""
+    return [
+        typeset(box, canvas_size, f"{spec.field}[{index}]", spec.font_dir)
+        for index, box in enumerate(spec.boxes)
+    ]
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image
 
 from core.typography import TextBox, Treatment, TypesetText, composite_into, solve_contrast
-from core.typography import typeset as typeset_box
+from core.typography.typeset import typeset as typeset_box
 
 
 def flat(size: tuple[int, int], colour: tuple[int, int, int] = (40, 90, 160)) -> np.ndarray:

@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from core.typography import Treatment, composite_into, typeset
+from core.typography import Treatment, composite_into
 from core.typography.colour_science import parse_hex
+from core.typography.typeset import typeset
 from tests.unit.typography.scenes import box, busy
 
 SIZE = (800, 300)

@@ -1,7 +1,8 @@
 import numpy as np
 
-from core.typography import local_contrast, paint, ring_mask, solve_contrast, typeset
+from core.typography import local_contrast, paint, ring_mask, solve_contrast
 from core.typography.colour_science import parse_hex
+from core.typography.typeset import typeset
 from tests.unit.typography.scenes import box, busy, flat, render
 
 SIZE = (640, 240)

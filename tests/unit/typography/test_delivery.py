@@ -12,7 +12,9 @@ from core.typography import (
     integration_box,
     tesseract_available,
 )
-from core.typography.delivery import TextSpec, aligned, deliver_text, inpaint_pass
+from core.typography.delivery import aligned, deliver_text, inpaint_pass
+from core.typography.schema import TextSpec
+from core.typography.typeset import typeset_spec
 from tests.unit.typography.scenes import busy, flat
 
 needs_tesseract = pytest.mark.skipif(
@@ -27,7 +29,7 @@ def _box(copy: str = "Spring SALE $19.99", **fields) -> TextBox:
 
 
 def _glyph_pixels_are_ink(canvas: np.ndarray, report, spec: TextSpec) -> bool:
-    (text,) = spec.typeset((canvas.shape[1], canvas.shape[0]))
+    (text,) = typeset_spec(spec, (canvas.shape[1], canvas.shape[0]))
     full = text.alpha == 255
     ink = np.array([int(report.boxes[0].treatment.ink[i : i + 2], 16) for i in (1, 3, 5)])
     return bool(full.any() and (canvas[text.region.slices()][full] == ink).all())
@@ -44,7 +46,7 @@ def test_overlay_box_is_composited_exactly_and_passes_the_gate():
     assert box_report.delivered == "overlay" and box_report.gate.ocr_text == "Spring SALE $19.99"
     assert box_report.typeset["box"] == "text_boxes[0]"
     assert _glyph_pixels_are_ink(canvas, report, spec)
-    region = spec.typeset(SIZE)[0].region
+    region = typeset_spec(spec, SIZE)[0].region
     outside = np.ones(canvas.shape[:2], bool)
     outside[region.slices()] = False
     assert np.array_equal(canvas[outside], scene[outside])  # nothing else touched
@@ -65,7 +67,7 @@ def test_integrated_box_is_kept_when_its_pass_passes_the_gate():
 
     report = asyncio.run(deliver_text(canvas, spec, img2img))
     ((mask, strength),) = calls
-    area = integration_box(spec.typeset(SIZE)[0])
+    area = integration_box(typeset_spec(spec, SIZE)[0])
     assert strength == integrated_strength(1.0)
     assert mask.size < canvas.shape[0] * canvas.shape[1]  # the box's neighbourhood only
     assert mask.sum() == 255 * area.area and 0 < mask.mean() < 255
@@ -132,7 +134,7 @@ def test_failures_name_the_box_and_the_check():
 def test_a_box_that_cannot_fit_is_named_by_its_index():
     spec = TextSpec((_box(), _box("far too much copy for one line " * 3, max_lines=1)))
     with pytest.raises(RequestError) as caught:
-        spec.typeset(SIZE)
+        typeset_spec(spec, SIZE)
     assert caught.value.field == "text_boxes[1].copy"
     assert "max_lines=1" in caught.value.message
 

@@ -11,11 +11,11 @@ from core.typography import (
     gate_box,
     stray_text_check,
     tesseract_available,
-    typeset,
 )
 from core.typography import ocr as ocr_module
 from core.typography.ocr import read_line
 from core.typography.readback import character_error_rate, normalise_copy, ocr_strip
+from core.typography.typeset import typeset
 from tests.unit.typography.scenes import box, busy, flat, render
 
 needs_tesseract = pytest.mark.skipif(

@@ -9,8 +9,8 @@ from core.typography import (
     integration_box,
     quiet_negative_prompt,
     quiet_zone_mask,
-    typeset,
 )
+from core.typography.typeset import typeset
 from tests.unit.typography.scenes import box
 
 

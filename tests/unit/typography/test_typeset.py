@@ -3,8 +3,9 @@ import pytest
 from PIL import features
 
 from core.errors import RequestError
-from core.typography import FONT_HINTS, SHAPING, TextBox, render_alpha, typeset
+from core.typography import FONT_HINTS, SHAPING, TextBox, render_alpha
 from core.typography.fonts import DEFAULT_FONT_DIR, load_font
+from core.typography.typeset import typeset
 
 LONG = "Everything in the summer collection must go before the end of the month"
 
