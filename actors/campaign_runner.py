@@ -7,9 +7,9 @@ Three layers, Ray only in this one:
   anything renders (a `ManifestError`).
 - `core.campaign.loop.CampaignLoop`: the scheduling loop (bounded, resumable,
   recorded; see its module).
-- `ServeJobRenderer` and the `CampaignRunner` actor: single renders through the
-  model's Serve handle, large ones through a `TileRouter`, pipeline items through a
-  `PipelineRunner`, each item's copy composited and gated as a text box; one
+- `ServeJobRenderer` and the `CampaignRunner` actor: single and large renders
+  through `actors.render_calls` (the path every render takes, text boxes and gate
+  included), pipeline items through a `PipelineRunner`; one
   detached actor per campaign, named ``campaign-<name>``, that exits when its
   campaign is over (its numbers stay in the store).
 
@@ -22,21 +22,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import posixpath
-import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import ray
 from ray import serve
-from ray.serve.exceptions import BackPressureError
 
 from actors.pipeline_runner import PipelineRunner
 from actors.pipeline_state import PipelineRequest
+from actors.render_calls import ModelCalls, RenderCalls, ServeTarget, default_spool_dir
 from actors.stage_renderers import ServeStageRenderer
-from actors.tile_router import TileRouter
 from core.campaign import Manifest, RenderJob
 from core.campaign.loop import (
     DEFAULT_MAX_ATTEMPTS,
@@ -46,7 +43,7 @@ from core.campaign.loop import (
 )
 from core.campaign.plan import (
     fit_pipeline,
-    is_large_job,
+    item_params,
     job_record,
     plan_campaign,
     render_key,
@@ -54,13 +51,11 @@ from core.campaign.plan import (
 )
 from core.config import APP_NAME, ClusterConfig, deployment_name
 from core.config_file import config_from_dict
-from core.errors import JobFailed, OverloadedError, TypographyGateFailed
-from core.imaging import EXTENSIONS, encode_image
+from core.errors import JobFailed, TypographyGateFailed
+from core.imaging import EXTENSIONS
 from core.records import RunRecord, RunRegistry
-from core.schemas import GenerateResult, LargeRenderResult, RenderRequestBody
+from core.render_records import RecordLabels
 from core.store import ArtifactStore, open_store
-from core.typography.delivery import TypographyReport, deliver_text
-from core.validation import resolve_large, resolve_render
 
 __all__ = [
     "CAMPAIGN_NAMESPACE",
@@ -92,83 +87,29 @@ class ServeJobRenderer:
         """`config.storage` must name the store with an absolute path (routers open it)."""
         self.config = config
         self.store = store
-        self.app_name = app_name
-        self.spool_dir = spool_dir or Path(tempfile.gettempdir()) / "render-cluster-spool"
         self.registry = RunRegistry(store)
-        self.stages = ServeStageRenderer(config.storage, app_name, self.spool_dir)
+        target = ServeTarget(config.storage, app_name, spool_dir or default_spool_dir())
+        self.calls = RenderCalls(config, self.registry, ModelCalls(target))
+        self.stages = ServeStageRenderer(config.storage, app_name, target.spool_dir)
 
     async def __call__(self, job: RenderJob, run_id: str) -> RunRecord:
         started = time.perf_counter()
         if job.pipeline is not None:
             record = await self._pipeline(job, run_id)
-        elif is_large_job(job, self.config):
-            record = await self._large(job, run_id)
         else:
-            record = await self._single(job, run_id)
+            record = await self._render(job, run_id)
         timings = {**record.timings, "total_s": round(time.perf_counter() - started, 4)}
         return record.model_copy(update={"timings": timings})
 
-    async def _single(self, job: RenderJob, run_id: str) -> RunRecord:
+    async def _render(self, job: RenderJob, run_id: str) -> RunRecord:
+        """A single or large item, through the path every render takes."""
         body = request_body(job)
-        resolved = resolve_render(body, self.config)
-        handle = serve.get_deployment_handle(deployment_name(resolved.model_name), self.app_name)
-        try:
-            result: GenerateResult = await handle.render.remote(resolved.request)
-        except BackPressureError:
-            raise OverloadedError(resolved.model_name, retry_after_s=1) from None
-        image, report = result.image, None
-        if resolved.text is not None:
-            image = np.array(result.image, copy=True)
-            report = await deliver_text(image, resolved.text)
+        if job.large and body.mode == "auto":
+            body = body.model_copy(update={"mode": "hires"})
+        labels = RecordLabels("campaign-item", job.campaign, item_params(job))
         key = render_key(job, EXTENSIONS[body.format])
-        await asyncio.to_thread(self._store_image, key, image, body)
-        request = resolved.request
-        record = job_record(
-            job,
-            self.config,
-            run_id,
-            params={"mode": "single", "steps": request.steps, "guidance": request.guidance},
-            timings={"compute_s": round(result.compute_s, 4)},
-            metrics={"batch_size": result.batch_size},
-            outputs={"image": key},
-        )
-        return _gated(record, report, key)
-
-    def _store_image(self, key: str, image: np.ndarray, body: RenderRequestBody) -> None:
-        self.store.put_bytes(key, encode_image(image, body.format, dpi=body.dpi))
-
-    async def _large(self, job: RenderJob, run_id: str) -> RunRecord:
-        body = request_body(job)
-        spec, _ = resolve_large(body, self.config, run_id, render_key(job, EXTENSIONS[body.format]))
-        router = TileRouter.remote(
-            self.app_name, self.config.storage.model_dump(mode="json"), str(self.spool_dir)
-        )
-        try:
-            result: LargeRenderResult = await router.run.remote(spec)
-        finally:
-            ray.kill(router, no_restart=True)
-        record = job_record(
-            job,
-            self.config,
-            run_id,
-            params={
-                "mode": spec.mode,
-                "steps": spec.steps,
-                "guidance": spec.guidance,
-                "strength": spec.strength,
-                "tile_size": spec.tile_size,
-            },
-            timings=result.timings,
-            metrics={
-                "seam_score": result.seam_score,
-                "tiles": result.tiles,
-                "retries": result.retries,
-                "splits": result.splits,
-                "replicas_used": len(result.replicas_used),
-            },
-            outputs={"image": result.output_key},
-        )
-        return _gated(record, result.typography, result.output_key)
+        outcome = await self.calls.render(body, run_id, key, labels)
+        return outcome.record
 
     async def _pipeline(self, job: RenderJob, run_id: str) -> RunRecord:
         name = str(job.pipeline)
@@ -213,16 +154,6 @@ class ServeJobRenderer:
     def _copy(self, source: str, key: str) -> None:
         with self.store.open(source) as stream:
             self.store.put_file(key, stream)
-
-
-def _gated(record: RunRecord, report: TypographyReport | None, image_key: str) -> RunRecord:
-    """The record with the gate's report; `TypographyGateFailed` (for review) if it failed."""
-    if report is None:
-        return record
-    typography = report.model_dump(mode="json")
-    if not report.passed:
-        raise TypographyGateFailed(report.message(), record.id, image_key, typography)
-    return record.model_copy(update={"typography": typography})
 
 
 def campaign_models(jobs: Iterable[RenderJob], config: ClusterConfig) -> set[str]:

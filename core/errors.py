@@ -113,6 +113,18 @@ class TileError(RenderClusterError):
         return f"tile {self.tile}: {self.reason}"
 
 
+class ReplicaUnavailable(RenderClusterError):
+    """The replica serving a call died or could not be reached; the call may be sent again."""
+
+    def __init__(self, model: str, reason: str):
+        super().__init__(model, reason)
+        self.model = model
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"a replica of model {self.model!r} is unavailable: {self.reason}"
+
+
 class TileOutOfMemory(TileError):
     """A tile ran out of accelerator memory; retry it as smaller sub-tiles."""
 

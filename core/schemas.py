@@ -19,6 +19,9 @@ RenderMode = Literal["txt2img", "img2img", "inpaint"]
 ImageFormat = Literal["png", "jpeg", "webp", "tiff"]
 JobMode = Literal["auto", "single", "hires", "tiled"]
 MAX_SEED = 2**63 - 1
+MAX_CALL_AREA = 4
+"""x native_resolution**2: the largest region an integrated text pass sends in one call
+(unless the model sets a lower max_pixels_per_call)."""
 
 
 class RenderRequestBody(BaseModel):
@@ -64,7 +67,7 @@ class RenderRequestBody(BaseModel):
     mode: JobMode = Field(
         "auto",
         description=(
-            "'auto': one pass up to the model's native size, 'hires' beyond it; 'single' "
+            "'auto': one pass up to 1.25x the model's native area, 'hires' beyond it; 'single' "
             "forces one pass; 'hires': base render, upscale, tiled img2img refine; 'tiled': "
             "direct tiled txt2img (textures, panoramas; prone to repeated objects)."
         ),
@@ -203,6 +206,11 @@ class LargeRenderJob:
     colour_match: bool = True
     blend: Literal["feather", "multiband"] = "feather"
     text: TextSpec | None = None  # copy composited into the finished canvas, then gated
+    max_call_pixels: int = 0  # most pixels one integrated text call sends (0: the default)
+
+    def __post_init__(self) -> None:
+        if not self.max_call_pixels:
+            self.max_call_pixels = MAX_CALL_AREA * self.native_resolution**2
 
 
 @dataclass

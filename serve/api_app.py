@@ -13,11 +13,11 @@ from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from actors.serve_calls import ServeModelCalls
 from core.config import ClusterConfig
 from core.errors import AuthError, OverloadedError, RequestError, StorageError
 from core.records import RunRegistry
 from core.store import ArtifactStore
-from serve.dispatch import Dispatcher
 from serve.render_service import RenderService
 
 
@@ -28,7 +28,7 @@ class IngressContext:
     config: ClusterConfig
     store: ArtifactStore
     registry: RunRegistry
-    dispatcher: Dispatcher
+    dispatcher: ServeModelCalls
     renders: RenderService
     app_name: str
 

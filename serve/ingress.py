@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response, Streamin
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from actors.serve_calls import ServeModelCalls
 from core.config import APP_NAME, ClusterConfig, deployment_name
 from core.config_file import config_from_dict
 from core.imaging import MEDIA_TYPES, encode_base64
@@ -21,7 +22,6 @@ from core.store import open_store
 from serve.api_app import IngressContext, api, authorized, error_response
 from serve.auth import ApiKeys
 from serve.cluster_status import deployment_status
-from serve.dispatch import Dispatcher
 from serve.render_service import RenderService
 from serve.routes import campaigns, pipelines, runs, upscale
 
@@ -47,9 +47,9 @@ class Ingress:
     def __init__(self, config: dict[str, Any], model_handles: dict[str, DeploymentHandle]):
         self.config: ClusterConfig = config_from_dict(config, source="application args")
         api.state.api_keys = ApiKeys(self.config.auth)
-        self.dispatcher = Dispatcher(model_handles)
+        self.dispatcher = ServeModelCalls(APP_NAME, model_handles)
         self.store = open_store(self.config.storage)
-        self.renders = RenderService(self.config, self.store, self.dispatcher)
+        self.renders = RenderService(self.config, self.store, self.dispatcher.render)
         api.state.context = IngressContext(
             config=self.config,
             store=self.store,

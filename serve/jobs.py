@@ -1,4 +1,4 @@
-"""Large-format jobs: start a `TileRouter` per job, follow it, record the outcome.
+"""Large-format and upscale jobs followed from an ingress replica.
 
 A job's record is written when it starts (status running) and rewritten when
 it ends (done with its output and seam score, or failed with the reason), so
@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import ray
 
-from actors.tile_router import TileRouter
-from core.config import ClusterConfig
-from core.errors import JobFailed
-from core.records import RunRecord, RunRegistry, with_typography
-from core.schemas import LargeRenderJob, LargeRenderResult, UpscaleJob
+from actors.render_calls import RenderCalls, gate_failure
+from core.errors import JobFailed, TypographyGateFailed
+from core.records import RunRecord
+from core.schemas import LargeRenderJob, UpscaleJob
 
 logger = logging.getLogger("ray.serve")
 JOB_NAMESPACE = "render-cluster-jobs"
@@ -34,28 +31,25 @@ def router_name(job_id: str) -> str:
 class JobTracker:
     """Starts and follows large-format jobs from an ingress replica."""
 
-    def __init__(self, app_name: str, config: ClusterConfig, registry: RunRegistry):
-        self.app_name = app_name
-        self.config = config
-        self.registry = registry
-        self.spool_dir = str(Path(tempfile.gettempdir()) / "render-cluster-spool")
+    def __init__(self, calls: RenderCalls):
+        self.calls = calls
+        self.registry = calls.registry
         self._tasks: dict[str, asyncio.Task] = {}
 
     def start(self, record: RunRecord, job: LargeRenderJob | UpscaleJob) -> RunRecord:
         """Save the job's running record and hand the job to a new router actor."""
         self.registry.save(record)
-        router = TileRouter.options(name=router_name(job.job_id), namespace=JOB_NAMESPACE).remote(
-            self.app_name, self.config.storage.model_dump(mode="json"), self.spool_dir
-        )
-        call = router.upscale if isinstance(job, UpscaleJob) else router.run
-        self._tasks[job.job_id] = asyncio.create_task(self._follow(record, router, call, job))
+        router = self.calls.models.start_router(router_name(job.job_id), JOB_NAMESPACE)
+        self._tasks[job.job_id] = asyncio.create_task(self._follow(record, job, router))
         return record
 
     async def _follow(
-        self, record: RunRecord, router: Any, call: Any, job: LargeRenderJob | UpscaleJob
+        self, record: RunRecord, job: LargeRenderJob | UpscaleJob, router: Any
     ) -> RunRecord:
         try:
-            result: LargeRenderResult = await call.remote(job)
+            return await self.calls.finish_large(record, job, router)
+        except TypographyGateFailed:  # the record, failed for review, is written
+            return self.registry.get(job.job_id)
         except JobFailed as exc:
             final = record.model_copy(update={"status": "failed", "error": exc.reason})
         except Exception as exc:  # the router itself died: the job is over
@@ -63,25 +57,20 @@ class JobTracker:
             final = record.model_copy(
                 update={"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
             )
-        else:
-            final = record.model_copy(
-                update={
-                    "status": "done",
-                    "timings": result.timings,
-                    "metrics": result.metrics(),
-                    "outputs": {"image": result.output_key},
-                }
-            )
-            if result.typography is not None:
-                final = with_typography(final, result.typography)
-        finally:
-            ray.kill(router, no_restart=True)
         self.registry.save(final)
         return final
 
     async def wait(self, job_id: str) -> RunRecord:
-        """Wait for a job started here and return its final record."""
-        return await self._tasks[job_id]
+        """Wait for a job started here and return its final record.
+
+        A job whose text failed the typography gate raises `TypographyGateFailed`
+        (its image kept for review), as a one-call render does.
+        """
+        final = await self._tasks[job_id]
+        failed = gate_failure(final)
+        if failed is not None:
+            raise failed
+        return final
 
     async def status(self, job_id: str) -> tuple[RunRecord, dict[str, Any]]:
         """The job's record and its progress ({status, phase, done, total})."""

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from core.campaign.manifest import Manifest, ManifestError, ManifestItem
 from core.campaign.sizes import is_ratio, resolve_size
 from core.config import ClusterConfig, ModelConfig
+from core.typography.schema import TextMode
 
 __all__ = ["RenderJob", "derive_seed", "expand_manifest"]
 
@@ -47,6 +48,7 @@ class RenderJob(BaseModel):
     model: str = Field(description="Model the route resolves to (it fixed the size grid).")
     pipeline: str | None = Field(None, description="Staged pipeline to render through.")
     copy_text: str | None = Field(None, description="Text to typeset over the final image.")
+    copy_mode: TextMode = Field("overlay", description="How the copy is delivered.")
     large: bool = Field(
         description="Over the config's single-render limits: use the large-format path."
     )
@@ -119,6 +121,8 @@ def _plan_item(
     if model_name is None:
         return None
     limits = config.limits
+    copy_mode = item.copy_mode or manifest.defaults.copy_mode
+    copy = item.copy_text if copy_mode == "overlay" else f"{item.copy_text}\0{copy_mode}"
     plan = []
     for where, spec, width, height in _pixel_sizes(
         item, manifest, at, model_name, config, problems
@@ -126,9 +130,7 @@ def _plan_item(
         for variant, seed in enumerate(_seeds(manifest, item)):
             request = common | {"width": width, "height": height, "seed": seed}
             job = RenderJob(
-                key=_job_key(
-                    manifest.campaign, str(item.id), request, route.pipeline, item.copy_text
-                ),
+                key=_job_key(manifest.campaign, str(item.id), request, route.pipeline, copy),
                 campaign=manifest.campaign,
                 item_id=str(item.id),
                 item_index=index,
@@ -140,6 +142,7 @@ def _plan_item(
                 model=model_name,
                 pipeline=route.pipeline,
                 copy_text=item.copy_text,
+                copy_mode=copy_mode,
                 large=(
                     width > limits.max_width
                     or height > limits.max_height

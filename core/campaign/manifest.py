@@ -20,6 +20,7 @@ from core.campaign.sizes import normalize_size
 from core.config import MODEL_NAME_PATTERN
 from core.errors import RequestError
 from core.schemas import MAX_SEED, ImageFormat
+from core.typography.schema import TextMode
 
 __all__ = [
     "CAMPAIGN_NAME_PATTERN",
@@ -137,6 +138,10 @@ class RenderDefaults(_Model):
         description="Side of the square whose area aspect ratios keep (default: model native).",
     )
     format: ImageFormat = Field("png", description="Encoding of every rendered image.")
+    copy_mode: TextMode = Field(
+        "overlay",
+        description="How copy is delivered: overlaid, or integrated by a masked pass.",
+    )
 
     @model_validator(mode="after")
     def _choices(self) -> RenderDefaults:
@@ -166,6 +171,7 @@ class ManifestItem(_Model):
         max_length=2_000,
         description="Text typeset over the image at final resolution (never diffused).",
     )
+    copy_mode: TextMode | None = Field(None, description="How the copy is delivered (defaults').")
 
     @model_validator(mode="after")
     def _choices_and_id(self) -> ManifestItem:

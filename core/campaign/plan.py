@@ -20,7 +20,8 @@ from core.pipelines import PipelineConfig
 from core.records import RunRecord, model_fields
 from core.schemas import RenderRequestBody
 from core.typography import Anchor, TextBox
-from core.validation import check_size, resolve_large, resolve_render, resolve_text
+from core.typography.schema import TextMode
+from core.validation import check_size, is_large, resolve_large, resolve_render, resolve_text
 
 __all__ = [
     "COPY_ANCHOR",
@@ -28,6 +29,7 @@ __all__ = [
     "fit_pipeline",
     "is_large_job",
     "job_problems",
+    "item_params",
     "job_record",
     "manifest_key",
     "pipeline_models",
@@ -38,7 +40,6 @@ __all__ = [
 ]
 
 ASPECT_MARGIN = 0.01  # fitted pipeline stages keep the item's aspect ratio this closely
-SINGLE_PASS_AREA = 1.25  # x native_resolution**2: the most one model call renders
 _CHECK_RUN_ID = "20000101-000000-000000-00000000"  # stands in for a run id in dry-run checks
 COPY_ANCHOR = Anchor(x=0.06, y=0.68, w=0.88, h=0.26)
 """Where an item's copy goes: a band across the bottom of every size."""
@@ -83,14 +84,9 @@ def pipeline_models(config: ClusterConfig) -> dict[str, str]:
 
 
 def is_large_job(job: RenderJob, config: ClusterConfig) -> bool:
-    """Whether a job goes through the tile router (hires) rather than one model call.
-
-    One call renders up to `SINGLE_PASS_AREA` times the model's native pixel count, so
-    aspect ratios kept at the native area stay single renders; beyond, a model repeats
-    its subject, and the large-format path gives a coherent image.
-    """
-    native = config.models[job.model].native_resolution
-    return job.large or job.width * job.height > SINGLE_PASS_AREA * native**2
+    """Whether a job goes through the tile router: over the single-render limits, or large
+    by the rule every render follows (`core.validation.is_large`)."""
+    return job.large or is_large(request_body(job), config)
 
 
 def job_problems(job: RenderJob, config: ClusterConfig) -> list[str]:
@@ -174,11 +170,16 @@ def _grid_size(area: int, aspect: float, factor: int) -> tuple[int, int]:
     return min(candidates)[1]
 
 
-def copy_box(text: str) -> TextBox:
+def copy_box(text: str, mode: TextMode = "overlay") -> TextBox:
     """A campaign item's copy as a text box centred in the lower band of the image."""
     try:
         return TextBox(
-            copy=text, anchor=COPY_ANCHOR, align="center", valign="bottom", min_cap_height_px=8
+            copy=text,
+            anchor=COPY_ANCHOR,
+            align="center",
+            valign="bottom",
+            min_cap_height_px=8,
+            mode=mode,
         )
     except ValidationError as exc:
         raise RequestError("copy", exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
@@ -186,24 +187,29 @@ def copy_box(text: str) -> TextBox:
 
 def request_body(job: RenderJob) -> RenderRequestBody:
     """The render request of a job, its copy as a text box."""
-    boxes = [copy_box(job.copy_text)] if job.copy_text else []
+    boxes = [copy_box(job.copy_text, job.copy_mode)] if job.copy_text else []
     return RenderRequestBody(**job.request, text_boxes=boxes)
 
 
-def job_record(job: RenderJob, config: ClusterConfig, run_id: str, **fields: Any) -> RunRecord:
-    """The campaign-item record of `job` (status done unless `fields` say otherwise)."""
-    model = config.models[job.model]
-    request = job.request
-    params = {
+def item_params(job: RenderJob) -> dict[str, Any]:
+    """What a campaign item's record keeps of the item, beside the render's own params."""
+    return {
         "item_id": job.item_id,
         "size": job.size,
         "variant": job.variant,
         "job_key": job.key,
         "width": job.width,
         "height": job.height,
-        "format": request["format"],
+        "format": job.request["format"],
         "copy": job.copy_text,
     }
+
+
+def job_record(job: RenderJob, config: ClusterConfig, run_id: str, **fields: Any) -> RunRecord:
+    """The campaign-item record of `job` (status done unless `fields` say otherwise)."""
+    model = config.models[job.model]
+    request = job.request
+    params = item_params(job)
     base: dict[str, Any] = {
         "id": run_id,
         "kind": "campaign-item",

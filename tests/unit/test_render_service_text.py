@@ -41,7 +41,7 @@ def _service(tmp_path, **gate) -> tuple[RenderService, SceneDispatcher]:
         }
     )
     dispatcher = SceneDispatcher()
-    return RenderService(config, open_store(config.storage), dispatcher), dispatcher
+    return RenderService(config, open_store(config.storage), dispatcher.render), dispatcher
 
 
 def test_a_passing_render_records_the_gate(tmp_path):

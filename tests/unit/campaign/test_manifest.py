@@ -137,7 +137,7 @@ c,fourth,1:1,1:1,extra
     with pytest.raises(ManifestError) as caught:
         parse_manifest(bad_csv, "csv")
     assert caught.value.problems == [
-        "line 2: unknown column 'colour' (columns: copy, guidance, id, model, "
+        "line 2: unknown column 'colour' (columns: copy, copy_mode, guidance, id, model, "
         "negative_prompt, pipeline, prompt, seeds, sizes, steps, style, variants)",
         "line 6: 5 cells but the column row has 4",
         "line 3: sizes[1]: '7:0' is not a size or aspect ratio (like 1:1, 16:9 or 1920x1080)",

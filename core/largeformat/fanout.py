@@ -1,0 +1,248 @@
+"""Fan tiles out to model replicas and stream the blended canvas to a file. No Ray.
+
+Shared by every tiled job (diffusion refine, tiled txt2img, upscaling). A model
+call is any `ModelCall` (request -> result); the caller maps its transport's
+failures onto the project's errors: `ReplicaUnavailable` and `OverloadedError`
+are retried with backoff, `TileOutOfMemory` goes back to the caller (which splits
+the tile), any other error fails the tile. At most `max_in_flight` tiles are in
+flight at once; finished tiles are blended into row bands as they arrive and the
+bands go straight to the writer and the seam meter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.errors import (
+    JobFailed,
+    OverloadedError,
+    ReplicaUnavailable,
+    TileError,
+    TileOutOfMemory,
+)
+from core.largeformat.assembler import RowAssembler
+from core.largeformat.image_writer import StreamingImageWriter
+from core.largeformat.seams import SeamMeter
+from core.largeformat.tiling import Tile, TilePlan
+
+__all__ = [
+    "RETRYABLE",
+    "CallStats",
+    "Fanout",
+    "GatherResult",
+    "JobProgress",
+    "ModelCall",
+    "OutputFile",
+    "RetryPolicy",
+    "call_with_retries",
+    "gather_to_file",
+]
+
+ModelCall = Callable[[Any], Awaitable[Any]]
+"""One call of a model replica: a request in, a result (with `replica`, `started_at`,
+`compute_s`) out."""
+
+RETRYABLE = (ReplicaUnavailable, OverloadedError)
+"""Failures of the call itself, not of its input: sent again after a pause."""
+
+
+@dataclass
+class JobProgress:
+    """Where a job stands: status, phase (base, tiles, pass N, text, done), tiles done/total."""
+
+    status: str = "queued"
+    phase: str = "queued"
+    done: int = 0
+    total: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "phase": self.phase, "done": self.done, "total": self.total}
+
+
+@dataclass
+class CallStats:
+    """Retries, splits and where each call ran (for replica-concurrency figures)."""
+
+    retries: int = 0
+    splits: int = 0
+    intervals: list[tuple[str, float, float]] = field(default_factory=list)
+
+    def record(self, replica: str, started_at: float, compute_s: float) -> None:
+        self.intervals.append((replica, started_at, compute_s))
+
+    def replicas_used(self) -> list[str]:
+        return sorted({replica for replica, _, _ in self.intervals})
+
+    def max_concurrent_replicas(self) -> int:
+        """Most distinct replicas computing at the same instant."""
+        events = sorted(
+            [(start, 1, replica) for replica, start, _ in self.intervals]
+            + [(start + length, -1, replica) for replica, start, length in self.intervals]
+        )
+        active: dict[str, int] = {}
+        best = 0
+        for _, delta, replica in events:
+            active[replica] = active.get(replica, 0) + delta
+            best = max(best, sum(1 for count in active.values() if count > 0))
+        return best
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often a call is tried and how long to pause between tries (grows linearly)."""
+
+    max_attempts: int = 3
+    backoff_s: float = 0.2
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+
+async def call_with_retries(
+    call: ModelCall,
+    request: Any,
+    name: str,
+    job_id: str,
+    policy: RetryPolicy,
+    stats: CallStats,
+) -> Any:
+    """`await call(request)`, sending it again while the failure is `RETRYABLE`.
+
+    `TileOutOfMemory` is re-raised as itself (the caller splits the tile); a call
+    still failing after `policy.max_attempts` fails the job; any other error of the
+    model fails the tile with its message.
+    """
+    attempt = 1
+    while True:
+        try:
+            result = await call(request)
+        except RETRYABLE as exc:
+            if attempt >= policy.max_attempts:
+                raise JobFailed(
+                    job_id, f"tile {name} failed after {attempt} attempts: {type(exc).__name__}"
+                ) from None
+            stats.retries += 1
+            await policy.sleep(policy.backoff_s * attempt)
+            attempt += 1
+            continue
+        except (TileOutOfMemory, JobFailed):
+            raise
+        except Exception as exc:  # the model raised: fail the tile with its reason
+            raise TileError(name, f"{type(exc).__name__}: {exc}") from None
+        stats.record(result.replica, result.started_at, result.compute_s)
+        return result
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    """Where and how a gathered canvas is written."""
+
+    path: Path
+    format: str
+    dpi: int = 300
+
+
+@dataclass(frozen=True)
+class Fanout:
+    """How tiles go out and come back: at most `max_in_flight` at once, blended by `blend`."""
+
+    max_in_flight: int = 32
+    blend: str = "feather"
+
+
+@dataclass
+class GatherResult:
+    """The committed file and what it took."""
+
+    path: Path
+    seam_score: float
+    tiles_s: float
+    blend_s: float
+    encode_s: float
+    finished_with: Any = None  # what the `finish` callback returned
+
+
+Finish = Callable[[np.ndarray], Awaitable[Any]]
+
+
+async def gather_to_file(
+    plan: TilePlan,
+    render_tile: Callable[[Tile], Awaitable[np.ndarray]],
+    output: OutputFile,
+    fanout: Fanout,
+    progress: JobProgress,
+    finish: Finish | None = None,
+) -> GatherResult:
+    """Render every tile of `plan` (bounded by `fanout`), blend them and write `output`.
+
+    `finish`, when given, is awaited with the finished canvas (a writable memory map
+    of the spool) before it is encoded, to edit it in place (e.g. composite text); what
+    it returns comes back as `GatherResult.finished_with`.
+    """
+    started = time.perf_counter()
+    size = (plan.width, plan.height)
+    with StreamingImageWriter(output.path, *size, output.format, dpi=output.dpi) as writer:
+        meter = SeamMeter(plan)
+        blend_s = await _gather_rows(plan, render_tile, fanout, progress, writer, meter)
+        tiles_s = time.perf_counter() - started
+        finished_with = None
+        if finish is not None:
+            progress.phase = "text"
+            finished_with = await _finish_canvas(writer, finish)
+        encode_started = time.perf_counter()
+        committed = writer.commit()
+    encode_s = time.perf_counter() - encode_started
+    return GatherResult(committed, meter.score, tiles_s, blend_s, encode_s, finished_with)
+
+
+async def _gather_rows(
+    plan: TilePlan,
+    render_tile: Callable[[Tile], Awaitable[np.ndarray]],
+    fanout: Fanout,
+    progress: JobProgress,
+    writer: StreamingImageWriter,
+    meter: SeamMeter,
+) -> float:
+    """Render the tiles, blending each into row bands as it arrives; return the blend time."""
+    assembler = RowAssembler(plan, blend=fanout.blend)
+    gate = asyncio.Semaphore(fanout.max_in_flight)
+    progress.total += len(plan.tiles)
+    blend_s = 0.0
+
+    async def bounded(tile: Tile) -> tuple[Tile, np.ndarray]:
+        async with gate:
+            pixels = await render_tile(tile)
+        # A copy leaves the replica's result in the object store free to go.
+        return tile, np.array(pixels, copy=True)
+
+    pending = {asyncio.create_task(bounded(tile)) for tile in plan.tiles}
+    try:
+        while pending:  # finished tasks are dropped at once, so are their results
+            finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in finished:
+                tile, pixels = task.result()
+                blend_started = time.perf_counter()
+                for y0, band in assembler.add(tile, pixels):
+                    writer.write_rows(y0, band)
+                    meter.add_rows(y0, band)
+                blend_s += time.perf_counter() - blend_started
+                progress.done += 1
+    except BaseException:
+        for task in pending:
+            task.cancel()
+        raise
+    return blend_s
+
+
+async def _finish_canvas(writer: StreamingImageWriter, finish: Finish) -> Any:
+    pixels = writer.pixels()
+    try:
+        return await finish(pixels)
+    finally:
+        pixels.flush()
+        del pixels

@@ -1,0 +1,104 @@
+"""What a running tiled job works with, no Ray: its model call, retries, progress, spool.
+
+`JobContext` is shared by the refine (hires / tiled) and upscale jobs: it sends
+one request to the model with retries, names spool files, commits the finished
+file to the store and builds the `LargeRenderResult`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.largeformat.fanout import (
+    CallStats,
+    GatherResult,
+    JobProgress,
+    ModelCall,
+    RetryPolicy,
+    call_with_retries,
+)
+from core.largeformat.tiling import TilePlan
+from core.schemas import LargeFormat, LargeRenderResult
+from core.store import ArtifactStore
+
+__all__ = ["JobContext", "JobOutput"]
+
+
+@dataclass(frozen=True)
+class JobOutput:
+    """Where a job's file goes: the store key, its format and DPI."""
+
+    key: str
+    format: LargeFormat
+    dpi: int
+
+
+@dataclass
+class JobContext:
+    """One job's model call, retry policy, statistics, progress and spool directory."""
+
+    job_id: str
+    call: ModelCall
+    store: ArtifactStore
+    spool_dir: Path
+    progress: JobProgress
+    retry: RetryPolicy = RetryPolicy()
+    stats: CallStats = field(default_factory=CallStats)
+    started: float = field(default_factory=time.perf_counter)
+
+    async def call_model(self, request: Any, name: str) -> Any:
+        """One model call for the part of the job called `name`, retried per the policy."""
+        return await call_with_retries(
+            self.call, request, name, self.job_id, self.retry, self.stats
+        )
+
+    def spool(self, name: str) -> Path:
+        """A file of this job in the spool directory."""
+        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        return self.spool_dir / name
+
+    def commit(self, gathered: GatherResult, key: str) -> int:
+        """Upload the finished file to the store (then drop it); return its size."""
+        try:
+            size = gathered.path.stat().st_size
+            self.store.put_file(key, gathered.path)
+        finally:
+            gathered.path.unlink(missing_ok=True)
+        return size
+
+    def result(
+        self,
+        output: JobOutput,
+        plan: TilePlan,
+        gathered: GatherResult,
+        base_size: tuple[int, int] | None = None,
+        base_s: float = 0.0,
+    ) -> LargeRenderResult:
+        """Commit the gathered file and describe the finished job."""
+        size = self.commit(gathered, output.key)
+        return LargeRenderResult(
+            job_id=self.job_id,
+            output_key=output.key,
+            output_bytes=size,
+            width=plan.width,
+            height=plan.height,
+            format=output.format,
+            tiles=len(plan.tiles),
+            redundancy=plan.redundancy,
+            seam_score=gathered.seam_score,
+            replicas_used=self.stats.replicas_used(),
+            max_concurrent_replicas=self.stats.max_concurrent_replicas(),
+            retries=self.stats.retries,
+            splits=self.stats.splits,
+            base_size=base_size,
+            timings={
+                "base_s": round(base_s, 3),
+                "tiles_s": round(gathered.tiles_s, 3),
+                "blend_s": round(gathered.blend_s, 3),
+                "encode_and_store_s": round(gathered.encode_s, 3),
+                "total_s": round(time.perf_counter() - self.started, 3),
+            },
+        )

@@ -1,0 +1,174 @@
+"""A hires or tiled large-format render, given a model call. No Ray.
+
+Hires: the base image (rendered at the model's native size, or supplied) is
+upscaled tile by tile and every tile refined by img2img, colour-matched to the
+base under it. Tiled: every tile is drawn by txt2img from its own seed. Tiles
+that run out of memory are split into 2x2 overlapping sub-tiles (up to
+`MAX_SPLIT_DEPTH` times) and blended back. The job's text boxes are delivered
+into the finished canvas before it is encoded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+from PIL import Image
+
+from core.errors import JobFailed, TileOutOfMemory
+from core.largeformat.assembler import RowAssembler
+from core.largeformat.colour import match_low_frequency
+from core.largeformat.fanout import Fanout, Finish, OutputFile, gather_to_file
+from core.largeformat.hires import base_size, crop_to_tile, pad_to_render_size, upscaled_crop
+from core.largeformat.job_context import JobContext, JobOutput
+from core.largeformat.tiling import Tile, TilePlan, plan_tiles, tile_seed
+from core.schemas import GenerateRequest, LargeRenderJob, LargeRenderResult
+from core.typography.delivery import deliver_text, inpaint_pass
+
+__all__ = ["MAX_SPLIT_DEPTH", "Region", "render_large", "split_plan"]
+
+MAX_SPLIT_DEPTH = 2
+
+
+@dataclass(frozen=True)
+class Region:
+    """A part of the canvas to render in one call: a tile or a sub-tile of a split."""
+
+    tile: Tile
+    seed: int
+    name: str
+    reference: np.ndarray | None = None  # the upscaled base under it (hires)
+    depth: int = 0  # how many splits led here
+
+
+async def render_large(job: LargeRenderJob, ctx: JobContext) -> LargeRenderResult:
+    """Render `job` into the store through `ctx`'s model call; raise `JobFailed` with a reason."""
+    ctx.progress.phase = "base"
+    base, base_dims = await _base(job, ctx)
+    base_s = time.perf_counter() - ctx.started
+    plan = plan_tiles(job.width, job.height, job.tile_size, job.overlap, job.align)
+    ctx.progress.phase = "tiles"
+
+    async def render_tile(tile: Tile) -> np.ndarray:
+        return await _tile(job, ctx, plan, tile, base)
+
+    gathered = await gather_to_file(
+        plan,
+        render_tile,
+        OutputFile(ctx.spool(f"{job.job_id}.{job.format}"), job.format, job.dpi),
+        Fanout(job.max_in_flight, job.blend),
+        ctx.progress,
+        finish=None if job.text is None else _text_pass(job, ctx),
+    )
+    output = JobOutput(job.output_key, job.format, job.dpi)
+    result = ctx.result(output, plan, gathered, base_dims, base_s)
+    result.typography = gathered.finished_with
+    return result
+
+
+def txt2img(job: LargeRenderJob, width: int, height: int, seed: int) -> GenerateRequest:
+    """A txt2img call of the job's prompt and settings at one size and seed."""
+    return GenerateRequest(
+        prompt=job.prompt,
+        negative_prompt=job.negative_prompt,
+        width=width,
+        height=height,
+        steps=job.steps,
+        guidance=job.guidance,
+        seed=seed,
+    )
+
+
+async def _base(
+    job: LargeRenderJob, ctx: JobContext
+) -> tuple[Image.Image | None, tuple[int, int] | None]:
+    """The base image for the hires path (rendered at native size or supplied)."""
+    if job.mode == "tiled":
+        return None, None
+    if job.base_image is not None:
+        image = job.base_image
+    else:
+        width, height = base_size(job.width, job.height, job.native_resolution, job.align)
+        image = (await ctx.call_model(txt2img(job, width, height, job.seed), "base")).image
+    return Image.fromarray(image), (image.shape[1], image.shape[0])
+
+
+async def _tile(
+    job: LargeRenderJob, ctx: JobContext, plan: TilePlan, tile: Tile, base: Image.Image | None
+) -> np.ndarray:
+    reference = None if base is None else upscaled_crop(base, plan.width, plan.height, tile)
+    region = Region(tile, tile_seed(job.seed, tile), tile.key, reference)
+    pixels = await render_region(job, ctx, region)
+    if reference is not None and job.colour_match:
+        pixels = match_low_frequency(pixels, reference)
+    return pixels
+
+
+async def render_region(job: LargeRenderJob, ctx: JobContext, region: Region) -> np.ndarray:
+    """Render one region (img2img of its reference, or txt2img); split it on OOM."""
+    tile = region.tile
+    request = txt2img(job, tile.render_w, tile.render_h, region.seed)
+    if region.reference is not None:
+        request.mode = "img2img"
+        request.strength = job.strength
+        request.init_image = pad_to_render_size(region.reference, tile)
+    try:
+        result = await ctx.call_model(request, region.name)
+    except TileOutOfMemory as exc:
+        if region.depth >= MAX_SPLIT_DEPTH or min(tile.w, tile.h) < 4 * job.align:
+            raise JobFailed(
+                job.job_id, f"tile {region.name} ran out of memory: {exc.reason}"
+            ) from None
+        ctx.stats.splits += 1
+        return await _split(job, ctx, region)
+    return crop_to_tile(result.image, tile)
+
+
+def split_plan(tile: Tile, align: int) -> TilePlan:
+    """The 2x2 overlapping sub-tiles a tile is rendered as after running out of memory."""
+    half_w = max(align, (tile.w // 2 + align - 1) // align * align)
+    half_h = max(align, (tile.h // 2 + align - 1) // align * align)
+    overlap = max(align, min(half_w, half_h) // 4 // align * align)
+    return plan_tiles(tile.w, tile.h, (half_w, half_h), overlap, align)
+
+
+async def _split(job: LargeRenderJob, ctx: JobContext, region: Region) -> np.ndarray:
+    """Render a region as 2x2 overlapping sub-tiles and blend them back together."""
+    tile = region.tile
+    sub_plan = split_plan(tile, job.align)
+
+    async def render(sub: Tile) -> tuple[Tile, np.ndarray]:
+        reference = region.reference
+        if reference is not None:
+            reference = reference[sub.y : sub.y + sub.h, sub.x : sub.x + sub.w]
+        sub_region = replace(
+            region,
+            tile=sub,
+            seed=tile_seed(region.seed, sub),
+            name=f"{region.name}/{sub.key}",
+            reference=reference,
+            depth=region.depth + 1,
+        )
+        return sub, await render_region(job, ctx, sub_region)
+
+    assembler = RowAssembler(sub_plan, blend=job.blend)
+    out = np.empty((tile.h, tile.w, 3), np.uint8)
+    for sub, pixels in await asyncio.gather(*(render(s) for s in sub_plan.tiles)):
+        for y0, band in assembler.add(sub, pixels):
+            out[y0 : y0 + len(band)] = band
+    return out
+
+
+def _text_pass(job: LargeRenderJob, ctx: JobContext) -> Finish:
+    """Deliver the job's text into the finished canvas; integrated boxes on the replicas."""
+    assert job.text is not None
+    text = job.text
+
+    async def render(request: GenerateRequest) -> np.ndarray:
+        return (await ctx.call_model(request, "text")).image
+
+    request = txt2img(job, job.width, job.height, job.seed)
+    img2img = inpaint_pass(render, request, job.align, job.max_call_pixels)
+    return lambda canvas: deliver_text(canvas, text, img2img)

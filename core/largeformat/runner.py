@@ -1,0 +1,61 @@
+"""`TileJobRunner`: the tile router's job logic, no Ray.
+
+It runs one hires, tiled or upscale job on whatever `ModelCall` reaches the
+model's replicas (a Serve handle in the router actor, a plain function in
+tests), keeps the job's progress and turns every failure of the project's own
+into `JobFailed` with a reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from pathlib import Path
+
+from core.errors import JobFailed, RenderClusterError
+from core.largeformat.fanout import JobProgress, ModelCall, RetryPolicy
+from core.largeformat.job_context import JobContext
+from core.largeformat.refine import render_large
+from core.largeformat.upscale_job import upscale_image
+from core.schemas import LargeRenderJob, LargeRenderResult, UpscaleJob
+from core.store import ArtifactStore
+
+__all__ = ["TileJobRunner"]
+
+
+class TileJobRunner:
+    """Runs tiled jobs into `store`, spooling their files in `spool_dir`."""
+
+    def __init__(self, store: ArtifactStore, spool_dir: Path, retry: RetryPolicy | None = None):
+        self.store = store
+        self.spool_dir = spool_dir
+        self.retry = retry or RetryPolicy()
+        self.progress = JobProgress()
+
+    async def render(self, job: LargeRenderJob, call: ModelCall) -> LargeRenderResult:
+        """Render a hires or tiled job; raise `JobFailed` with a reason."""
+        ctx = self._context(job.job_id, job.max_attempts, call)
+        return await self._guarded(job.job_id, render_large(job, ctx))
+
+    async def upscale(self, job: UpscaleJob, call: ModelCall) -> LargeRenderResult:
+        """Upscale an image (tiled, chained passes); raise `JobFailed` with a reason."""
+        ctx = self._context(job.job_id, job.max_attempts, call)
+        return await self._guarded(job.job_id, upscale_image(job, ctx))
+
+    def _context(self, job_id: str, max_attempts: int, call: ModelCall) -> JobContext:
+        retry = RetryPolicy(max_attempts, self.retry.backoff_s, self.retry.sleep)
+        return JobContext(job_id, call, self.store, self.spool_dir, self.progress, retry)
+
+    async def _guarded(
+        self, job_id: str, work: Awaitable[LargeRenderResult]
+    ) -> LargeRenderResult:
+        self.progress.status, self.progress.phase = "running", "starting"
+        try:
+            result = await work
+        except JobFailed:
+            self.progress.status = self.progress.phase = "failed"
+            raise
+        except RenderClusterError as exc:
+            self.progress.status = self.progress.phase = "failed"
+            raise JobFailed(job_id, str(exc)) from None
+        self.progress.status = self.progress.phase = "done"
+        return result

@@ -1,0 +1,67 @@
+"""A tiled upscale with chained passes, given a model call. No Ray.
+
+Each pass sends padded source tiles to the upscaler and blends the upscaled
+tiles into the next canvas; a pass's canvas is a spool file that the next pass
+reads on demand (libvips), never whole in memory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyvips
+
+from core.largeformat.fanout import Fanout, GatherResult, OutputFile, gather_to_file
+from core.largeformat.job_context import JobContext, JobOutput
+from core.largeformat.tiling import Tile
+from core.largeformat.upscaling import UpscalePlan, UpscaleRequest, plan_upscale
+from core.schemas import LargeRenderResult, UpscaleJob
+
+__all__ = ["upscale_image"]
+
+Source = np.ndarray | pyvips.Image
+
+
+async def upscale_image(job: UpscaleJob, ctx: JobContext) -> LargeRenderResult:
+    """Upscale `job.image` by `job.scale` into the store, `job.passes` passes of the model."""
+    source: Source = job.image
+    height, width = job.image.shape[:2]
+    intermediate: Path | None = None
+    for index in range(job.passes):
+        last = index == job.passes - 1
+        ctx.progress.phase = f"pass {index + 1}/{job.passes}"
+        plan = plan_upscale(width, height, job.model_scale, job.tile_size, job.padding)
+        fmt = job.format if last else "tiff"
+        output = OutputFile(ctx.spool(f"{job.job_id}.pass{index}.{fmt}"), fmt, job.dpi)
+        try:
+            gathered = await _upscale_pass(job, ctx, plan, source, output)
+        finally:
+            if intermediate is not None:
+                intermediate.unlink(missing_ok=True)
+        width, height = plan.canvas.width, plan.canvas.height
+        if not last:
+            intermediate = gathered.path
+            source = pyvips.Image.new_from_file(str(intermediate), access="random")
+    return ctx.result(JobOutput(job.output_key, job.format, job.dpi), plan.canvas, gathered)
+
+
+async def _upscale_pass(
+    job: UpscaleJob, ctx: JobContext, plan: UpscalePlan, source: Source, output: OutputFile
+) -> GatherResult:
+    async def upscale_tile(tile: Tile) -> np.ndarray:
+        padded = plan.tiles[tile.index]
+        request = UpscaleRequest(_cut(source, padded.box), padded.crop, tile.key)
+        return (await ctx.call_model(request, tile.key)).image
+
+    return await gather_to_file(
+        plan.canvas, upscale_tile, output, Fanout(job.max_in_flight), ctx.progress
+    )
+
+
+def _cut(source: Source, box: Any) -> np.ndarray:
+    """Pixels of a box of the source: an array, or a file libvips reads on demand."""
+    if isinstance(source, np.ndarray):
+        return np.ascontiguousarray(box.cut(source))
+    return source.crop(box.x0, box.y0, box.width, box.height).numpy()
