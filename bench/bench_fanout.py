@@ -40,8 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from actors.tile_router import TileRouter  # noqa: E402
 from bench.null_model import deploy_null_model, start_ray  # noqa: E402
 from core.config import deployment_name  # noqa: E402
-from core.schemas import LargeRenderJob, LargeRenderResult  # noqa: E402
 from core.largeformat.tiling import plan_tiles  # noqa: E402
+from core.schemas import LargeRenderJob, LargeRenderResult  # noqa: E402
 
 APP = "bench-fanout"
 MODEL = "null"

@@ -41,9 +41,9 @@ from actors.tile_router import TileRouter  # noqa: E402
 from bench.null_model import free_port, wait_replicas  # noqa: E402
 from core.config import APP_NAME, ClusterConfig  # noqa: E402
 from core.config_file import load_config  # noqa: E402
-from core.schemas import LargeRenderJob, RenderRequestBody  # noqa: E402
 from core.largeformat.seams import seam_score  # noqa: E402
 from core.largeformat.tiling import TilePlan, plan_tiles  # noqa: E402
+from core.schemas import LargeRenderJob, RenderRequestBody  # noqa: E402
 from core.validation import resolve_large  # noqa: E402
 from serve.local_cluster import start_local_cluster  # noqa: E402
 from serve.tiny_pipeline import tiny_pipeline_dir  # noqa: E402

@@ -58,11 +58,11 @@ from bench.null_model import start_ray, wait_replicas  # noqa: E402
 from core.config import ClusterConfig, ModelConfig, deployment_name  # noqa: E402
 from core.config_file import load_config  # noqa: E402
 from core.deployment_options import model_deployment_options  # noqa: E402
-from core.largeformat.image_writer import StreamingImageWriter  # noqa: E402
 from core.imaging import encode_base64, encode_image  # noqa: E402
+from core.largeformat.image_writer import StreamingImageWriter  # noqa: E402
+from core.largeformat.upscaling import UpscaleRequest, UpscaleResult, plan_upscale  # noqa: E402
 from core.schemas import LargeRenderResult, UpscaleRequestBody  # noqa: E402
 from core.store import ArtifactStore, open_store  # noqa: E402
-from core.largeformat.upscaling import UpscaleRequest, UpscaleResult, plan_upscale  # noqa: E402
 from core.validation import resolve_upscale  # noqa: E402
 from serve.upscaler_server import UpscalerServer  # noqa: E402
 from tests.unit.test_upscaler import psnr, scene  # noqa: E402

@@ -20,9 +20,9 @@ from pydantic import (
     model_validator,
 )
 
+from core.largeformat.upscaling import REALESRGAN_VARIANTS
 from core.pipelines import PipelineConfig, PipelineName, check_pipeline_references
 from core.typography.schema import DEFAULT_FONT_DIR, GateThresholds, TextBox, TextSpec
-from core.largeformat.upscaling import REALESRGAN_VARIANTS
 
 MODEL_NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"
 SOURCE_PATTERN = re.compile(

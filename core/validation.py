@@ -18,6 +18,7 @@ from core.config import ClusterConfig, ModelConfig
 from core.errors import RequestError
 from core.imaging import decode_base64_image
 from core.schemas import (
+    MAX_CALL_AREA,
     MAX_SEED,
     GenerateRequest,
     LargeRenderJob,
@@ -30,11 +31,6 @@ from core.typography.schema import TextBox, TextSpec
 from core.typography.typeset import typeset_spec
 
 DEFAULT_IMG2IMG_STRENGTH = 0.75
-MAX_CALL_AREA = 4
-"""x native_resolution**2: the largest region an integrated text pass sends in one call
-(unless the model sets a lower max_pixels_per_call)."""
-
-
 def max_call_pixels(model: ModelConfig) -> int:
     """The most pixels one integrated text pass sends to `model` in one call."""
     return model.max_pixels_per_call or MAX_CALL_AREA * model.native_resolution**2
@@ -129,17 +125,37 @@ def _model_and_prompt(body: RenderRequestBody, config: ClusterConfig) -> tuple[s
     return model_name, config.models[model_name]
 
 
+SINGLE_PASS_AREA = 1.25
+"""x native_resolution**2: the most pixels an 'auto' render sends to one model call."""
+
+
+def single_pass_pixels(model: ModelConfig) -> int:
+    """The largest 'auto' render done in one model call.
+
+    1.25 x the native area, so aspect ratios kept at the native area stay one call
+    (beyond it a model repeats its subject), and never over `max_pixels_per_call`.
+    """
+    area = int(SINGLE_PASS_AREA * model.native_resolution**2)
+    return min(area, model.max_pixels_per_call or area)
+
+
 def is_large(body: RenderRequestBody, config: ClusterConfig) -> bool:
-    """Whether the request goes through the tile router rather than one model call."""
+    """Whether the request goes through the tile router rather than one model call.
+
+    The one rule for every caller (API, pipelines' callers, campaigns): 'hires' and
+    'tiled' are large, 'single' is not, 'auto' is large over `single_pass_pixels`.
+    """
     if body.mode in ("hires", "tiled"):
         return True
     if body.mode == "single":
         return False
     try:
-        native = config.models[config.resolve_model(body.model, body.style)].native_resolution
+        model = config.models[config.resolve_model(body.model, body.style)]
     except KeyError:
         return False  # resolve_render reports the unknown name
-    return (body.width or 0) > native or (body.height or 0) > native
+    native = model.native_resolution
+    area = (body.width or native) * (body.height or native)
+    return area > single_pass_pixels(model)
 
 
 def resolve_large(
@@ -205,6 +221,7 @@ def resolve_large(
         max_in_flight=config.tiling.max_in_flight,
         max_attempts=config.tiling.max_attempts,
         text=text,
+        max_call_pixels=max_call_pixels(model),
     )
     return job, model
 

@@ -18,8 +18,8 @@ import ncnn
 import numpy as np
 
 from core.errors import ModelLoadError
-from core.model_source import parse_source
 from core.largeformat.upscaling import REALESRGAN_VARIANTS, Box
+from core.model_source import parse_source
 
 __all__ = ["UpscalerEngine", "load_upscaler", "model_files", "vulkan_device_count"]
 

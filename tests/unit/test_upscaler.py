@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
-from core.largeformat.assembler import RowAssembler
 from core.errors import ModelLoadError
+from core.largeformat.assembler import RowAssembler
 from core.largeformat.seams import seam_score
 from core.largeformat.upscaling import Box, plan_upscale
 from serve.upscaler import UpscalerEngine, load_upscaler, model_files

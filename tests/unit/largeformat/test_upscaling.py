@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.largeformat.assembler import RowAssembler
 from core.config_file import parse_config
 from core.errors import ConfigError, RequestError
-from core.model_source import parse_source
+from core.largeformat.assembler import RowAssembler
 from core.largeformat.upscaling import Box, plan_upscale, scale_plan
+from core.model_source import parse_source
 
 AWKWARD = [
     # width, height, scale, tile size, padding
