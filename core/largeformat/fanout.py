@@ -40,6 +40,7 @@ __all__ = [
     "JobProgress",
     "ModelCall",
     "OutputFile",
+    "abandon",
     "RetryPolicy",
     "call_with_retries",
     "gather_to_file",
@@ -220,7 +221,8 @@ async def _gather_rows(
         # A copy leaves the replica's result in the object store free to go.
         return tile, np.array(pixels, copy=True)
 
-    pending = {asyncio.create_task(bounded(tile)) for tile in plan.tiles}
+    tasks = [asyncio.create_task(bounded(tile)) for tile in plan.tiles]
+    pending = set(tasks)
     try:
         while pending:  # finished tasks are dropped at once, so are their results
             finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
@@ -233,10 +235,18 @@ async def _gather_rows(
                 blend_s += time.perf_counter() - blend_started
                 progress.done += 1
     except BaseException:
-        for task in pending:
-            task.cancel()
+        abandon(tasks)
         raise
     return blend_s
+
+
+def abandon(tasks: list[asyncio.Task]) -> None:
+    """Cancel the tiles still running; the failures of finished ones are consumed."""
+    for task in tasks:
+        if not task.done():
+            task.cancel()
+        elif not task.cancelled():
+            task.exception()
 
 
 async def _finish_canvas(writer: StreamingImageWriter, finish: Finish) -> Any:

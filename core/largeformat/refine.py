@@ -20,7 +20,7 @@ from PIL import Image
 from core.errors import JobFailed, TileOutOfMemory
 from core.largeformat.assembler import RowAssembler
 from core.largeformat.colour import match_low_frequency
-from core.largeformat.fanout import Fanout, Finish, OutputFile, gather_to_file
+from core.largeformat.fanout import Fanout, Finish, OutputFile, abandon, gather_to_file
 from core.largeformat.hires import base_size, crop_to_tile, pad_to_render_size, upscaled_crop
 from core.largeformat.job_context import JobContext, JobOutput
 from core.largeformat.tiling import Tile, TilePlan, plan_tiles, tile_seed
@@ -127,11 +127,17 @@ async def render_region(job: LargeRenderJob, ctx: JobContext, region: Region) ->
 
 
 def split_plan(tile: Tile, align: int) -> TilePlan:
-    """The 2x2 overlapping sub-tiles a tile is rendered as after running out of memory."""
-    half_w = max(align, (tile.w // 2 + align - 1) // align * align)
-    half_h = max(align, (tile.h // 2 + align - 1) // align * align)
-    overlap = max(align, min(half_w, half_h) // 4 // align * align)
-    return plan_tiles(tile.w, tile.h, (half_w, half_h), overlap, align)
+    """The 2x2 overlapping sub-tiles a tile is rendered as after running out of memory.
+
+    The overlap is about an eighth of the tile, on the grid; each sub-tile is half
+    the tile plus half the overlap, rounded up to the grid, so two cover each side.
+    """
+    overlap = max(align, min(tile.w, tile.h) // 8 // align * align)
+
+    def half(side: int) -> int:
+        return min(side, max(align, -(-(side + overlap) // (2 * align)) * align))
+
+    return plan_tiles(tile.w, tile.h, (half(tile.w), half(tile.h)), overlap, align)
 
 
 async def _split(job: LargeRenderJob, ctx: JobContext, region: Region) -> np.ndarray:
@@ -155,7 +161,13 @@ async def _split(job: LargeRenderJob, ctx: JobContext, region: Region) -> np.nda
 
     assembler = RowAssembler(sub_plan, blend=job.blend)
     out = np.empty((tile.h, tile.w, 3), np.uint8)
-    for sub, pixels in await asyncio.gather(*(render(s) for s in sub_plan.tiles)):
+    tasks = [asyncio.create_task(render(sub)) for sub in sub_plan.tiles]
+    try:
+        rendered = await asyncio.gather(*tasks)
+    except BaseException:
+        abandon(tasks)
+        raise
+    for sub, pixels in rendered:
         for y0, band in assembler.add(sub, pixels):
             out[y0 : y0 + len(band)] = band
     return out

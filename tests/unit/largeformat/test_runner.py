@@ -1,0 +1,253 @@
+"""The tile router's job logic without Ray: retries, OOM splits, bounded fan-out, progress.
+
+The model is a plain async function. For the refine path it is a pure function of
+its input (img2img returns its init image), so a split tile must give exactly the
+bytes of the unsplit one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core.config import StorageConfig
+from core.errors import JobFailed, OverloadedError, ReplicaUnavailable, TileOutOfMemory
+from core.largeformat.fanout import RetryPolicy
+from core.largeformat.hires import base_size
+from core.largeformat.refine import split_plan
+from core.largeformat.runner import TileJobRunner
+from core.largeformat.tiling import plan_tiles, tile_seed
+from core.largeformat.upscaling import UpscaleRequest, UpscaleResult
+from core.schemas import GenerateRequest, GenerateResult, LargeRenderJob, UpscaleJob
+from core.store import open_store
+
+
+async def _no_sleep(_: float) -> None:
+    return None
+
+
+def _runner(tmp_path: Path) -> TileJobRunner:
+    store = open_store(StorageConfig(kind="local", path=tmp_path / "store"))
+    return TileJobRunner(store, tmp_path / "spool", RetryPolicy(sleep=_no_sleep))
+
+
+def _base(width: int = 64, height: int = 32) -> np.ndarray:
+    rng = np.random.default_rng(3)
+    return rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def _job(**overrides) -> LargeRenderJob:
+    fields = dict(
+        job_id="job-1",
+        model_name="quality",
+        prompt="a harbour",
+        width=256,
+        height=128,
+        steps=2,
+        guidance=3.0,
+        seed=11,
+        tile_size=64,
+        native_resolution=64,
+        align=8,
+        output_key="renders/job-1/image.png",
+        base_image=_base(),
+        colour_match=False,
+    )
+    return LargeRenderJob(**(fields | overrides))
+
+
+class PureModel:
+    """img2img returns its init image; txt2img a flat colour from the seed.
+
+    `oom_over` makes calls over that many pixels run out of memory.
+    """
+
+    def __init__(self, oom_over: int | None = None):
+        self.oom_over = oom_over
+        self.calls: Counter[tuple[int, int]] = Counter()
+        self.in_flight = 0
+        self.most_in_flight = 0
+
+    async def __call__(self, request: GenerateRequest) -> GenerateResult:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(0.002)
+            return self._render(request)
+        finally:
+            self.in_flight -= 1
+
+    def _render(self, request: GenerateRequest) -> GenerateResult:
+        self.calls[(request.width, request.height)] += 1
+        if self.oom_over is not None and request.width * request.height > self.oom_over:
+            raise TileOutOfMemory(f"{request.width}x{request.height}", "CUDA out of memory")
+        if request.init_image is not None:
+            image = request.init_image.copy()
+        else:
+            colour = np.array([request.seed % 251, request.seed % 241, request.seed % 239])
+            image = np.broadcast_to(colour.astype(np.uint8), (request.height, request.width, 3))
+        return GenerateResult(np.array(image), request.seed, 0.001, 1, "replica-a", ["0"])
+
+
+class FailingTiles(PureModel):
+    """Fails the calls of named tiles (the prompt cannot tell tiles apart, the seed can)."""
+
+    def __init__(self, job: LargeRenderJob, failures: dict[str, list[Exception]], **kwargs):
+        super().__init__(**kwargs)
+        plan = plan_tiles(job.width, job.height, job.tile_size, job.overlap, job.align)
+        self.by_seed = {
+            tile_seed(job.seed, tile): list(failures.get(tile.key, [])) for tile in plan.tiles
+        }
+
+    def _render(self, request: GenerateRequest) -> GenerateResult:
+        errors = self.by_seed.get(request.seed, [])
+        if errors:
+            raise errors.pop(0)
+        return super()._render(request)
+
+
+def _decoded(runner: TileJobRunner, key: str) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(runner.store.get_bytes(key))).convert("RGB"))
+
+
+def _render(tmp_path: Path, job: LargeRenderJob, model) -> tuple[TileJobRunner, object]:
+    runner = _runner(tmp_path)
+    result = asyncio.run(runner.render(job, model))
+    return runner, result
+
+
+def test_a_hires_job_blends_every_tile_into_the_store(tmp_path):
+    job = _job()
+    runner, result = _render(tmp_path, job, PureModel())
+    image = _decoded(runner, job.output_key)
+    assert image.shape == (128, 256, 3)
+    assert result.tiles == len(plan_tiles(256, 128, 64, None, 8).tiles)
+    assert (result.retries, result.splits) == (0, 0)
+    assert runner.progress.as_dict() == {
+        "status": "done",
+        "phase": "done",
+        "done": result.tiles,
+        "total": result.tiles,
+    }
+    assert not list((tmp_path / "spool").iterdir())  # the spool file went to the store
+
+
+def test_dead_replicas_and_full_queues_are_retried_with_the_same_bytes(tmp_path):
+    job = _job()
+    clean, _ = _render(tmp_path / "clean", job, PureModel())
+    failures = {
+        "r0c1": [ReplicaUnavailable("quality", "ActorDiedError")],
+        "r1c2": [OverloadedError("quality")],
+    }
+    runner, result = _render(tmp_path / "flaky", job, FailingTiles(job, failures))
+    assert result.retries == 2
+    assert np.array_equal(_decoded(runner, job.output_key), _decoded(clean, job.output_key))
+
+
+def test_a_call_failing_every_attempt_fails_the_job_and_stores_nothing(tmp_path):
+    job = _job(max_attempts=3)
+    dead = [ReplicaUnavailable("quality", "ActorDiedError")] * 3
+    runner = _runner(tmp_path)
+    with pytest.raises(JobFailed, match="tile r0c0 failed after 3 attempts: ReplicaUnavailable"):
+        asyncio.run(runner.render(job, FailingTiles(job, {"r0c0": dead})))
+    assert runner.progress.status == "failed"
+    assert not runner.store.exists(job.output_key)
+
+
+def test_an_error_of_the_model_fails_the_job_with_its_reason_and_no_retry(tmp_path):
+    job = _job()
+    model = FailingTiles(job, {"r1c0": [ValueError("bad latent")]})
+    runner = _runner(tmp_path)
+    with pytest.raises(JobFailed, match=r"tile r1c0: ValueError: bad latent"):
+        asyncio.run(runner.render(job, model))
+
+
+def test_the_split_of_a_tile_is_four_overlapping_latent_aligned_sub_tiles():
+    tile = plan_tiles(256, 128, 64, None, 8).tiles[5]
+    sub = split_plan(tile, 8)
+    assert (sub.width, sub.height, sub.rows, sub.cols) == (64, 64, 2, 2)
+    assert {(t.w, t.h) for t in sub.tiles} == {(40, 40)}  # (64 + 8) / 2, on the grid
+    assert [t.x for t in sub.tiles[:2]] == [0, 24]
+    assert all(t.x % 8 == 0 and t.y % 8 == 0 for t in sub.tiles)
+
+
+def test_an_oom_tile_is_split_and_gives_the_bytes_of_the_unsplit_render(tmp_path):
+    job = _job()
+    clean, _ = _render(tmp_path / "clean", job, PureModel())
+    model = PureModel(oom_over=48 * 48)  # 64² tiles run out of memory, 40² sub-tiles fit
+    runner, result = _render(tmp_path / "split", job, model)
+    assert result.splits == result.tiles
+    assert model.calls[(40, 40)] == 4 * result.tiles
+    assert np.array_equal(_decoded(runner, job.output_key), _decoded(clean, job.output_key))
+
+
+def test_splits_stop_at_the_depth_limit_with_the_reason(tmp_path):
+    job = _job(tile_size=128, width=256, height=128)
+    model = PureModel(oom_over=16 * 16)  # 128 -> 72 -> 40 still runs out of memory
+    runner = _runner(tmp_path)
+    with pytest.raises(JobFailed, match=r"ran out of memory: CUDA out of memory"):
+        asyncio.run(runner.render(job, model))
+    assert model.calls[(72, 72)] > 0 and model.calls[(40, 40)] > 0
+    assert set(model.calls) == {(128, 128), (72, 72), (40, 40)}  # depth 2 is the last
+
+
+def test_tiles_in_flight_never_exceed_the_bound_and_reach_it(tmp_path):
+    model = PureModel()
+    _render(tmp_path, _job(max_in_flight=3), model)
+    assert model.most_in_flight == 3
+
+
+def test_progress_counts_tiles_as_they_finish(tmp_path):
+    job = _job()
+    runner = _runner(tmp_path)
+    seen: list[tuple[str, int]] = []
+    model = PureModel()
+
+    async def watched(request: GenerateRequest) -> GenerateResult:
+        seen.append((runner.progress.phase, runner.progress.done))
+        return await model(request)
+
+    result = asyncio.run(runner.render(job, watched))
+    assert {phase for phase, _ in seen} == {"tiles"}
+    assert [done for _, done in seen] == sorted(done for _, done in seen)
+    assert runner.progress.done == runner.progress.total == result.tiles
+
+
+def test_a_base_render_goes_through_the_same_call(tmp_path):
+    model = PureModel()
+    runner, result = _render(tmp_path, _job(base_image=None), model)
+    assert result.base_size == base_size(256, 128, 64, 8)
+    assert model.calls[result.base_size] == 1
+
+
+def test_an_upscale_chains_passes_of_a_pure_upscaler(tmp_path):
+    source = _base(48, 40)
+
+    async def nearest_x2(request: UpscaleRequest) -> UpscaleResult:
+        image = request.image.repeat(2, axis=0).repeat(2, axis=1)
+        if request.crop is not None:
+            image = request.crop.cut(image)
+        return UpscaleResult(np.ascontiguousarray(image), 0.001, "replica-u", ["0"])
+
+    job = UpscaleJob(
+        job_id="up-1",
+        model_name="upscaler",
+        image=source,
+        scale=4,
+        model_scale=2,
+        tile_size=16,
+        padding=4,
+        output_key="renders/up-1/image.png",
+    )
+    runner = _runner(tmp_path)
+    result = asyncio.run(runner.upscale(job, nearest_x2))
+    expected = source.repeat(4, axis=0).repeat(4, axis=1)
+    assert (result.width, result.height) == (192, 160)
+    assert np.array_equal(_decoded(runner, job.output_key), expected)
+    assert runner.progress.phase == "done"
