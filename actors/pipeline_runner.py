@@ -10,10 +10,11 @@ with a run, approve, reject or re-run it):
 
 - the pipeline run: one `RunRecord` of kind "render" with `pipeline` set and
   `stage` unset. Status: running -> [awaiting_approval -> running]... -> done,
-  failed or rejected. Its params hold the stages it runs (a snapshot, overrides
-  applied), `next_stage`, `stage_runs` (stage -> record id), `approved`,
-  `rerun_from`, `overrides` and `input_keys`; its outputs map every finished stage
-  to its image key and, once done, "image" to the last stage's.
+  failed or rejected. Its params hold its `actors.pipeline_state.PipelineRunState`:
+  the stages it runs (a snapshot, overrides applied), `next_stage`, `stage_runs`
+  (stage -> record id), `approved`, `rerun_from`, `overrides`, `input_keys` and
+  `text_boxes`; its outputs map every finished stage to its image key and, once
+  done, "image" to the last stage's.
 - each stage: a `RunRecord` of kind "stage" with `parent_id` = the pipeline run.
 
 Store layout:
@@ -40,8 +41,8 @@ from pydantic import ValidationError
 
 from actors.pipeline_state import (
     PipelineRequest,
+    PipelineRunState,
     RenderStage,
-    RunPlan,
     StageImage,
     failure_reason,
     save_quietly,
@@ -99,7 +100,9 @@ class PipelineRunner:
         if pipeline not in self.config.pipelines:
             known = ", ".join(sorted(self.config.pipelines)) or "none configured"
             raise NotFoundError("pipeline", f"no pipeline {pipeline!r} (pipelines: {known})")
-        return self._create(pipeline, self.config.pipelines[pipeline], request)
+        stages = self.config.pipelines[pipeline].stages
+        state = PipelineRunState(stages=stages, text_boxes=request.text_boxes)
+        return self._create(pipeline, state, request)
 
     def start_rerun(
         self, run_id: str, from_stage: str, overrides: Mapping[str, Any] | None = None
@@ -112,23 +115,9 @@ class PipelineRunner:
         not asked again; gates from `from_stage` on are. Its parent_id is `run_id`.
         """
         original = self.pipeline_run(run_id)
-        plan = RunPlan.of(original)
-        try:
-            plan.pipeline.index(from_stage)
-        except KeyError as exc:
-            raise RequestError("stage", exc.args[0]) from None
-        pipeline = plan.pipeline
-        if overrides:
-            try:
-                pipeline = pipeline.with_overrides(from_stage, overrides)
-            except KeyError as exc:
-                raise RequestError("overrides", exc.args[0]) from None
-            except ValidationError as exc:
-                first = exc.errors()[0]
-                where = ".".join(str(part) for part in first["loc"][2:]) or from_stage
-                message = first["msg"].removeprefix("Value error, ")
-                raise RequestError("overrides", f"{where}: {message}") from None
-        uploads = {item: self.store.get_bytes(key) for item, key in plan.input_keys.items()}
+        old = PipelineRunState.from_record(original)
+        pipeline = _overridden(old.pipeline, from_stage, overrides)
+        uploads = {item: self.store.get_bytes(key) for item, key in old.input_keys.items()}
         request = PipelineRequest(
             prompt=original.prompt,
             negative_prompt=original.negative_prompt,
@@ -136,23 +125,26 @@ class PipelineRunner:
             reference=uploads.get("reference"),
             mask=uploads.get("mask"),
             campaign=original.campaign,
-            text_boxes=plan.text_boxes,
+            text_boxes=old.text_boxes,
         )
-        rerun = {
-            "rerun_from": from_stage,
-            "overrides": dict(overrides or {}),
-            "approved": plan.approved,
-        }
-        return self._create(str(original.pipeline), pipeline, request, rerun, parent_id=run_id)
+        state = PipelineRunState(
+            stages=pipeline.stages,
+            approved=old.approved,
+            rerun_from=from_stage,
+            overrides=dict(overrides or {}),
+            text_boxes=old.text_boxes,
+        )
+        return self._create(str(original.pipeline), state, request, parent_id=run_id)
 
     def _create(
         self,
         name: str,
-        pipeline: PipelineConfig,
+        state: PipelineRunState,
         request: PipelineRequest,
-        rerun: dict[str, Any] | None = None,
         parent_id: str | None = None,
     ) -> RunRecord:
+        """Check the stages and the request, store the uploads and record the run."""
+        pipeline = state.pipeline
         for stage in pipeline.stages:
             self._check_stage(stage)
         self._check_request(name, pipeline, request)
@@ -171,17 +163,7 @@ class PipelineRunner:
             prompt=request.prompt,
             negative_prompt=request.negative_prompt,
             seed=request.seed if request.seed is not None else secrets.randbelow(MAX_SEED),
-            params={
-                "stages": [stage.model_dump(mode="json") for stage in pipeline.stages],
-                "next_stage": 0,
-                "stage_runs": {},
-                "approved": [],
-                "rerun_from": None,
-                "overrides": {},
-                "input_keys": input_keys,
-                "text_boxes": [box.model_dump(mode="json") for box in request.text_boxes],
-                **(rerun or {}),
-            },
+            params=state.model_copy(update={"input_keys": input_keys}).to_params(),
             inputs=inputs,
             parent_id=parent_id,
             campaign=request.campaign,
@@ -274,17 +256,16 @@ class PipelineRunner:
 
     async def approve(self, run_id: str) -> RunRecord:
         """Approve a run awaiting approval and continue it from the next stage."""
-        run, gate = self._awaiting(run_id)
-        approved = [*(name for name in RunPlan.of(run).approved if name != gate), gate]
-        run = run.model_copy(
-            update={"status": "running", "params": {**run.params, "approved": approved}}
-        )
+        run, state = self._awaiting(run_id)
+        approved = state.approving(state.previous_stage.name)
+        run = run.model_copy(update={"status": "running", "params": approved.to_params()})
         self.registry.save(run)
         return await self.advance(run_id)
 
     def reject(self, run_id: str, reason: str = "") -> RunRecord:
         """End a run awaiting approval with status rejected (the reason goes in `error`)."""
-        run, gate = self._awaiting(run_id)
+        run, state = self._awaiting(run_id)
+        gate = state.previous_stage.name
         message = f"rejected after stage {gate!r}" + (f": {reason}" if reason else "")
         run = run.model_copy(update={"status": "rejected", "error": message})
         self.registry.save(run)
@@ -299,28 +280,26 @@ class PipelineRunner:
 
     def stage_records(self, run_id: str) -> list[RunRecord]:
         """The stage records of a pipeline run, in stage order."""
-        stage_runs = self.pipeline_run(run_id).params["stage_runs"]
-        assert isinstance(stage_runs, dict)
-        return [self.registry.get(str(stage_id)) for stage_id in stage_runs.values()]
+        state = PipelineRunState.from_record(self.pipeline_run(run_id))
+        return [self.registry.get(stage_id) for stage_id in state.stage_runs.values()]
 
-    def _awaiting(self, run_id: str) -> tuple[RunRecord, str]:
+    def _awaiting(self, run_id: str) -> tuple[RunRecord, PipelineRunState]:
         run = self.pipeline_run(run_id)
         if run.status != "awaiting_approval":
             raise RequestError("id", f"run {run_id} is {run.status}, not awaiting approval")
-        plan = RunPlan.of(run)
-        return run, plan.pipeline.stages[plan.next_stage - 1].name
+        return run, PipelineRunState.from_record(run)
 
     async def _advance(self, run: RunRecord) -> RunRecord:
-        plan = RunPlan.of(run)
-        stages = plan.pipeline.stages
+        state = PipelineRunState.from_record(run)
+        stages = state.stages
         previous = None
-        if plan.next_stage > 0:
-            previous = StageImage(run.outputs[stages[plan.next_stage - 1].name])
-        for index in range(plan.next_stage, len(stages)):
+        if state.next_stage > 0:
+            previous = StageImage(run.outputs[state.previous_stage.name])
+        for index in range(state.next_stage, len(stages)):
             stage = stages[index]
             started = time.perf_counter()
             try:
-                record, output = await self.stages.run(run, plan, index, previous)
+                record, output = await self.stages.run(run, state, index, previous)
             except StorageError as exc:
                 save_quietly(self.registry, self._failed(run, stage, str(exc)))
                 raise
@@ -336,8 +315,8 @@ class PipelineRunner:
             run = self._after_stage(run, stage, index, record, output.key, started)
             previous = output
             if stage.approval == "required" and (
-                stage.name not in plan.approved
-                or (plan.force_from is not None and index >= plan.force_from)
+                stage.name not in state.approved
+                or (state.force_from is not None and index >= state.force_from)
             ):
                 return self._save(run.model_copy(update={"status": "awaiting_approval"}))
             if index < len(stages) - 1:
@@ -355,11 +334,11 @@ class PipelineRunner:
         started: float,
     ) -> RunRecord:
         elapsed = time.perf_counter() - started
-        stage_runs = {**run.params["stage_runs"], stage.name: record.id}
+        state = PipelineRunState.from_record(run).after_stage(index, record.id)
         counter = "cache_hits" if record.cache == "hit" else "cache_misses"
         return run.model_copy(
             update={
-                "params": {**run.params, "next_stage": index + 1, "stage_runs": stage_runs},
+                "params": state.to_params(),
                 "outputs": {**run.outputs, stage.name: output_key},
                 "timings": {
                     **run.timings,
@@ -375,11 +354,33 @@ class PipelineRunner:
         run: RunRecord, stage: StageConfig, error: str, stage_run: str | None = None
     ) -> RunRecord:
         """The run, failed at `stage` with `error` (linking the stage's record if it has one)."""
-        params = run.params
+        state = PipelineRunState.from_record(run)
         if stage_run is not None:
-            params = {**params, "stage_runs": {**params["stage_runs"], stage.name: stage_run}}
-        return run.model_copy(update={"status": "failed", "error": error, "params": params})
+            state = state.with_stage_run(stage.name, stage_run)
+        update = {"status": "failed", "error": error, "params": state.to_params()}
+        return run.model_copy(update=update)
 
     def _save(self, record: RunRecord) -> RunRecord:
         self.registry.save(record)
         return record
+
+
+def _overridden(
+    pipeline: PipelineConfig, stage: str, overrides: Mapping[str, Any] | None
+) -> PipelineConfig:
+    """`pipeline` with `overrides` applied to `stage`; `RequestError` naming what is wrong."""
+    try:
+        pipeline.index(stage)
+    except KeyError as exc:
+        raise RequestError("stage", exc.args[0]) from None
+    if not overrides:
+        return pipeline
+    try:
+        return pipeline.with_overrides(stage, overrides)
+    except KeyError as exc:
+        raise RequestError("overrides", exc.args[0]) from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"][2:]) or stage
+        message = first["msg"].removeprefix("Value error, ")
+        raise RequestError("overrides", f"{where}: {message}") from None

@@ -1,9 +1,9 @@
-"""What a pipeline run carries between its stages: requests, stage jobs and outputs, the plan.
+"""What a pipeline run carries between its stages: requests, stage jobs and outputs, run state.
 
 `PipelineRequest` is what a run is asked for; `StageJob` / `StageOutput` are the
 contract of the injected `render_stage` callable (a fake in tests,
-`actors.stage_renderers.ServeStageRenderer` on a cluster); `RunPlan` is the state
-of a run as its record holds it. No Ray.
+`actors.stage_renderers.ServeStageRenderer` on a cluster); `PipelineRunState` is
+the state of a run, typed, as its record's params hold it. No Ray.
 """
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ import io
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 from core.config import ClusterConfig, ModelConfig
 from core.errors import RenderClusterError, RequestError, StorageError
@@ -24,13 +26,14 @@ from core.records import RunRecord, RunRegistry
 from core.schemas import GenerateRequest, LargeRenderJob
 from core.typography.results import TypographyReport
 from core.typography.schema import TextBox
+from core.validation import DEFAULT_IMG2IMG_STRENGTH
 
 __all__ = [
     "CACHE_PREFIX",
     "GateFailed",
     "PipelineRequest",
+    "PipelineRunState",
     "RenderStage",
-    "RunPlan",
     "StageImage",
     "StageJob",
     "StageOutput",
@@ -39,6 +42,7 @@ __all__ = [
     "save_quietly",
     "sha256_hex",
     "stage_model",
+    "stage_params",
 ]
 
 logger = logging.getLogger(__name__)
@@ -96,38 +100,94 @@ class StageImage:
     pixels: np.ndarray | None = field(default=None, repr=False)
 
 
-@dataclass
-class RunPlan:
-    """The state of a pipeline run, as its record holds it."""
+class PipelineRunState(BaseModel):
+    """The state of a pipeline run, typed: its record's `params` (the fields are the JSON keys).
 
-    pipeline: PipelineConfig
-    next_stage: int
-    force_from: int | None  # a re-run recomputes stages from here, cache or not
-    input_keys: dict[str, str]
-    approved: list[str]  # gates passed (a re-run inherits its original's)
-    text_boxes: list[TextBox]
+    Read it with `from_record`, move it on with the methods below (each returns a
+    new state) and write it back with `to_params`.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    stages: list[StageConfig] = Field(
+        min_length=1, description="The stages the run runs: a snapshot, overrides applied."
+    )
+    next_stage: int = Field(0, ge=0, description="Index of the next stage to run.")
+    stage_runs: dict[str, str] = Field(
+        default_factory=dict, description="Stage name -> id of that stage's record."
+    )
+    approved: list[str] = Field(
+        default_factory=list,
+        description="Approval gates passed (a re-run inherits its original's).",
+    )
+    rerun_from: str | None = Field(
+        None, description="A re-run: the stage it recomputes from, cache or not."
+    )
+    overrides: dict[str, JsonValue] = Field(
+        default_factory=dict, description="A re-run: what it changed in `rerun_from`."
+    )
+    input_keys: dict[str, str] = Field(
+        default_factory=dict, description="Upload (reference, mask) -> its store key."
+    )
+    text_boxes: list[TextBox] = Field(
+        default_factory=list, description="Copy set on the last stage's output."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PipelineRunState:
+        pipeline = PipelineConfig(stages=self.stages)  # the stages' order and references
+        if self.next_stage > len(self.stages):
+            raise ValueError(f"next_stage {self.next_stage} is past {len(self.stages)} stages")
+        if self.rerun_from is not None:
+            try:
+                pipeline.index(self.rerun_from)
+            except KeyError as exc:
+                raise ValueError(f"rerun_from: {exc.args[0]}") from None
+        return self
 
     @classmethod
-    def of(cls, run: RunRecord) -> RunPlan:
-        params = run.params
-        pipeline = PipelineConfig.model_validate({"stages": params["stages"]})
-        rerun_from = params.get("rerun_from")
-        boxes = params.get("text_boxes") or []
-        assert isinstance(boxes, list)
-        return cls(
-            pipeline=pipeline,
-            next_stage=int(params["next_stage"]),
-            force_from=pipeline.index(str(rerun_from)) if rerun_from else None,
-            input_keys=dict(params.get("input_keys") or {}),
-            approved=list(params.get("approved") or []),
-            text_boxes=[TextBox.model_validate(box) for box in boxes],
-        )
+    def from_record(cls, run: RunRecord) -> PipelineRunState:
+        """The state `run`'s params hold."""
+        return cls.model_validate(run.params)
+
+    def to_params(self) -> dict[str, JsonValue]:
+        """The state as a run record's params."""
+        return self.model_dump(mode="json")
+
+    @property
+    def pipeline(self) -> PipelineConfig:
+        """The stages as a pipeline (validated with this state)."""
+        return PipelineConfig.model_construct(stages=self.stages)
+
+    @property
+    def force_from(self) -> int | None:
+        """A re-run recomputes the stages from this index on, cache or not."""
+        return None if self.rerun_from is None else self.pipeline.index(self.rerun_from)
 
     @property
     def final_size(self) -> tuple[int, int]:
         """(width, height) of the last stage: where text is typeset."""
-        last = self.pipeline.stages[-1]
+        last = self.stages[-1]
         return last.width, last.height
+
+    @property
+    def previous_stage(self) -> StageConfig:
+        """The stage before `next_stage` (the one a run awaiting approval waits on)."""
+        return self.stages[self.next_stage - 1]
+
+    def with_stage_run(self, stage: str, run_id: str) -> PipelineRunState:
+        """The state with `run_id` recorded as `stage`'s record."""
+        return self.model_copy(update={"stage_runs": {**self.stage_runs, stage: run_id}})
+
+    def after_stage(self, index: int, run_id: str) -> PipelineRunState:
+        """The state once stage `index` is done (its record `run_id`)."""
+        state = self.with_stage_run(self.stages[index].name, run_id)
+        return state.model_copy(update={"next_stage": index + 1})
+
+    def approving(self, gate: str) -> PipelineRunState:
+        """The state with approval gate `gate` passed."""
+        approved = [*(name for name in self.approved if name != gate), gate]
+        return self.model_copy(update={"approved": approved})
 
 
 class GateFailed(Exception):
@@ -166,6 +226,39 @@ def stage_model(config: ClusterConfig, stage: StageConfig) -> tuple[str, ModelCo
         what = f"model {stage.model!r}" if stage.model is not None else f"style {stage.style!r}"
         raise RequestError(f"stages.{stage.name}", f"{what} is not in the cluster config")
     return name, config.models[name]
+
+
+def stage_params(config: ClusterConfig, stage: StageConfig, model: ModelConfig) -> dict[str, Any]:
+    """Every parameter the stage renders with, defaults resolved (the cache key's)."""
+    params: dict[str, Any] = {
+        "kind": stage.kind,
+        "width": stage.width,
+        "height": stage.height,
+        "steps": stage.steps if stage.steps is not None else model.default_steps,
+        "guidance": stage.guidance if stage.guidance is not None else model.default_guidance,
+        "scheduler": model.scheduler,
+        "dtype": model.dtype,
+        "family": model.family,
+    }
+    if stage.kind == "hires":
+        strength = stage.strength
+        if strength is None:
+            strength = config.tiling.refine_strength
+        params.update(
+            mode="hires",
+            strength=strength,
+            tile_size=model.native_resolution,
+            align=model.latent_factor,
+            format="png",
+        )
+    elif stage.image_input is not None:
+        params.update(
+            mode="inpaint" if "mask" in stage.consumes else "img2img",
+            strength=stage.strength if stage.strength is not None else DEFAULT_IMG2IMG_STRENGTH,
+        )
+    else:
+        params["mode"] = "txt2img"
+    return params
 
 
 def save_quietly(registry: RunRegistry, record: RunRecord) -> None:

@@ -10,8 +10,10 @@ stage), checks the output and stores it. No Ray.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,8 +22,8 @@ from PIL import Image
 from actors.pipeline_state import (
     CACHE_PREFIX,
     GateFailed,
+    PipelineRunState,
     RenderStage,
-    RunPlan,
     StageImage,
     StageJob,
     StageOutput,
@@ -30,6 +32,7 @@ from actors.pipeline_state import (
     save_quietly,
     sha256_hex,
     stage_model,
+    stage_params,
 )
 from core.config import ClusterConfig, ModelConfig
 from core.errors import NotFoundError, StorageError
@@ -76,21 +79,50 @@ class StageRunner:
         return record
 
     async def run(
-        self, run: RunRecord, plan: RunPlan, index: int, previous: StageImage | None
+        self,
+        run: RunRecord,
+        state: PipelineRunState,
+        index: int,
+        previous: StageImage | None,
     ) -> tuple[RunRecord, StageImage | None]:
         """Take one stage from the cache or render it; return its record and output.
 
         A stage that fails returns its failed record and no output; `StorageError`
         is raised (the store cannot record anything).
         """
-        stage = plan.pipeline.stages[index]
+        call = self._prepare(run, state, index, previous)
+        entry = None if call.forced else self._cache_entry(call.entry_key)
+        if entry is not None:
+            return self._save(_cache_hit(call, entry)), StageImage(entry["output"], entry["sha256"])
+        call.record = call.record.model_copy(update={"cache": "miss"})
+        try:
+            result, output = await self._render(call)
+        except GateFailed as exc:  # kept for review, never cached nor passed on
+            return self._save(_reviewed(call, exc)), None
+        except Exception as exc:
+            failed = _failed(call, exc)
+            if isinstance(exc, StorageError):
+                save_quietly(self.registry, failed)
+                raise
+            return self._save(failed), None
+        return self._save(_done(call, result, output)), output
+
+    def _prepare(
+        self,
+        run: RunRecord,
+        state: PipelineRunState,
+        index: int,
+        previous: StageImage | None,
+    ) -> _StageCall:
+        """The stage's model, seed, inputs, parameters and cache key, and its record so far."""
         started = time.perf_counter()
+        stage = state.stages[index]
         model_name, model = stage_model(self.config, stage)
         seed = stage.seed if stage.seed is not None else int(run.seed or 0)
         inputs = self._input_hashes(stage, run, previous)
-        params = {**self._params(stage, model), **self._text_params(plan, index)}
+        params = {**stage_params(self.config, stage, model), **self._text_params(state, index)}
         negative = run.negative_prompt
-        if plan.text_boxes:  # every model pass keeps letters out of the boxes
+        if state.text_boxes:  # every model pass keeps letters out of the boxes
             negative = quiet_negative_prompt(negative)
         key = stage_cache_key(
             model.source,
@@ -114,140 +146,103 @@ class StageRunner:
             parent_id=run.id,
             campaign=run.campaign,
         )
-        entry_key = f"{CACHE_PREFIX}/{key[:2]}/{key}.json"
-        forced = plan.force_from is not None and index >= plan.force_from
-        entry = None if forced else self._cache_entry(entry_key)
-        if entry is not None:
-            record = record.model_copy(
-                update={
-                    "cache": "hit",
-                    "outputs": {"image": entry["output"], "cache_entry": entry_key},
-                    "metrics": entry["metrics"],
-                    "timings": {"total_s": round(time.perf_counter() - started, 4)},
-                    "typography": entry.get("typography"),
-                }
-            )
-            return self._save(record), StageImage(entry["output"], entry["sha256"])
-        record = record.model_copy(update={"cache": "miss"})
-        try:
-            job = self._job(
-                run, plan, stage, model_name, model, params, seed, previous, key, record
-            )
-            result = await self._with_text(plan, index, job, await self.render_stage(job))
-            output = self._store_output(stage, job, result)
-            report = result.typography
-            if report is not None and not report.passed:
-                raise GateFailed(output.key, report)
-            self.store.put_bytes(
-                entry_key,
-                json.dumps(
-                    {
-                        "cache_key": key,
-                        "output": output.key,
-                        "sha256": output.sha256,
-                        "stage_run": record.id,
-                        "metrics": result.metrics,
-                        "typography": None if report is None else report.model_dump(mode="json"),
-                    }
-                ).encode(),
-            )
-        except GateFailed as exc:  # kept for review, never cached nor passed on
-            reviewed = record.model_copy(
-                update={
-                    "outputs": {"image": exc.output_key},
-                    "timings": {"total_s": round(time.perf_counter() - started, 4)},
-                }
-            )
-            return self._save(with_typography(reviewed, exc.report)), None
-        except Exception as exc:
-            failed = record.model_copy(
-                update={
-                    "status": "failed",
-                    "error": failure_reason(stage, exc),
-                    "timings": {"total_s": round(time.perf_counter() - started, 4)},
-                }
-            )
-            if isinstance(exc, StorageError):
-                save_quietly(self.registry, failed)
-                raise
-            return self._save(failed), None
-        record = record.model_copy(
-            update={
-                "outputs": {"image": output.key, "cache_entry": entry_key},
-                "metrics": result.metrics,
-                "timings": {
-                    **result.timings,
-                    "total_s": round(time.perf_counter() - started, 4),
-                },
-            }
+        return _StageCall(
+            run, state, index, previous, model_name, model, seed, params, key, record, started
         )
-        if report is not None:
-            record = with_typography(record, report)
-        return self._save(record), output
 
-    def _text_params(self, plan: RunPlan, index: int) -> dict[str, Any]:
+    async def _render(self, call: _StageCall) -> tuple[StageOutput, StageImage]:
+        """Render the stage (text included), check and store its output, write its cache entry.
+
+        Raises `GateFailed` when its text failed the gate: the output is stored, not cached.
+        """
+        job = self._job(call)
+        result = await self._with_text(call.state, call.index, job, await self.render_stage(job))
+        output = self._store_output(call.stage, job, result)
+        report = result.typography
+        if report is not None and not report.passed:
+            raise GateFailed(output.key, report)
+        entry = {
+            "cache_key": call.key,
+            "output": output.key,
+            "sha256": output.sha256,
+            "stage_run": call.record.id,
+            "metrics": result.metrics,
+            "typography": None if report is None else report.model_dump(mode="json"),
+        }
+        self.store.put_bytes(call.entry_key, json.dumps(entry).encode())
+        return result, output
+
+    def _text_params(self, state: PipelineRunState, index: int) -> dict[str, Any]:
         """What a stage's output owes to the run's text boxes (part of its cache key)."""
-        if not plan.text_boxes:
+        if not state.text_boxes:
             return {}
-        stage, params = plan.pipeline.stages[index], {}
+        stage, params = state.stages[index], {}
+        typography = self.config.typography
         if stage.quiet_zone == "inpaint":
-            spec = self.config.typography.spec(plan.text_boxes)
+            spec = typography.spec(state.text_boxes)
             params["quiet_zone"] = {
-                "boxes": [list(box) for box in quiet_boxes(spec, plan.final_size)],
-                "margin": self.config.typography.quiet_margin,
-                "strength": self.config.typography.quiet_strength,
+                "boxes": [list(box) for box in quiet_boxes(spec, state.final_size)],
+                "margin": typography.quiet_margin,
+                "strength": typography.quiet_strength,
             }
-        if index == len(plan.pipeline.stages) - 1:
-            params["text_boxes"] = [box.model_dump(mode="json") for box in plan.text_boxes]
-            params["typography"] = self.config.typography.model_dump(
+        if index == len(state.stages) - 1:
+            params["text_boxes"] = [box.model_dump(mode="json") for box in state.text_boxes]
+            params["typography"] = typography.model_dump(
                 mode="json", include={"font_dir", "gate", "stray_text"}
             )
         return params
 
     async def _with_text(
-        self, plan: RunPlan, index: int, job: StageJob, result: StageOutput
+        self, state: PipelineRunState, index: int, job: StageJob, result: StageOutput
     ) -> StageOutput:
         """A render stage's output with its quiet zone inpainted and, last, its text delivered.
 
         A hires stage's text is composited by its tile router, which reports the gate.
         """
         request = job.request
-        if not plan.text_boxes or not isinstance(request, GenerateRequest):
+        if not state.text_boxes or not isinstance(request, GenerateRequest):
             return result
         assert result.image is not None
-        typography = self.config.typography
-        spec = typography.spec(plan.text_boxes)
-        stage, image = job.stage, result.image
-        timings = dict(result.timings)
-
-        async def render(call: GenerateRequest) -> np.ndarray:
-            rendered = await self.render_stage(dataclasses.replace(job, request=call))
-            assert rendered.image is not None
-            return rendered.image
-
-        if stage.quiet_zone == "inpaint":
+        spec = self.config.typography.spec(state.text_boxes)
+        image, timings, report = result.image, dict(result.timings), None
+        if job.stage.quiet_zone == "inpaint":
             started = time.perf_counter()
-            size = (stage.width, stage.height)
-            boxes = quiet_boxes(spec, plan.final_size)
-            mask = quiet_zone_mask(boxes, size, typography.quiet_margin)
-            quiet = dataclasses.replace(
-                request,
-                mode="inpaint",
-                init_image=image,
-                mask=mask,
-                strength=typography.quiet_strength,
-            )
-            image = await render(quiet)
+            image = await self._quiet_zone(job, request, image, quiet_boxes(spec, state.final_size))
             timings["quiet_zone_s"] = round(time.perf_counter() - started, 4)
-        report = None
-        if index == len(plan.pipeline.stages) - 1:
+        if index == len(state.stages) - 1:
             started = time.perf_counter()
-            _, model = stage_model(self.config, stage)
+            _, model = stage_model(self.config, job.stage)
+            render = functools.partial(self._render_call, job)
             img2img = inpaint_pass(render, request, model.latent_factor, max_call_pixels(model))
             image = np.array(image, copy=True)
             report = await deliver_text(image, spec, img2img)
             timings["text_s"] = round(time.perf_counter() - started, 4)
         return dataclasses.replace(result, image=image, timings=timings, typography=report)
+
+    async def _quiet_zone(
+        self,
+        job: StageJob,
+        request: GenerateRequest,
+        image: np.ndarray,
+        boxes: list[tuple[float, float, float, float]],
+    ) -> np.ndarray:
+        """`image` with the text boxes (canvas fractions) inpainted free of the model's letters."""
+        typography = self.config.typography
+        size = (job.stage.width, job.stage.height)
+        quiet = dataclasses.replace(
+            request,
+            mode="inpaint",
+            init_image=image,
+            mask=quiet_zone_mask(boxes, size, typography.quiet_margin),
+            strength=typography.quiet_strength,
+        )
+        return await self._render_call(job, quiet)
+
+    async def _render_call(self, job: StageJob, request: GenerateRequest) -> np.ndarray:
+        """One more model call of `job`'s model and stage: the image `request` renders."""
+        rendered = await self.render_stage(dataclasses.replace(job, request=request))
+        assert rendered.image is not None
+        return rendered.image
 
     def _cache_entry(self, entry_key: str) -> dict[str, Any] | None:
         """The cache entry under `entry_key` if it and its output are both stored."""
@@ -280,93 +275,36 @@ class StageRunner:
                 hashes[item] = run.inputs[item]
         return hashes
 
-    def _params(self, stage: StageConfig, model: ModelConfig) -> dict[str, Any]:
-        """Every parameter the stage renders with, defaults resolved (the cache key's)."""
-        params: dict[str, Any] = {
-            "kind": stage.kind,
-            "width": stage.width,
-            "height": stage.height,
-            "steps": stage.steps if stage.steps is not None else model.default_steps,
-            "guidance": stage.guidance if stage.guidance is not None else model.default_guidance,
-            "scheduler": model.scheduler,
-            "dtype": model.dtype,
-            "family": model.family,
-        }
-        if stage.kind == "hires":
-            strength = stage.strength
-            if strength is None:
-                strength = self.config.tiling.refine_strength
-            params.update(
-                mode="hires",
-                strength=strength,
-                tile_size=model.native_resolution,
-                align=model.latent_factor,
-                format="png",
-            )
-        elif stage.image_input is not None:
-            params.update(
-                mode="inpaint" if "mask" in stage.consumes else "img2img",
-                strength=stage.strength if stage.strength is not None else DEFAULT_IMG2IMG_STRENGTH,
-            )
-        else:
-            params["mode"] = "txt2img"
-        return params
-
-    def _job(
-        self,
-        run: RunRecord,
-        plan: RunPlan,
-        stage: StageConfig,
-        model_name: str,
-        model: ModelConfig,
-        params: dict[str, Any],
-        seed: int,
-        previous: StageImage | None,
-        key: str,
-        record: RunRecord,
-    ) -> StageJob:
+    def _job(self, call: _StageCall) -> StageJob:
         """The stage's inputs prepared and checked, as a job for `render_stage`."""
-        image = mask = None
-        if stage.image_input == "previous":
-            assert previous is not None
-            pixels = self._load(previous)
-            image = (
-                pixels
-                if stage.kind == "hires"
-                else normalise_image(Image.fromarray(pixels), stage.width, stage.height)
-            )
-        elif stage.image_input == "reference":
-            data = self.store.get_bytes(plan.input_keys["reference"])
-            image = normalise_image(data, stage.width, stage.height, field="reference")
-        if "mask" in stage.consumes:
-            data = self.store.get_bytes(plan.input_keys["mask"])
-            mask = normalise_mask(data, stage.width, stage.height)
-        check_stage_inputs(stage, image, mask)
+        stage, params, model = call.stage, call.params, call.model
+        image, mask = self._inputs(call)
         common = {
-            "prompt": run.prompt,
-            "negative_prompt": record.negative_prompt,
+            "prompt": call.run.prompt,
+            "negative_prompt": call.record.negative_prompt,
             "width": stage.width,
             "height": stage.height,
             "steps": params["steps"],
             "guidance": params["guidance"],
-            "seed": seed,
+            "seed": call.seed,
         }
         request: GenerateRequest | LargeRenderJob
         if stage.kind == "hires":
+            boxes = call.state.text_boxes
             request = LargeRenderJob(
-                job_id=record.id,
-                model_name=model_name,
+                job_id=call.record.id,
+                model_name=call.model_name,
                 tile_size=model.native_resolution,
                 native_resolution=model.native_resolution,
                 align=model.latent_factor,
-                output_key=f"{CACHE_PREFIX}/{key[:2]}/{key}.png",
+                output_key=f"{CACHE_PREFIX}/{call.key[:2]}/{call.key}.png",
                 mode="hires",
                 strength=params["strength"],
                 base_image=image,
                 format="png",
                 max_in_flight=self.config.tiling.max_in_flight,
                 max_attempts=self.config.tiling.max_attempts,
-                text=self.config.typography.spec(plan.text_boxes) if plan.text_boxes else None,
+                text=self.config.typography.spec(boxes) if boxes else None,
                 **common,
             )
         else:
@@ -377,7 +315,28 @@ class StageRunner:
                 mask=mask,
                 **common,
             )
-        return StageJob(str(run.pipeline), stage, model_name, request)
+        return StageJob(str(call.run.pipeline), stage, call.model_name, request)
+
+    def _inputs(self, call: _StageCall) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The stage's image input and mask, read and sized for it, and checked."""
+        stage, input_keys = call.stage, call.state.input_keys
+        image = mask = None
+        if stage.image_input == "previous":
+            assert call.previous is not None
+            pixels = self._load(call.previous)
+            image = (
+                pixels
+                if stage.kind == "hires"
+                else normalise_image(Image.fromarray(pixels), stage.width, stage.height)
+            )
+        elif stage.image_input == "reference":
+            data = self.store.get_bytes(input_keys["reference"])
+            image = normalise_image(data, stage.width, stage.height, field="reference")
+        if "mask" in stage.consumes:
+            data = self.store.get_bytes(input_keys["mask"])
+            mask = normalise_mask(data, stage.width, stage.height)
+        check_stage_inputs(stage, image, mask)
+        return image, mask
 
     def _store_output(self, stage: StageConfig, job: StageJob, result: StageOutput) -> StageImage:
         """Check the stage's output contract and store it; nothing is left if it fails."""
@@ -400,3 +359,83 @@ class StageRunner:
             self.store.delete(key)
             raise
         return StageImage(key, sha)
+
+
+@dataclass
+class _StageCall:
+    """One stage of one run on its way through `StageRunner.run`."""
+
+    run: RunRecord
+    state: PipelineRunState
+    index: int
+    previous: StageImage | None
+    model_name: str
+    model: ModelConfig
+    seed: int
+    params: dict[str, Any]  # every parameter it renders with (its cache key's)
+    key: str  # the stage cache key
+    record: RunRecord  # the stage's record so far
+    started: float  # time.perf_counter() when the stage began
+
+    @property
+    def stage(self) -> StageConfig:
+        return self.state.stages[self.index]
+
+    @property
+    def entry_key(self) -> str:
+        """Where the stage's cache entry is stored."""
+        return f"{CACHE_PREFIX}/{self.key[:2]}/{self.key}.json"
+
+    @property
+    def forced(self) -> bool:
+        """A re-run recomputes this stage, cache or not."""
+        force_from = self.state.force_from
+        return force_from is not None and self.index >= force_from
+
+    def total_s(self) -> float:
+        return round(time.perf_counter() - self.started, 4)
+
+
+def _cache_hit(call: _StageCall, entry: dict[str, Any]) -> RunRecord:
+    """The stage's record when its output comes from cache entry `entry`."""
+    return call.record.model_copy(
+        update={
+            "cache": "hit",
+            "outputs": {"image": entry["output"], "cache_entry": call.entry_key},
+            "metrics": entry["metrics"],
+            "timings": {"total_s": call.total_s()},
+            "typography": entry.get("typography"),
+        }
+    )
+
+
+def _reviewed(call: _StageCall, failed: GateFailed) -> RunRecord:
+    """The stage's record when its text failed the gate: the output is kept for review."""
+    reviewed = call.record.model_copy(
+        update={"outputs": {"image": failed.output_key}, "timings": {"total_s": call.total_s()}}
+    )
+    return with_typography(reviewed, failed.report)
+
+
+def _failed(call: _StageCall, exc: BaseException) -> RunRecord:
+    """The stage's record when it failed with `exc`."""
+    return call.record.model_copy(
+        update={
+            "status": "failed",
+            "error": failure_reason(call.stage, exc),
+            "timings": {"total_s": call.total_s()},
+        }
+    )
+
+
+def _done(call: _StageCall, result: StageOutput, output: StageImage) -> RunRecord:
+    """The stage's record when it rendered `result`, stored as `output`."""
+    record = call.record.model_copy(
+        update={
+            "outputs": {"image": output.key, "cache_entry": call.entry_key},
+            "metrics": result.metrics,
+            "timings": {**result.timings, "total_s": call.total_s()},
+        }
+    )
+    report = result.typography
+    return record if report is None else with_typography(record, report)

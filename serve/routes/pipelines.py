@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from actors.pipeline_runner import PipelineRunner
-from actors.pipeline_state import PipelineRequest
+from actors.pipeline_state import PipelineRequest, PipelineRunState
 from actors.stage_renderers import ServeStageRenderer
 from core.errors import NotFoundError, RequestError
 from core.records import RunRecord
@@ -164,18 +164,16 @@ async def rerun(
 def run_view(run: RunRecord, request: Request, ctx: IngressContext) -> dict[str, Any]:
     """The public JSON of a pipeline run: the run, then one entry per stage."""
     base = base_url(request)
-    params = run.params
-    stage_runs = params["stage_runs"]
+    state = PipelineRunState.from_record(run)
     stages = []
-    for index, stage in enumerate(params["stages"]):
-        name = stage["name"]
+    for index, stage in enumerate(state.stages):
         entry: dict[str, Any] = {
-            "name": name,
-            "status": _pending_status(run.status, index == params["next_stage"]),
-            "approval": stage["approval"],
+            "name": stage.name,
+            "status": _pending_status(run.status, index == state.next_stage),
+            "approval": stage.approval,
         }
-        if name in stage_runs:
-            entry.update(_stage_view(ctx.registry.get(stage_runs[name]), ctx, base))
+        if stage.name in state.stage_runs:
+            entry.update(_stage_view(ctx.registry.get(state.stage_runs[stage.name]), ctx, base))
         stages.append(entry)
     view: dict[str, Any] = {
         "id": run.id,
@@ -186,8 +184,8 @@ def run_view(run: RunRecord, request: Request, ctx: IngressContext) -> dict[str,
         "seed": run.seed,
         "campaign": run.campaign,
         "parent_id": run.parent_id,
-        "rerun_from": params.get("rerun_from"),
-        "overrides": params.get("overrides") or {},
+        "rerun_from": state.rerun_from,
+        "overrides": state.overrides,
         "created_at": run.created_at.isoformat(),
         "timings": run.timings,
         "metrics": run.metrics,

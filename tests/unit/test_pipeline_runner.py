@@ -168,6 +168,19 @@ def test_three_stages_end_to_end_write_three_stage_records_and_the_pipeline_run(
         *(s.id for s in stages),
     }
     assert record.metrics == {"cache_misses": 3}
+    # the run state keeps the params keys that stored runs and the HTTP views read
+    assert list(record.params) == [
+        "stages",
+        "next_stage",
+        "stage_runs",
+        "approved",
+        "rerun_from",
+        "overrides",
+        "input_keys",
+        "text_boxes",
+    ]
+    assert record.params["next_stage"] == 3
+    assert record.params["stage_runs"] == {s.stage: s.id for s in stages}
 
 
 def test_rerun_with_one_changed_stage_reuses_the_stages_before_it(
