@@ -33,7 +33,7 @@ from core.typography.fidelity import (
     seen_glyphs,
 )
 from core.typography.geometry import PixelBox
-from core.typography.ocr import find_words
+from core.typography.ocr import OcrRead, find_words
 from core.typography.readback import character_error_rate, normalise_copy, ocr_check
 from core.typography.results import BoxGateResult, GateCheck
 from core.typography.schema import DEFAULT_THRESHOLDS, GateThresholds, TextBox, TextMode
@@ -64,64 +64,20 @@ def gate_box(
     """
     started = time.perf_counter()
     mode = mode or box.mode
-    x, y = origin
-    if not PixelBox(x, y, x + image.shape[1], y + image.shape[0]).contains(text.region):
-        raise ValueError(f"image at origin {origin} does not hold region {text.region}")
-    pixels = image[text.region.shifted(-x, -y).slices()]
-    if scene is not None and scene.shape != pixels.shape:
-        raise ValueError(f"scene must be the region's {pixels.shape}, got {scene.shape}")
+    pixels = _box_pixels(image, text, origin, scene)
     core, ring = glyph_core(text), ring_mask(text)
-    cap = text.cap_height_px
-
     if mode == "overlay":
-        if scene is None:
-            checked, intended = core, np.array(parse_hex(treatment.ink), np.uint8)
-            against = f"the ink {treatment.ink}"
-        else:
-            intended = paint(scene, text, treatment)
-            checked = (text.alpha > 0) | ring | np.any(intended != scene, axis=-1)
-            against = "the composited layer"
-        matched = matching_pixels(pixels, intended, checked, thresholds.max_delta_e)
-        fidelity = overlay_fidelity(checked, matched, cap, thresholds, against)
-        where = placement(matched & core, core, cap, thresholds)
+        fidelity, where = _overlay_fidelity(pixels, text, treatment, scene, ring, thresholds)
     else:
-        seen = seen_glyphs(pixels, (text.alpha > 0) | ring, core, ring)
-        fidelity = mask_fidelity(seen, text.alpha >= 128, thresholds)
-        where = placement(seen, text.alpha >= 128, cap, thresholds)
+        fidelity, where = _integrated_fidelity(pixels, text, ring, thresholds)
     seen_ink = np.median(pixels[core], axis=0).astype(np.uint8)
-    contrast = local_contrast(pixels, tuple(int(v) for v in seen_ink), ring)
-    background = np.median(pixels[ring], axis=0) if ring.any() else 255 - seen_ink
-    legible = render_alpha(text, max(1, stroke_width(text) // 2)) > 0
-    ocr, read = ocr_check(
-        _coverage_lightness(pixels, seen_ink, background, legible),
-        text,
-        fidelity.passed,
-        thresholds,
-    )
+    ocr, read = _read_back(pixels, text, seen_ink, ring, fidelity.passed, thresholds)
     checks = [
         fidelity,
         ocr,
-        GateCheck(
-            name="contrast",
-            passed=contrast >= thresholds.min_contrast,
-            value=round(contrast, 3),
-            threshold=thresholds.min_contrast,
-            detail="5th percentile of the WCAG ratio of the seen ink vs its ring",
-        ),
+        _contrast_check(pixels, seen_ink, ring, thresholds),
         where,
-        GateCheck(
-            name="inside_box",
-            passed=text.block.contains(text.ink_box),
-            value=str(text.ink_box.as_list()),
-            threshold=str(text.block.as_list()),
-            detail="typeset ink box inside the anchor box",
-        ),
-        GateCheck(
-            name="cap_height",
-            passed=cap >= box.min_cap_height_px,
-            value=float(cap),
-            threshold=float(box.min_cap_height_px),
-        ),
+        *_layout_checks(box, text),
     ]
     expected = normalise_copy(text.text, thresholds.ocr_case_sensitive)
     return BoxGateResult(
@@ -136,6 +92,103 @@ def gate_box(
         ),
         seconds=round(time.perf_counter() - started, 3),
     )
+
+
+def _box_pixels(
+    image: np.ndarray, text: TypesetText, origin: tuple[int, int], scene: np.ndarray | None
+) -> np.ndarray:
+    """The pixels of the box's region in `image` placed at `origin` (checked against `scene`)."""
+    x, y = origin
+    if not PixelBox(x, y, x + image.shape[1], y + image.shape[0]).contains(text.region):
+        raise ValueError(f"image at origin {origin} does not hold region {text.region}")
+    pixels = image[text.region.shifted(-x, -y).slices()]
+    if scene is not None and scene.shape != pixels.shape:
+        raise ValueError(f"scene must be the region's {pixels.shape}, got {scene.shape}")
+    return pixels
+
+
+def _overlay_fidelity(
+    pixels: np.ndarray,
+    text: TypesetText,
+    treatment: Treatment,
+    scene: np.ndarray | None,
+    ring: np.ndarray,
+    thresholds: GateThresholds,
+) -> tuple[GateCheck, GateCheck]:
+    """Fidelity and placement of an overlay: are the pixels what was composited?
+
+    Without the scene only the glyph cores are held to the ink; with it, every pixel
+    of the glyphs, their ring and whatever the layer changed is held to the composite.
+    """
+    core, cap = glyph_core(text), text.cap_height_px
+    if scene is None:
+        checked, intended = core, np.array(parse_hex(treatment.ink), np.uint8)
+        against = f"the ink {treatment.ink}"
+    else:
+        intended = paint(scene, text, treatment)
+        checked = (text.alpha > 0) | ring | np.any(intended != scene, axis=-1)
+        against = "the composited layer"
+    matched = matching_pixels(pixels, intended, checked, thresholds.max_delta_e)
+    fidelity = overlay_fidelity(checked, matched, cap, thresholds, against)
+    return fidelity, placement(matched & core, core, cap, thresholds)
+
+
+def _integrated_fidelity(
+    pixels: np.ndarray, text: TypesetText, ring: np.ndarray, thresholds: GateThresholds
+) -> tuple[GateCheck, GateCheck]:
+    """Fidelity and placement of an integrated box: the seen glyph mask against the typeset."""
+    seen = seen_glyphs(pixels, (text.alpha > 0) | ring, glyph_core(text), ring)
+    typeset_mask = text.alpha >= 128
+    fidelity = mask_fidelity(seen, typeset_mask, thresholds)
+    return fidelity, placement(seen, typeset_mask, text.cap_height_px, thresholds)
+
+
+def _read_back(
+    pixels: np.ndarray,
+    text: TypesetText,
+    seen_ink: np.ndarray,
+    ring: np.ndarray,
+    fidelity_passed: bool,
+    thresholds: GateThresholds,
+) -> tuple[GateCheck, OcrRead]:
+    """OCR of the copy, on the coverage recovered from the seen ink and background."""
+    background = np.median(pixels[ring], axis=0) if ring.any() else 255 - seen_ink
+    legible = render_alpha(text, max(1, stroke_width(text) // 2)) > 0
+    lightness = _coverage_lightness(pixels, seen_ink, background, legible)
+    return ocr_check(lightness, text, fidelity_passed, thresholds)
+
+
+def _contrast_check(
+    pixels: np.ndarray, seen_ink: np.ndarray, ring: np.ndarray, thresholds: GateThresholds
+) -> GateCheck:
+    contrast = local_contrast(pixels, tuple(int(v) for v in seen_ink), ring)
+    return GateCheck(
+        name="contrast",
+        passed=contrast >= thresholds.min_contrast,
+        value=round(contrast, 3),
+        threshold=thresholds.min_contrast,
+        detail="5th percentile of the WCAG ratio of the seen ink vs its ring",
+    )
+
+
+def _layout_checks(box: TextBox, text: TypesetText) -> list[GateCheck]:
+    """inside_box and cap_height: what typesetting promised, checked on the typeset copy."""
+    cap = text.cap_height_px
+    return [
+        GateCheck(
+            name="inside_box",
+            passed=text.block.contains(text.ink_box),
+            value=str(text.ink_box.as_list()),
+            threshold=str(text.block.as_list()),
+            detail="typeset ink box inside the anchor box",
+        ),
+        GateCheck(
+            name="cap_height",
+            passed=cap >= box.min_cap_height_px,
+            value=float(cap),
+            threshold=float(box.min_cap_height_px),
+        ),
+    ]
 
 
 def stray_text_check(
