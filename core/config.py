@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from core.jobs.config import JobsConfig
 from core.largeformat.upscaling import REALESRGAN_VARIANTS
 from core.pipelines import PipelineConfig, PipelineName, check_pipeline_references
 from core.typography.schema import DEFAULT_FONT_DIR, GateThresholds, TextBox, TextSpec
@@ -339,6 +340,7 @@ class ClusterConfig(_Strict):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     tiling: TilingConfig = Field(default_factory=TilingConfig)
+    jobs: JobsConfig = Field(default_factory=JobsConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
     typography: TypographyConfig = Field(default_factory=TypographyConfig)
     model_cache_dir: Path = Field(

@@ -207,6 +207,7 @@ class LargeRenderJob:
     blend: Literal["feather", "multiband"] = "feather"
     text: TextSpec | None = None  # copy composited into the finished canvas, then gated
     max_call_pixels: int = 0  # most pixels one integrated text call sends (0: the default)
+    checkpoint: bool = False  # keep finished tiles in the store so a new attempt resumes
 
     def __post_init__(self) -> None:
         if not self.max_call_pixels:
@@ -233,12 +234,14 @@ class LargeRenderResult:
     base_size: tuple[int, int] | None
     timings: dict[str, float]
     typography: TypographyReport | None = None
+    tiles_reused: int = 0  # pieces taken from an earlier attempt's checkpoints
 
     def metrics(self) -> dict[str, float]:
         """The figures a run record keeps of this render."""
         return {
             "seam_score": self.seam_score,
             "tiles": self.tiles,
+            "tiles_reused": self.tiles_reused,
             "redundancy": self.redundancy,
             "replicas_used": len(self.replicas_used),
             "max_concurrent_replicas": self.max_concurrent_replicas,
@@ -264,6 +267,7 @@ class UpscaleJob:
     dpi: int = 300
     max_in_flight: int = 32
     max_attempts: int = 3
+    checkpoint: bool = False  # keep finished tiles in the store so a new attempt resumes
 
     @property
     def passes(self) -> int:

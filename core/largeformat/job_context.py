@@ -7,11 +7,16 @@ file to the store and builds the `LargeRenderResult`.
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from core.jobs.checkpoints import Checkpoints
 from core.largeformat.fanout import (
     CallStats,
     GatherResult,
@@ -48,6 +53,18 @@ class JobContext:
     retry: RetryPolicy = RetryPolicy()
     stats: CallStats = field(default_factory=CallStats)
     started: float = field(default_factory=time.perf_counter)
+    checkpoints: Checkpoints | None = None  # finished pieces kept for a resumed attempt
+
+    async def piece(self, name: str, make: Callable[[], Awaitable[np.ndarray]]) -> np.ndarray:
+        """The piece `name` from an earlier attempt's checkpoint, or `make()` and keep it."""
+        if self.checkpoints is None:
+            return await make()
+        found = await asyncio.to_thread(self.checkpoints.load, name)
+        if found is not None:
+            return found
+        pixels = await make()
+        await asyncio.to_thread(self.checkpoints.save, name, pixels)
+        return pixels
 
     async def call_model(self, request: Any, name: str) -> Any:
         """One model call for the part of the job called `name`, retried per the policy."""
@@ -93,6 +110,7 @@ class JobContext:
             max_concurrent_replicas=self.stats.max_concurrent_replicas(),
             retries=self.stats.retries,
             splits=self.stats.splits,
+            tiles_reused=self.checkpoints.reused if self.checkpoints else 0,
             base_size=base_size,
             timings={
                 "base_s": round(base_s, 3),

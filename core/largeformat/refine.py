@@ -91,19 +91,27 @@ async def _base(
         image = job.base_image
     else:
         width, height = base_size(job.width, job.height, job.native_resolution, job.align)
-        image = (await ctx.call_model(txt2img(job, width, height, job.seed), "base")).image
+        request = txt2img(job, width, height, job.seed)
+
+        async def render() -> np.ndarray:
+            return (await ctx.call_model(request, "base")).image
+
+        image = await ctx.piece("base", render)
     return Image.fromarray(image), (image.shape[1], image.shape[0])
 
 
 async def _tile(
     job: LargeRenderJob, ctx: JobContext, plan: TilePlan, tile: Tile, base: Image.Image | None
 ) -> np.ndarray:
-    reference = None if base is None else upscaled_crop(base, plan.width, plan.height, tile)
-    region = Region(tile, tile_seed(job.seed, tile), tile.key, reference)
-    pixels = await render_region(job, ctx, region)
-    if reference is not None and job.colour_match:
-        pixels = match_low_frequency(pixels, reference)
-    return pixels
+    async def render() -> np.ndarray:
+        reference = None if base is None else upscaled_crop(base, plan.width, plan.height, tile)
+        region = Region(tile, tile_seed(job.seed, tile), tile.key, reference)
+        pixels = await render_region(job, ctx, region)
+        if reference is not None and job.colour_match:
+            pixels = match_low_frequency(pixels, reference)
+        return pixels
+
+    return await ctx.piece(tile.key, render)
 
 
 async def render_region(job: LargeRenderJob, ctx: JobContext, region: Region) -> np.ndarray:

@@ -8,10 +8,12 @@ into `JobFailed` with a reason.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable
 from pathlib import Path
 
 from core.errors import JobFailed, RenderClusterError
+from core.jobs.checkpoints import Checkpoints
 from core.largeformat.fanout import JobProgress, ModelCall, RetryPolicy
 from core.largeformat.job_context import JobContext
 from core.largeformat.refine import render_large
@@ -33,21 +35,25 @@ class TileJobRunner:
 
     async def render(self, job: LargeRenderJob, call: ModelCall) -> LargeRenderResult:
         """Render a hires or tiled job; raise `JobFailed` with a reason."""
-        ctx = self._context(job.job_id, job.max_attempts, call)
-        return await self._guarded(job.job_id, render_large(job, ctx))
+        ctx = self._context(job, call)
+        return await self._guarded(ctx, render_large(job, ctx))
 
     async def upscale(self, job: UpscaleJob, call: ModelCall) -> LargeRenderResult:
         """Upscale an image (tiled, chained passes); raise `JobFailed` with a reason."""
-        ctx = self._context(job.job_id, job.max_attempts, call)
-        return await self._guarded(job.job_id, upscale_image(job, ctx))
+        ctx = self._context(job, call)
+        return await self._guarded(ctx, upscale_image(job, ctx))
 
-    def _context(self, job_id: str, max_attempts: int, call: ModelCall) -> JobContext:
-        retry = RetryPolicy(max_attempts, self.retry.backoff_s, self.retry.sleep)
-        return JobContext(job_id, call, self.store, self.spool_dir, self.progress, retry)
+    def _context(self, job: LargeRenderJob | UpscaleJob, call: ModelCall) -> JobContext:
+        retry = RetryPolicy(job.max_attempts, self.retry.backoff_s, self.retry.sleep)
+        pieces = Checkpoints(self.store, job.job_id) if job.checkpoint else None
+        return JobContext(
+            job.job_id, call, self.store, self.spool_dir, self.progress, retry, checkpoints=pieces
+        )
 
     async def _guarded(
-        self, job_id: str, work: Awaitable[LargeRenderResult]
+        self, ctx: JobContext, work: Awaitable[LargeRenderResult]
     ) -> LargeRenderResult:
+        job_id = ctx.job_id
         self.progress.status, self.progress.phase = "running", "starting"
         try:
             result = await work
@@ -57,5 +63,7 @@ class TileJobRunner:
         except RenderClusterError as exc:
             self.progress.status = self.progress.phase = "failed"
             raise JobFailed(job_id, str(exc)) from None
+        if ctx.checkpoints is not None:
+            await asyncio.to_thread(ctx.checkpoints.clear)
         self.progress.status = self.progress.phase = "done"
         return result

@@ -51,9 +51,12 @@ async def _upscale_pass(
     job: UpscaleJob, ctx: JobContext, plan: UpscalePlan, source: Source, output: OutputFile
 ) -> GatherResult:
     async def upscale_tile(tile: Tile) -> np.ndarray:
-        padded = plan.tiles[tile.index]
-        request = UpscaleRequest(_cut(source, padded.box), padded.crop, tile.key)
-        return (await ctx.call_model(request, tile.key)).image
+        async def render() -> np.ndarray:
+            padded = plan.tiles[tile.index]
+            request = UpscaleRequest(_cut(source, padded.box), padded.crop, tile.key)
+            return (await ctx.call_model(request, tile.key)).image
+
+        return await ctx.piece(f"{output.path.stem}-{tile.key}", render)
 
     return await gather_to_file(
         plan.canvas, upscale_tile, output, Fanout(job.max_in_flight), ctx.progress

@@ -1,0 +1,55 @@
+"""Finished pieces of a job kept in the store, so a resumed job redoes only what is missing.
+
+A piece is a uint8 image (a tile, a base render, an upscale pass's tile) stored
+losslessly as PNG under ``job-pieces/<id>/<name>.png``; a resumed job that finds
+a piece uses it instead of calling the model, which gives the same bytes as an
+undisturbed run because every piece is a pure function of the job and its place.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+
+import numpy as np
+from PIL import Image
+
+from core.store import ArtifactStore
+
+__all__ = ["Checkpoints"]
+
+_NAME = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+class Checkpoints:
+    """The pieces of one job; counts how many were reused and how many rendered."""
+
+    def __init__(self, store: ArtifactStore, job_id: str):
+        self.store = store
+        self.prefix = f"job-pieces/{job_id}/"
+        self.reused = 0
+        self.saved = 0
+
+    def _key(self, name: str) -> str:
+        return f"{self.prefix}{_NAME.sub('_', name)}.png"
+
+    def load(self, name: str) -> np.ndarray | None:
+        """The piece called `name`, if an earlier attempt finished it."""
+        key = self._key(name)
+        if not self.store.exists(key):
+            return None
+        with Image.open(io.BytesIO(self.store.get_bytes(key))) as image:
+            pixels = np.asarray(image.convert("RGB"))
+        self.reused += 1
+        return pixels
+
+    def save(self, name: str, pixels: np.ndarray) -> None:
+        buffer = io.BytesIO()
+        Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, "PNG", compress_level=1)
+        self.store.put_bytes(self._key(name), buffer.getvalue())
+        self.saved += 1
+
+    def clear(self) -> None:
+        """Drop every piece (the job is over)."""
+        for key in self.store.list_keys(self.prefix):
+            self.store.delete(key)

@@ -1,0 +1,158 @@
+"""Jobs kept as JSON in the artifact store, under ``jobs/<id>.json``.
+
+Writes are atomic (the store writes whole objects); `save` refuses a status
+that goes backwards from what is stored. Listing reads the ids (which sort by
+creation time) and then only the page asked for. An idempotency key maps to
+the job it created under ``job-keys/<sha256>.json``, with the hash of the body
+it came with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+
+from pydantic import BaseModel, ValidationError
+
+from core.errors import NotFoundError, RequestError
+from core.jobs.model import Job, is_job_id
+from core.store import ArtifactStore
+
+__all__ = ["IdempotencyConflict", "JobPage", "JobStore", "body_hash"]
+
+PREFIX = "jobs/"
+KEYS_PREFIX = "job-keys/"
+MAX_PAGE = 200
+
+
+class IdempotencyConflict(RequestError):
+    """The idempotency key was used before with a different request body."""
+
+    status_code = 409
+
+    def __init__(self, key: str):
+        super().__init__(
+            "Idempotency-Key",
+            f"{key!r} was already used with a different request body; use a new key",
+        )
+        self.args = (key,)
+        self.key = key
+
+
+class JobPage(BaseModel):
+    """One page of `GET /v1/jobs`."""
+
+    jobs: list[Job]
+    next_cursor: str | None = None
+
+
+def body_hash(body: dict) -> str:
+    """A stable hash of a request body (its JSON with sorted keys)."""
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class JobStore:
+    """Reads and writes jobs in one artifact store."""
+
+    def __init__(self, store: ArtifactStore):
+        self.store = store
+
+    @staticmethod
+    def key(job_id: str) -> str:
+        return f"{PREFIX}{job_id}.json"
+
+    def save(self, job: Job) -> Job:
+        """Write `job`; `StatusWentBackwards` if the stored one is further along."""
+        current = self.find(job.id)
+        if current is not None and current.status != job.status:
+            current.moved(status=job.status)  # raises when barred
+        self.store.put_bytes(self.key(job.id), job.model_dump_json().encode())
+        return job
+
+    def find(self, job_id: str) -> Job | None:
+        if not is_job_id(job_id) or not self.store.exists(self.key(job_id)):
+            return None
+        return Job.model_validate_json(self.store.get_bytes(self.key(job_id)))
+
+    def get(self, job_id: str, owner: str | None = None) -> Job:
+        """The job; `NotFoundError` if there is none (or it is another tenant's)."""
+        job = self.find(job_id)
+        if job is None or (owner is not None and job.owner != owner):
+            raise NotFoundError("id", f"no job {job_id!r}")
+        return job
+
+    def ids(self) -> list[str]:
+        """Every job id, oldest first."""
+        names = (key.removeprefix(PREFIX) for key in self.store.list_keys(PREFIX))
+        return sorted(
+            name.removesuffix(".json")
+            for name in names
+            if "/" not in name and name.endswith(".json")
+        )
+
+    def unfinished(self) -> list[Job]:
+        """Every job not yet done, failed or cancelled, oldest first."""
+        return [job for job in self._load(self.ids()) if not job.terminal]
+
+    def page(
+        self,
+        status: str | None = None,
+        kind: str | None = None,
+        owner: str | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> JobPage:
+        """Jobs newest first, filtered; `cursor` is the last id of the previous page."""
+        if not 1 <= limit <= MAX_PAGE:
+            raise RequestError("limit", f"must be between 1 and {MAX_PAGE}, got {limit}")
+        if cursor is not None and not is_job_id(cursor):
+            raise RequestError("cursor", f"{cursor!r} is not a job id from a previous page")
+        ids = [i for i in reversed(self.ids()) if cursor is None or i < cursor]
+        found: list[Job] = []
+        for job in self._load(ids):
+            if not _matches(job, status, kind, owner):
+                continue
+            found.append(job)
+            if len(found) == limit:
+                return JobPage(jobs=found, next_cursor=job.id)
+        return JobPage(jobs=found)
+
+    def _load(self, ids: Iterable[str]) -> Iterable[Job]:
+        for job_id in ids:
+            try:
+                job = self.find(job_id)
+            except (ValidationError, ValueError):  # written by a newer version: skip it
+                continue
+            if job is not None:
+                yield job
+
+    # -- idempotency ------------------------------------------------------------------
+
+    def _idempotency_key(self, key: str, owner: str | None) -> str:
+        digest = hashlib.sha256(f"{owner or ''}\0{key}".encode()).hexdigest()
+        return f"{KEYS_PREFIX}{digest}.json"
+
+    def claimed(self, key: str, owner: str | None, body: dict) -> str | None:
+        """The id of what `key` created before (same body), None if unused; 409 otherwise."""
+        location = self._idempotency_key(key, owner)
+        if not self.store.exists(location):
+            return None
+        entry = json.loads(self.store.get_bytes(location))
+        if entry["body"] != body_hash(body):
+            raise IdempotencyConflict(key)
+        return str(entry["id"])
+
+    def claim(self, key: str, owner: str | None, body: dict, created_id: str) -> None:
+        """Remember that `key` (with `body`) created `created_id`."""
+        entry = {"id": created_id, "body": body_hash(body)}
+        self.store.put_bytes(self._idempotency_key(key, owner), json.dumps(entry).encode())
+
+
+def _matches(job: Job, status: str | None, kind: str | None, owner: str | None) -> bool:
+    return (
+        (status is None or job.status == status)
+        and (kind is None or job.kind == kind)
+        and (owner is None or job.owner == owner)
+    )
