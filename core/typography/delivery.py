@@ -23,11 +23,11 @@ import dataclasses
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
 from core.errors import TileError
-from core.schemas import GenerateRequest
 from core.typography.compose import composite_into
 from core.typography.contrast import solve_contrast
 from core.typography.gate import gate_box, stray_text_check
@@ -89,16 +89,23 @@ def aligned(call: Img2Img, align: int) -> Img2Img:
     return padded_call
 
 
+Request = TypeVar("Request")
+"""A model call's request: `core.schemas.GenerateRequest`, not imported (core.schemas
+imports this package's data types, and the packages of core form no cycle)."""
+
+
 def inpaint_pass(
-    render: Callable[[GenerateRequest], Awaitable[np.ndarray]],
-    request: GenerateRequest,
+    render: Callable[[Request], Awaitable[np.ndarray]],
+    request: Request,
     align: int,
     max_pixels: int,
 ) -> Img2Img:
     """The integrated pass as a masked inpaint by `render`, with `request`'s prompt and seed.
 
-    `align` is the model's latent factor; regions over `max_pixels` (one call's worth)
-    and calls that fail on a tile (out of memory, ...) are `IntegrationUnavailable`.
+    `request` is a `GenerateRequest`; each call renders a copy of it in inpaint mode
+    at the region's size. `align` is the model's latent factor; regions over
+    `max_pixels` (one call's worth) and calls that fail on a tile (out of memory, ...)
+    are `IntegrationUnavailable`.
     """
 
     async def call(region: np.ndarray, mask: np.ndarray, strength: float) -> np.ndarray:
@@ -108,7 +115,7 @@ def inpaint_pass(
                 f"its region ({width}x{height}) is over one model call ({max_pixels} pixels)"
             )
         repaint = dataclasses.replace(
-            request,
+            request,  # a GenerateRequest: a dataclass
             mode="inpaint",
             width=width,
             height=height,
