@@ -22,7 +22,8 @@ Store layout:
 - ``cas/<h[:2]>/<h>.png``: render-stage outputs, content-addressed (h: sha256);
   ``cas/<h[:2]>/<h>``: the request's reference image and mask as uploaded.
 - ``stage-cache/<k[:2]>/<k>.json``: the cache entry of key k (output key, its
-  sha256, the stage run that made it, its metrics); written after the output.
+  sha256, the stage run that made it, its metrics and typography report); written
+  after the output, and never for an output whose text failed the gate.
 - ``stage-cache/<k[:2]>/<k>.png``: hires outputs, which the tile router streams
   straight to the store, so they are addressed by their cache key instead.
 """

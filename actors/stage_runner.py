@@ -4,7 +4,9 @@ It computes the stage cache key (`core.pipelines.stage_cache_key`). On a hit it
 reuses the stored output and the stage record says cache "hit"; otherwise it
 checks the stage's inputs, renders it through the injected `render_stage`
 callable (with the run's text boxes: quiet zone, then the text after the last
-stage), checks the output and stores it. No Ray.
+stage), checks the output, stores it and writes its cache entry. An output whose
+text failed the typography gate is stored for review, never cached nor passed
+on. No Ray.
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 In `integrated` mode the overlay is composited first, then a masked img2img
 pass over each box at a strength set by `softness` blends it into the scene;
-the gate then decides. A box whose integrated render fails the gate is
-delivered as the plain overlay instead (recomposited onto the scene from
-before the pass), and the record keeps both verdicts.
+the gate then decides. The pass's pixels replace the overlay only when they
+pass the gate; otherwise the box is delivered as the plain overlay (the canvas
+never took the pass), and the record keeps both verdicts.
 """
 
 from __future__ import annotations
