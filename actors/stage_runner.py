@@ -307,6 +307,7 @@ class StageRunner:
                 max_in_flight=self.config.tiling.max_in_flight,
                 max_attempts=self.config.tiling.max_attempts,
                 text=self.config.typography.spec(boxes) if boxes else None,
+                max_call_pixels=max_call_pixels(model),
                 **common,
             )
         else:

@@ -308,6 +308,24 @@ def test_a_failing_stage_leaves_no_final_artifact_and_a_record_that_says_why(
     assert [s.cache for s in runner.stage_records(fixed.id)] == ["hit", "miss", "miss"]
 
 
+def test_a_hires_stage_job_carries_the_model_s_limit_for_the_integrated_text_pass(
+    store: ArtifactStore, renderer: FakeRenderer
+):
+    quality = CONFIG.models["quality"].model_copy(update={"max_pixels_per_call": 5000})
+    config = CONFIG.model_copy(update={"models": {**CONFIG.models, "quality": quality}})
+    jobs: list[LargeRenderJob] = []
+
+    def hires(job: StageJob) -> StageOutput:
+        assert isinstance(job.request, LargeRenderJob)
+        jobs.append(job.request)
+        store.put_bytes(job.request.output_key, encode_image(renderer.noise(job), "png"))
+        return StageOutput(width=256, height=128)
+
+    renderer.behaviour["hires"] = hires
+    assert run(PipelineRunner(config, store, renderer).run("large", REQUEST)).status == "done"
+    assert [job.max_call_pixels for job in jobs] == [5000]
+
+
 def test_hires_stage_output_is_checked_and_removed_when_it_fails(
     runner: PipelineRunner, renderer: FakeRenderer, store: ArtifactStore
 ):
