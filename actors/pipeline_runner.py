@@ -257,6 +257,11 @@ class PipelineRunner:
 
     async def approve(self, run_id: str) -> RunRecord:
         """Approve a run awaiting approval and continue it from the next stage."""
+        self.mark_approved(run_id)
+        return await self.advance(run_id)
+
+    def mark_approved(self, run_id: str) -> RunRecord:
+        """Pass the gate a run waits at (status running); `advance` continues it."""
         run, state = self._awaiting(run_id)
         approved = state.approving(state.previous_stage.name)
         run = run.model_copy(update={"status": "running", "params": approved.to_params()})

@@ -52,3 +52,20 @@ def model_deployment_options(model_name: str, model: ModelConfig) -> dict[str, A
 def serve_deployments(config: ClusterConfig) -> list[dict[str, Any]]:
     """The `deployments:` list of a Serve config file (serveConfigV2) for every model."""
     return [model_deployment_options(name, model) for name, model in config.models.items()]
+
+
+def gpu_shortfall(config: ClusterConfig, gpus: float) -> str | None:
+    """Why `gpus` GPUs cannot hold every model's minimum replicas, or None if they can."""
+    needs = {
+        name: model.autoscaling.min_replicas * model.gpus_per_replica
+        for name, model in config.models.items()
+        if model.gpus_per_replica > 0
+    }
+    total = sum(needs.values())
+    if total <= gpus:
+        return None
+    listed = ", ".join(f"{name} {need:g}" for name, need in needs.items() if need)
+    return (
+        f"the models' minimum replicas need {total:g} GPUs ({listed}) but {gpus:g} were "
+        f"given: {total - gpus:g} short; give --gpus {total:g} or lower min_replicas"
+    )

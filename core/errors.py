@@ -1,11 +1,15 @@
 """Errors typed by what the caller can do about them.
 
 - `RequestError`: the caller must fix the request (HTTP 4xx).
-- `OverloadedError`: retry later (HTTP 503 with Retry-After).
+- `OverloadedError`: retry later (HTTP 503 with Retry-After); `QueueFull`: a model's
+  job queue is full (HTTP 429 with Retry-After).
+- `ReplicaUnavailable`: a replica died or cannot be reached; the call may be sent again.
 - `TileOutOfMemory`: the router splits the tile into smaller ones.
 - `TileError`: the model failed on a tile; not retried, the job fails.
 - `JobFailed`: the job is over; the message says why.
 - `ConfigError`: the config file is wrong; every problem is listed.
+- `ProviderError` / `ProviderTimeout`: a hosted model's provider failed (HTTP 502 / 504);
+  `ContentRefused` and `UnsupportedCapability` are request errors (422).
 
 Every error keeps its constructor arguments in `args` so it survives pickling
 across Ray processes.
@@ -84,17 +88,43 @@ class AuthError(RenderClusterError):
 
 
 class OverloadedError(RenderClusterError):
-    """A model's queue is full; the caller should retry after `retry_after_s`."""
+    """A model cannot take the work now; the caller should retry after `retry_after_s`.
+
+    `reason` says why when it is not simply a full queue (e.g. no replica can be placed).
+    """
 
     status_code = 503
 
-    def __init__(self, model: str, retry_after_s: int = 1):
-        super().__init__(model, retry_after_s)
+    def __init__(self, model: str, retry_after_s: int = 1, reason: str | None = None):
+        super().__init__(model, retry_after_s, reason)
         self.model = model
         self.retry_after_s = retry_after_s
+        self.reason = reason
 
     def __str__(self) -> str:
+        if self.reason:
+            return f"model {self.model!r} cannot take work: {self.reason}"
         return f"model {self.model!r} is at capacity; retry after {self.retry_after_s}s"
+
+
+class QueueFull(OverloadedError):
+    """A model's job queue holds `queued` jobs, at its `limit` (HTTP 429 with Retry-After)."""
+
+    status_code = 429
+
+    def __init__(self, model: str, queued: int, limit: int, retry_after_s: int = 5):
+        RenderClusterError.__init__(self, model, queued, limit, retry_after_s)
+        self.model = model
+        self.queued = queued
+        self.limit = limit
+        self.retry_after_s = retry_after_s
+        self.reason = f"its job queue holds {queued} jobs, the limit (jobs.max_queued_per_model)"
+
+    def __str__(self) -> str:
+        return (
+            f"model {self.model!r}: job queue full ({self.queued} queued, limit "
+            f"jobs.max_queued_per_model = {self.limit}); retry after {self.retry_after_s}s"
+        )
 
 
 class TileError(RenderClusterError):
@@ -153,3 +183,55 @@ class StorageError(RenderClusterError):
 
     def __str__(self) -> str:
         return f"storage {self.location}: {self.reason}"
+
+
+class ProviderError(RenderClusterError):
+    """A hosted model's provider failed the call (an error answer, retries spent, a bad answer).
+
+    `status` is the provider's last HTTP status (None: no answer), `retries` how many
+    times the call was sent again before giving up.
+    """
+
+    status_code = 502
+
+    def __init__(
+        self, model: str, provider: str, reason: str, status: int | None = None, retries: int = 0
+    ):
+        super().__init__(model, provider, reason, status, retries)
+        self.model = model
+        self.provider = provider
+        self.reason = reason
+        self.status = status
+        self.retries = retries
+
+    def __str__(self) -> str:
+        return f"model {self.model!r} ({self.provider}): {self.reason}"
+
+
+class ProviderTimeout(ProviderError):
+    """A hosted model's call took longer than its `timeout_s`: an error, never a hang."""
+
+    status_code = 504
+
+
+class ContentRefused(RequestError):
+    """The provider refused the request's content; `reason` is the provider's own words."""
+
+    def __init__(self, model: str, provider: str, reason: str):
+        super().__init__("prompt", f"{provider} refused the request to model {model!r}: {reason}")
+        self.args = (model, provider, reason)  # what unpickling calls us with
+        self.model = model
+        self.provider = provider
+        self.reason = reason
+
+
+class UnsupportedCapability(RequestError):
+    """The model cannot do what the request asks (img2img or inpaint without an edit API)."""
+
+    def __init__(self, model: str, capability: str, detail: str):
+        field = "mask" if capability == "inpaint" else "init_image"
+        super().__init__(field, f"model {model!r} cannot do {capability}: {detail}")
+        self.args = (model, capability, detail)
+        self.model = model
+        self.capability = capability
+        self.detail = detail

@@ -81,7 +81,9 @@ class RunRecord(BaseModel):
     kind: Literal["render", "stage", "hires", "upscale", "campaign-item"] = Field(
         description="What ran: a plain render, a pipeline stage, a large-format render, ..."
     )
-    status: Literal["running", "done", "failed", "awaiting_approval", "rejected"] = Field(
+    status: Literal[
+        "queued", "running", "done", "failed", "awaiting_approval", "rejected", "cancelled"
+    ] = Field(
         description="Where the run stands."
     )
     model: str = Field(description="Model name in the cluster config.")

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from core.config import ModelConfig
 from core.records import RunRecord, model_fields, with_typography
-from core.schemas import LargeRenderJob, LargeRenderResult, RenderRequestBody
+from core.schemas import LargeRenderJob, LargeRenderResult, RenderRequestBody, UpscaleJob
 from core.typography.delivery import TypographyReport
 from core.validation import ResolvedRender
 
@@ -22,6 +22,8 @@ __all__ = [
     "finished_large_record",
     "large_record",
     "single_record",
+    "upscale_record",
+    "with_report",
 ]
 
 RecordKind = Literal["render", "hires", "campaign-item"]
@@ -109,6 +111,30 @@ def large_record(
         params=params | labels.params,
         campaign=labels.campaign,
         parent_id=labels.parent_id,
+    )
+
+
+def upscale_record(job: UpscaleJob, model: ModelConfig, status: str = "running") -> RunRecord:
+    """The record of an upscale job (see `finished_large_record` for its end)."""
+    height, width = job.image.shape[:2]
+    return RunRecord(
+        id=job.job_id,
+        kind="upscale",
+        status=status,
+        **model_fields(job.model_name, model),
+        params={
+            "source_width": width,
+            "source_height": height,
+            "width": width * job.scale,
+            "height": height * job.scale,
+            "scale": job.scale,
+            "passes": job.passes,
+            "tile_size": job.tile_size,
+            "padding": job.padding,
+            "format": job.format,
+            "dpi": job.dpi,
+        },
+        inputs={"image": hashlib.sha256(job.image.tobytes()).hexdigest()},
     )
 
 

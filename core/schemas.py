@@ -7,10 +7,10 @@ crosses Ray (images travel as uint8 numpy arrays, never re-encoded).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
 from core.typography.results import TypographyReport
 from core.typography.schema import TextBox, TextSpec
@@ -92,6 +92,9 @@ class RenderRequestBody(BaseModel):
             "by the model), then gated; see docs/typography.md."
         ),
     )
+    callback_url: HttpUrl | None = Field(
+        None, description="Large renders: POSTed the job's final state (signed) when it ends."
+    )
 
 
 class UpscaleRequestBody(BaseModel):
@@ -109,6 +112,9 @@ class UpscaleRequestBody(BaseModel):
     format: Literal["png", "jpeg", "tiff"] = Field("png", description="Output encoding.")
     dpi: int = Field(300, ge=1, le=4800, description="Resolution written into the file.")
     wait: bool = Field(True, description="False answers 202 with a job id at once.")
+    callback_url: HttpUrl | None = Field(
+        None, description="POSTed the job's final state (signed) when it ends."
+    )
 
 
 class RenderResponse(BaseModel):

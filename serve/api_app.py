@@ -15,7 +15,14 @@ from fastapi.responses import JSONResponse
 
 from actors.serve_calls import ServeModelCalls
 from core.config import ClusterConfig
-from core.errors import AuthError, OverloadedError, RequestError, StorageError
+from core.errors import (
+    AuthError,
+    OverloadedError,
+    ProviderError,
+    QueueFull,
+    RequestError,
+    StorageError,
+)
 from core.records import RunRegistry
 from core.store import ArtifactStore
 from serve.render_service import RenderService
@@ -68,7 +75,10 @@ async def _auth_error(_: Request, exc: AuthError) -> JSONResponse:
 
 @api.exception_handler(OverloadedError)
 async def _overloaded(_: Request, exc: OverloadedError) -> JSONResponse:
-    return error_response(503, None, str(exc), {"Retry-After": str(exc.retry_after_s)})
+    """503 (a model cannot take work now) or 429 (its job queue is full), with Retry-After."""
+    field = "model" if isinstance(exc, QueueFull) else None
+    headers = {"Retry-After": str(exc.retry_after_s)}
+    return error_response(exc.status_code, field, str(exc), headers)
 
 
 @api.exception_handler(StorageError)

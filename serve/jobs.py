@@ -1,95 +1,124 @@
-"""Large-format and upscale jobs followed from an ingress replica.
+"""The ingress side of durable jobs: admit, store, nudge, answer from the store.
 
-A job's record is written when it starts (status running) and rewritten when
-it ends (done with its output and seam score, or failed with the reason), so
-any ingress replica can answer `GET /v1/renders/{id}` from the store once the
-job is over; while it runs, its router actor (named after the job) answers.
+A job is admitted by writing it (and its run record) to the store and nudging
+the supervisor; nothing of it runs in the ingress. Status calls read the store
+only, so they answer at once whatever the cluster is doing; a `wait` polls the
+store, so a client that disconnects only stops its own polling.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
-import ray
-
-from actors.render_calls import RenderCalls, gate_failure
-from core.errors import JobFailed, TypographyGateFailed
-from core.records import RunRecord
-from core.schemas import LargeRenderJob, UpscaleJob
+from actors.job_supervisor import supervisor
+from core.config import ClusterConfig
+from core.errors import OverloadedError, QueueFull, RequestError
+from core.jobs.model import Job, JobKind
+from core.jobs.store import JobStore
+from core.records import RunRecord, RunRegistry
+from serve.capacity import Capacity
 
 logger = logging.getLogger("ray.serve")
-JOB_NAMESPACE = "render-cluster-jobs"
+
+WAIT_POLL_S = 0.25
+SETTLED = frozenset({"done", "failed", "cancelled", "awaiting_approval"})
 
 
-def router_name(job_id: str) -> str:
-    """Name of the job's router actor (in `JOB_NAMESPACE`)."""
-    return f"router-{job_id}"
+class JobDesk:
+    """Admits jobs and answers for them from the store."""
 
+    def __init__(self, config: ClusterConfig, registry: RunRegistry, capacity: Capacity):
+        self.config = config
+        self.registry = registry
+        self.jobs = JobStore(registry.store)
+        self.capacity = capacity
 
-class JobTracker:
-    """Starts and follows large-format jobs from an ingress replica."""
+    async def admit(
+        self,
+        kind: JobKind,
+        job_id: str,
+        model: str | None,
+        request: dict[str, Any],
+        record: RunRecord | None = None,
+        callback_url: str | None = None,
+        idempotency: tuple[str, dict] | None = None,
+    ) -> Job:
+        """Queue a job (its record too), or raise 429/503 when its model cannot take it."""
+        if model is not None:
+            await self._check_room(model)
+        job = Job(id=job_id, kind=kind, model=model, request=request, callback_url=callback_url)
+        if idempotency is not None:
+            job = job.model_copy(update={"idempotency_key": idempotency[0]})
+        if record is not None:
+            await asyncio.to_thread(self.registry.save, record)
+        await asyncio.to_thread(self.jobs.save, job)
+        if idempotency is not None:
+            await asyncio.to_thread(self.jobs.claim, idempotency[0], None, idempotency[1], job.id)
+        self.nudge()
+        return job
 
-    def __init__(self, calls: RenderCalls):
-        self.calls = calls
-        self.registry = calls.registry
-        self._tasks: dict[str, asyncio.Task] = {}
+    async def _check_room(self, model: str) -> None:
+        problem = await self.capacity.placement_problem(model)
+        if problem is not None:
+            raise OverloadedError(model, retry_after_s=30, reason=problem)
+        limit = self.config.jobs.max_queued_per_model
+        unfinished = await asyncio.to_thread(self.jobs.unfinished)
+        queued = sum(1 for job in unfinished if job.model == model and job.status == "queued")
+        if queued >= limit:
+            raise QueueFull(model, queued, limit, retry_after_s=5)
 
-    def start(self, record: RunRecord, job: LargeRenderJob | UpscaleJob) -> RunRecord:
-        """Save the job's running record and hand the job to a new router actor."""
-        self.registry.save(record)
-        router = self.calls.models.start_router(router_name(job.job_id), JOB_NAMESPACE)
-        self._tasks[job.job_id] = asyncio.create_task(self._follow(record, job, router))
-        return record
-
-    async def _follow(
-        self, record: RunRecord, job: LargeRenderJob | UpscaleJob, router: Any
-    ) -> RunRecord:
+    def nudge(self) -> None:
+        """Tell the supervisor to look at the queue (fire and forget)."""
         try:
-            return await self.calls.finish_large(record, job, router)
-        except TypographyGateFailed:  # the record, failed for review, is written
-            return self.registry.get(job.job_id)
-        except JobFailed as exc:
-            final = record.model_copy(update={"status": "failed", "error": exc.reason})
-        except Exception as exc:  # the router itself died: the job is over
-            logger.exception("router of job %s failed", job.job_id)
-            final = record.model_copy(
-                update={"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
-            )
-        self.registry.save(final)
-        return final
+            supervisor().nudge.remote()
+        except ValueError:  # no supervisor yet: it reads the queue when it starts
+            logger.warning("no job supervisor is running; the job waits in the store")
 
-    async def wait(self, job_id: str) -> RunRecord:
-        """Wait for a job started here and return its final record.
+    async def get(self, job_id: str) -> Job:
+        return await asyncio.to_thread(self.jobs.get, job_id)
 
-        A job whose text failed the typography gate raises `TypographyGateFailed`
-        (its image kept for review), as a one-call render does.
-        """
-        final = await self._tasks[job_id]
-        failed = gate_failure(final)
-        if failed is not None:
-            raise failed
-        return final
+    async def find(self, job_id: str) -> Job | None:
+        return await asyncio.to_thread(self.jobs.find, job_id)
 
-    async def status(self, job_id: str) -> tuple[RunRecord, dict[str, Any]]:
-        """The job's record and its progress ({status, phase, done, total})."""
-        record = self.registry.get(job_id)
-        if record.status != "running":
-            total = int(record.metrics.get("tiles", 0))
-            done = total if record.status == "done" else 0
-            return record, {
-                "status": record.status,
-                "phase": record.status,
-                "done": done,
-                "total": total,
-            }
+    async def wait(self, job_id: str, timeout_s: float | None = None) -> Job:
+        """Poll the store until the job is settled (ended, or waiting for approval)."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            job = await self.get(job_id)
+            if job.status in SETTLED:
+                return job
+            if deadline is not None and time.monotonic() > deadline:
+                return job
+            await asyncio.sleep(WAIT_POLL_S)
+
+    async def cancel(self, job_id: str) -> Job:
+        """Cancel through the supervisor (the one writer of running jobs)."""
+        job = await self.get(job_id)
+        if job.terminal:
+            raise RequestError("id", f"job {job_id} is already {job.status}")
         try:
-            router = ray.get_actor(router_name(job_id), namespace=JOB_NAMESPACE)
-            progress = await router.progress.remote()
-        except ValueError:  # the router is gone: the record is about to be final
-            record = self.registry.get(job_id)
-            progress = {"status": record.status, "phase": record.status, "done": 0, "total": 0}
-        except ray.exceptions.RayActorError:
-            progress = {"status": "running", "phase": "finishing", "done": 0, "total": 0}
-        return record, progress
+            state = await asyncio.wait_for(supervisor().cancel.remote(job_id), timeout=30)
+        except ValueError:
+            raise OverloadedError(
+                "job-supervisor", retry_after_s=5, reason="no supervisor runs"
+            ) from None
+        return Job.model_validate(state)
+
+    async def resume(self, job_id: str) -> Job:
+        state = await asyncio.wait_for(supervisor().resume.remote(job_id), timeout=30)
+        return Job.model_validate(state)
+
+    async def claimed(self, key: str | None, body: dict) -> str | None:
+        """The id an `Idempotency-Key` created before with this body (409 if another body)."""
+        if key is None:
+            return None
+        if not key or len(key) > 255:
+            raise RequestError("Idempotency-Key", "must be 1 to 255 characters")
+        return await asyncio.to_thread(self.jobs.claimed, key, None, body)
+
+    async def claim(self, key: str | None, body: dict, created_id: str) -> None:
+        if key is not None:
+            await asyncio.to_thread(self.jobs.claim, key, None, body, created_id)

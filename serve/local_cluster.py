@@ -8,7 +8,10 @@ from dataclasses import dataclass
 import ray
 from ray import serve
 
+from actors.job_supervisor import ensure_supervisor
 from core.config import APP_NAME, ClusterConfig
+from core.deployment_options import gpu_shortfall
+from core.errors import ConfigError
 from serve.app import application
 
 
@@ -28,7 +31,15 @@ class LocalCluster:
 def start_local_cluster(
     config: ClusterConfig, gpus: int = 4, port: int | None = None, cpus: int | None = None
 ) -> LocalCluster:
-    """Start Ray with `gpus` logical GPUs, deploy the app, and wait until it serves."""
+    """Start Ray with `gpus` logical GPUs, deploy the app, and wait until it serves.
+
+    `ConfigError` (before anything starts) when the GPUs cannot hold every model's
+    minimum replicas. The job supervisor is started with the app; it resumes the
+    jobs an earlier run of the cluster left in the store.
+    """
+    shortfall = gpu_shortfall(config, gpus)
+    if shortfall is not None:
+        raise ConfigError("--gpus", [shortfall])
     started = time.perf_counter()
     if not ray.is_initialized():
         ray.init(
@@ -42,6 +53,7 @@ def start_local_cluster(
     serve.start(http_options={"host": config.http.host, "port": port})
     serve.run(application(config), name=APP_NAME, route_prefix="/", blocking=False)
     wait_running()
+    ray.get(ensure_supervisor(config, APP_NAME).holder.remote(), timeout=120)
     return LocalCluster(
         url=f"http://{config.http.host}:{port}", startup_s=time.perf_counter() - started
     )

@@ -1,13 +1,14 @@
-"""The logic behind `/v1/renders` and `/v1/upscale`: start, follow and show renders.
+"""The logic behind `/v1/renders` and `/v1/upscale`: render, admit jobs, show them.
 
 Every render goes through `actors.render_calls.RenderCalls` (the one path the
-pipelines and campaigns use too); this service adds what only the API needs:
-run ids, jobs followed from the ingress and the public JSON view of a record.
+pipelines and campaigns use too). A one-call render runs here; a large render or
+an upscale is admitted as a durable job (`serve.jobs.JobDesk`) that the job
+supervisor runs. Views read the store only.
 """
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
 from typing import Any
 
 from actors.render_calls import (
@@ -18,11 +19,15 @@ from actors.render_calls import (
     default_output_key,
 )
 from core.config import APP_NAME, ClusterConfig
-from core.records import RunRecord, RunRegistry, model_fields, new_run_id
+from core.jobs.model import Job
+from core.jobs.requests import stash
+from core.records import RunRecord, RunRegistry, new_run_id
+from core.render_records import upscale_record
 from core.schemas import RenderRequestBody, UpscaleRequestBody
 from core.store import ArtifactStore
 from core.validation import resolve_upscale
-from serve.jobs import JobTracker
+from serve.capacity import Capacity
+from serve.jobs import JobDesk
 
 
 class RenderService:
@@ -40,69 +45,77 @@ class RenderService:
         self.registry = RunRegistry(store)
         target = ServeTarget(config.storage, app_name)
         self.calls = RenderCalls(config, self.registry, ModelCalls(target, model_render))
-        self.jobs = JobTracker(self.calls)
+        self.jobs = JobDesk(config, self.registry, Capacity(config, app_name))
 
     def is_large(self, body: RenderRequestBody) -> bool:
         return self.calls.is_large(body)
 
     async def render_single(
-        self, body: RenderRequestBody, fmt: str | None = None
+        self, body: RenderRequestBody, fmt: str | None = None, run_id: str | None = None
     ) -> tuple[RunRecord, bytes, str]:
         """Render one image; return its record, encoded bytes and format."""
-        outcome = await self.calls.render_single(body, new_run_id(), fmt=fmt)
+        outcome = await self.calls.render_single(body, run_id or new_run_id(), fmt=fmt)
         assert outcome.encoded is not None
         return outcome.record, outcome.encoded, str(outcome.record.params["format"])
 
-    def start_large(self, body: RenderRequestBody) -> RunRecord:
-        """Validate and start a large-format job; return its running record."""
-        job, record = self.calls.large_job(body, new_run_id())
-        return self.jobs.start(record, job)
+    async def start_large(self, body: RenderRequestBody, idempotency: tuple | None = None) -> Job:
+        """Validate a large-format render and queue it as a job; its job."""
+        run_id = new_run_id()
+        spec, record = await asyncio.to_thread(self.calls.large_job, body, run_id)
+        fixed = body.model_dump(mode="json", exclude={"wait", "callback_url"})
+        fixed["seed"] = spec.seed  # a resumed job renders the seed chosen now
+        request = await asyncio.to_thread(stash, self.store, run_id, fixed, ("base_image",))
+        request["output_key"] = spec.output_key
+        queued = record.model_copy(update={"status": "queued"})
+        callback = None if body.callback_url is None else str(body.callback_url)
+        return await self.jobs.admit(
+            "hires", run_id, spec.model_name, request, queued, callback, idempotency
+        )
 
-    def start_upscale(self, body: UpscaleRequestBody) -> RunRecord:
-        """Validate and start a tiled upscale job; return its running record."""
+    async def start_upscale(
+        self, body: UpscaleRequestBody, idempotency: tuple | None = None
+    ) -> Job:
+        """Validate an upscale and queue it as a job; its job."""
         run_id = new_run_id()
         key = default_output_key(run_id, body.format)
-        job, model = resolve_upscale(body, self.config, run_id, key)
-        height, width = job.image.shape[:2]
-        record = RunRecord(
-            id=run_id,
-            kind="upscale",
-            status="running",
-            **model_fields(job.model_name, model),
-            params={
-                "source_width": width,
-                "source_height": height,
-                "width": width * job.scale,
-                "height": height * job.scale,
-                "scale": job.scale,
-                "passes": job.passes,
-                "tile_size": job.tile_size,
-                "padding": job.padding,
-                "format": job.format,
-                "dpi": job.dpi,
-            },
-            inputs={"image": hashlib.sha256(job.image.tobytes()).hexdigest()},
+        spec, model = await asyncio.to_thread(resolve_upscale, body, self.config, run_id, key)
+        fixed = body.model_dump(mode="json", exclude={"wait", "callback_url"})
+        request = await asyncio.to_thread(stash, self.store, run_id, fixed, ("image",))
+        request["output_key"] = key
+        record = upscale_record(spec, model, status="queued")
+        callback = None if body.callback_url is None else str(body.callback_url)
+        return await self.jobs.admit(
+            "upscale", run_id, spec.model_name, request, record, callback, idempotency
         )
-        return self.jobs.start(record, job)
 
     async def job_view(self, run_id: str, base_url: str) -> dict[str, Any]:
         """`GET /v1/renders/{id}`: status, progress and, when done, the result."""
-        record, progress = await self.jobs.status(run_id)
-        return self.view(record, progress, base_url)
+        record = await asyncio.to_thread(self.registry.get, run_id)
+        job = await self.jobs.find(run_id)
+        return self.view(record, job, base_url)
 
-    def view(self, record: RunRecord, progress: dict[str, Any], base_url: str) -> dict[str, Any]:
-        """The public JSON of a render record."""
+    def view(self, record: RunRecord, job: Job | None, base_url: str) -> dict[str, Any]:
+        """The public JSON of a render record (and of its job, when it is one)."""
+        status = job.status if job is not None else record.status
+        if job is not None:
+            progress = job.progress
+            done, total, phase = progress.done, progress.total, progress.phase
+        else:
+            total = int(record.metrics.get("tiles", 0))
+            done, phase = (total if status == "done" else 0), status
         view: dict[str, Any] = {
             "id": record.id,
-            "status": record.status,
-            "progress": {"done": progress["done"], "total": progress["total"]},
-            "phase": progress["phase"],
+            "status": status,
+            "progress": {"done": done, "total": total},
+            "phase": phase,
             "model": record.model,
             "seed": record.seed,
             "width": record.params.get("width"),
             "height": record.params.get("height"),
             "format": record.params.get("format"),
         }
+        if job is not None:
+            view["job"] = f"/v1/jobs/{job.id}"
         if record.status == "done":
             key = record.outputs["image"]
             view["result"] = {
@@ -117,6 +130,7 @@ class RenderService:
             view["review"] = {"key": key, "url": self.store.url(key, base_url=base_url)}
         if record.typography is not None:
             view["typography"] = record.typography
-        if record.error:
-            view["error"] = record.error
+        error = job.error.message if job is not None and job.error else record.error
+        if error:
+            view["error"] = error
         return view

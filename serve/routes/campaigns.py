@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError
 
 from actors.campaign_runner import runner_alive, start_runner
 from core.campaign import (
@@ -28,7 +28,8 @@ from core.campaign import (
 )
 from core.campaign.loop import DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_IN_FLIGHT, load_stats
 from core.campaign.plan import manifest_key, plan_campaign
-from core.errors import NotFoundError
+from core.errors import NotFoundError, RequestError
+from core.records import new_run_id
 from serve.api_app import Context, IngressContext, authorized, base_url, error_response
 
 router = APIRouter(dependencies=[Depends(authorized)])
@@ -49,6 +50,9 @@ class ManifestText(BaseModel):
         ge=1,
         le=20,
         description="Failed attempts per render before giving up.",
+    )
+    callback_url: HttpUrl | None = Field(
+        None, description="POSTed the campaign job's final state (signed) when it ends."
     )
 
 
@@ -118,6 +122,15 @@ async def submit_campaign(
         )
     except ValueError:  # another request started one a moment ago
         return error_response(409, "campaign", f"campaign {name!r} is already running")
+    job_id = new_run_id()
+    follow = {
+        "campaign": name,
+        "settings": {
+            "max_in_flight": settings.max_in_flight,
+            "max_attempts": settings.max_attempts,
+        },
+    }
+    await ctx.renders.jobs.admit("campaign", job_id, None, follow, None, _callback(body))
     root = base_url(request)
     return {
         "campaign": name,
@@ -125,7 +138,24 @@ async def submit_campaign(
         "total": len(jobs),
         "done": done,
         "status_url": f"{root}/v1/campaigns/{name}",
+        "job_id": job_id,
+        "job_url": f"{root}/v1/jobs/{job_id}",
     }
+
+
+def _callback(body: dict[str, Any]) -> str | None:
+    """The `callback_url` of a submission, checked like every other URL field."""
+    value = body.get("callback_url") if "manifest" in body else None
+    if value is None:
+        return None
+    try:
+        return str(CallbackUrl.model_validate({"callback_url": value}).callback_url)
+    except ValidationError:
+        raise RequestError("callback_url", "must be an http(s) URL") from None
+
+
+class CallbackUrl(BaseModel):
+    callback_url: HttpUrl
 
 
 @router.get("/v1/campaigns/{name}")

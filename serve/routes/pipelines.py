@@ -1,20 +1,20 @@
 """Pipeline routes: list pipelines, start a run, show it, approve, reject and re-run it.
 
-Stages run in background asyncio tasks of the ingress replica, so a client that
-disconnects (or asked not to wait) never cancels a run; `wait: true` only waits
-for the task. Each replica creates its `PipelineRunner` once, on first use.
+A run is a durable job (kind pipeline, the run's id) that the job supervisor
+advances to its next approval gate or its end; at a gate nothing runs, and an
+approval (even after a restart) hands the job back to the supervisor. A client
+that disconnects (or asked not to wait) never cancels a run; `wait: true` polls
+the job in the store. The ingress only validates, records and answers.
 """
 
 import asyncio
 import base64
 import binascii
-import logging
-from collections.abc import Coroutine
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, JsonValue
 
 from actors.pipeline_runner import PipelineRunner
 from actors.pipeline_state import PipelineRequest, PipelineRunState
@@ -26,8 +26,6 @@ from core.typography.schema import TextBox
 from serve.api_app import Context, IngressContext, authorized, base_url
 
 router = APIRouter(dependencies=[Depends(authorized)])
-logger = logging.getLogger("ray.serve")
-_background: set[asyncio.Task[RunRecord]] = set()  # strong references to running tasks
 
 
 class _Body(BaseModel):
@@ -48,6 +46,9 @@ class PipelineRunBody(_Body):
         description="Copy typeset into anchor boxes after the last stage, then gated.",
     )
     wait: bool = Field(False, description="Answer when the run stops (gate, end, failure).")
+    callback_url: HttpUrl | None = Field(
+        None, description="POSTed the run's job state (signed) when it ends."
+    )
 
 
 class ApproveBody(_Body):
@@ -108,19 +109,19 @@ async def start_run(
         known = ", ".join(sorted(ctx.config.pipelines)) or "none configured"
         raise NotFoundError("name", f"no pipeline {name!r} (pipelines: {known})")
     limit = ctx.config.limits.max_upload_bytes
-    run = runner.start(
-        name,
-        PipelineRequest(
-            prompt=body.prompt,
-            negative_prompt=body.negative_prompt,
-            seed=body.seed,
-            reference=_upload(body.reference, "reference", limit),
-            mask=_upload(body.mask, "mask", limit),
-            campaign=body.campaign,
-            text_boxes=body.text_boxes,
-        ),
+    pipeline_request = PipelineRequest(
+        prompt=body.prompt,
+        negative_prompt=body.negative_prompt,
+        seed=body.seed,
+        reference=_upload(body.reference, "reference", limit),
+        mask=_upload(body.mask, "mask", limit),
+        campaign=body.campaign,
+        text_boxes=body.text_boxes,
     )
-    return await _answer(runner.advance(run.id), body.wait, run, request, ctx)
+    run = await asyncio.to_thread(runner.start, name, pipeline_request)
+    callback = None if body.callback_url is None else str(body.callback_url)
+    await ctx.renders.jobs.admit("pipeline", run.id, None, {"pipeline": name}, None, callback)
+    return await _answer(run, body.wait, request, ctx)
 
 
 @router.get("/v1/pipelines/runs/{run_id}")
@@ -134,17 +135,24 @@ async def approve(
     run_id: str, request: Request, ctx: Context, runner: Runner, body: ApproveBody | None = None
 ) -> Any:
     """Pass the approval gate a run waits at and continue it (202, or 200 with `wait`)."""
-    run = _awaiting(runner, run_id)
-    running = run.model_copy(update={"status": "running"})
-    return await _answer(runner.approve(run_id), bool(body and body.wait), running, request, ctx)
+    _awaiting(runner, run_id)
+    running = await asyncio.to_thread(runner.mark_approved, run_id)
+    if await ctx.renders.jobs.find(run_id) is None:  # a run from before jobs existed
+        await ctx.renders.jobs.admit("pipeline", run_id, None, {"pipeline": running.pipeline})
+    else:
+        await ctx.renders.jobs.resume(run_id)
+    return await _answer(running, bool(body and body.wait), request, ctx)
 
 
 @router.post("/v1/renders/{run_id}/reject")
 async def reject(
     run_id: str, request: Request, ctx: Context, runner: Runner, body: RejectBody | None = None
 ) -> dict[str, Any]:
-    """End a run that waits for approval, with status rejected."""
-    return run_view(runner.reject(run_id, body.reason if body else ""), request, ctx)
+    """End a run that waits for approval, with status rejected (its job: cancelled)."""
+    run = await asyncio.to_thread(runner.reject, run_id, body.reason if body else "")
+    if await ctx.renders.jobs.find(run_id) is not None:
+        await ctx.renders.jobs.cancel(run_id, code="rejected", message=str(run.error))
+    return run_view(run, request, ctx)
 
 
 @router.post("/v1/renders/{run_id}/rerun", response_model=None)
@@ -153,12 +161,13 @@ async def rerun(
 ) -> Any:
     """Start a new run repeating `run_id` from one stage, with `set` applied to that stage."""
     try:
-        run = runner.start_rerun(run_id, body.stage, body.overrides)
+        run = await asyncio.to_thread(runner.start_rerun, run_id, body.stage, body.overrides)
     except RequestError as exc:
         if exc.field != "overrides":
             raise
         raise RequestError("set", exc.message) from None
-    return await _answer(runner.advance(run.id), body.wait, run, request, ctx)
+    await ctx.renders.jobs.admit("pipeline", run.id, None, {"pipeline": run.pipeline})
+    return await _answer(run, body.wait, request, ctx)
 
 
 def run_view(run: RunRecord, request: Request, ctx: IngressContext) -> dict[str, Any]:
@@ -248,23 +257,11 @@ def _upload(text: str | None, field: str, max_bytes: int) -> bytes | None:
         raise RequestError(field, "is not valid base64") from None
 
 
-async def _answer(
-    work: Coroutine[Any, Any, RunRecord],
-    wait: bool,
-    started: RunRecord,
-    request: Request,
-    ctx: IngressContext,
-) -> Any:
-    """Run `work` in the background; 202 with `started` now, or 200 when `work` ends."""
-    task = asyncio.create_task(work)
-    _background.add(task)
-    task.add_done_callback(_finished)
+async def _answer(run: RunRecord, wait: bool, request: Request, ctx: IngressContext) -> Any:
+    """202 with the run now, or (with `wait`) 200 once its job stops at a gate or ends."""
     if not wait:
-        return JSONResponse(status_code=202, content=run_view(started, request, ctx))
-    return run_view(await asyncio.shield(task), request, ctx)
-
-
-def _finished(task: asyncio.Task[RunRecord]) -> None:
-    _background.discard(task)
-    if not task.cancelled() and task.exception() is not None:
-        logger.error("pipeline run task failed: %s", task.exception())
+        content = run_view(run, request, ctx)
+        headers = {"Location": f"/v1/jobs/{run.id}", "Retry-After": "1"}
+        return JSONResponse(status_code=202, content=content, headers=headers)
+    await ctx.renders.jobs.wait(run.id)
+    return run_view(await asyncio.to_thread(ctx.registry.get, run.id), request, ctx)

@@ -1,24 +1,31 @@
-"""`POST /v1/upscale`: make an image billboard-sized with a tiled upscaler model."""
+"""`POST /v1/upscale`: make an image billboard-sized with a tiled upscaler model (a job)."""
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Header, Request
 
 from core.schemas import UpscaleRequestBody
-from serve.api_app import Context, authorized, base_url, error_response
+from serve.api_app import Context, authorized, base_url
+from serve.routes.renders import accepted, finished
 
 router = APIRouter(dependencies=[Depends(authorized)])
 
 
 @router.post("/v1/upscale", response_model=None)
-async def upscale(body: UpscaleRequestBody, request: Request, ctx: Context) -> Any:
-    """Start a tiled upscale; 202 with the job id, or wait and answer with the result."""
-    record = ctx.renders.start_upscale(body)
-    url = base_url(request)
+async def upscale(
+    body: UpscaleRequestBody,
+    request: Request,
+    ctx: Context,
+    idempotency_key: str | None = Header(None),
+) -> Any:
+    """Queue a tiled upscale; 202 with the job, or wait and answer with the result."""
+    key_body = body.model_dump(mode="json")
+    claimed = await ctx.renders.jobs.claimed(idempotency_key, key_body)
+    if claimed is not None:
+        job = await ctx.renders.jobs.get(claimed)
+    else:
+        key = None if idempotency_key is None else (idempotency_key, key_body)
+        job = await ctx.renders.start_upscale(body, key)
     if not body.wait:
-        return JSONResponse(status_code=202, content=await ctx.renders.job_view(record.id, url))
-    final = await ctx.renders.jobs.wait(record.id)
-    if final.status != "done":
-        return error_response(500, None, f"upscale {final.id} failed: {final.error}")
-    return await ctx.renders.job_view(final.id, url)
+        return accepted(await ctx.renders.job_view(job.id, base_url(request)), job.id)
+    return await finished(ctx, await ctx.renders.jobs.wait(job.id), request)

@@ -1,0 +1,71 @@
+"""`JobSupervisor`: the detached actor that runs every durable job of a cluster.
+
+One per cluster, named ``job-supervisor`` in the jobs namespace, restarted by
+Ray whenever it dies (`max_restarts=-1`). Its loop (`core.jobs.supervision`)
+starts in the constructor, so a restarted supervisor picks the queue up again
+and adopts the jobs its previous incarnation held. The API only writes jobs to
+the store and nudges it; status calls never reach it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import ray
+
+from actors.job_work import JobWork
+from core.config import APP_NAME, ClusterConfig
+from core.config_file import config_from_dict
+from core.jobs.store import JobStore
+from core.jobs.supervision import Holder, Supervision
+from core.store import open_store
+
+__all__ = ["JOBS_NAMESPACE", "SUPERVISOR_NAME", "JobSupervisor", "ensure_supervisor", "supervisor"]
+
+SUPERVISOR_NAME = "job-supervisor"
+JOBS_NAMESPACE = "render-cluster-jobs"
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=1000)
+class JobSupervisor:
+    """Runs, resumes and adopts the jobs kept in the cluster's store."""
+
+    def __init__(self, config: dict[str, Any], app_name: str, cluster_id: str):
+        cluster = config_from_dict(config, source="job supervisor")
+        store = open_store(cluster.storage)
+        holder = Holder(cluster_id, uuid.uuid4().hex[:8])
+        work = JobWork(cluster, store, app_name)
+        self.supervision = Supervision(JobStore(store), cluster.jobs, holder, work.kinds())
+        self._loop = asyncio.get_running_loop().create_task(self.supervision.run_forever())
+
+    async def nudge(self) -> None:
+        """Look at the queue now."""
+        self.supervision.nudge()
+
+    async def cancel(
+        self, job_id: str, code: str = "cancelled", message: str = "cancelled"
+    ) -> dict[str, Any]:
+        """Cancel a job; its final state."""
+        return (await self.supervision.cancel(job_id, code, message)).model_dump(mode="json")
+
+    async def resume(self, job_id: str) -> dict[str, Any]:
+        """Continue a job that waited for approval."""
+        return (await self.supervision.resume(job_id)).model_dump(mode="json")
+
+    async def holder(self) -> str:
+        """Who holds the leases of the jobs this supervisor runs."""
+        return str(self.supervision.holder)
+
+
+def ensure_supervisor(config: ClusterConfig, app_name: str = APP_NAME) -> Any:
+    """The cluster's supervisor, started (detached) if there is none."""
+    return JobSupervisor.options(
+        name=SUPERVISOR_NAME, namespace=JOBS_NAMESPACE, lifetime="detached", get_if_exists=True
+    ).remote(config.model_dump(mode="json"), app_name, uuid.uuid4().hex[:12])
+
+
+def supervisor() -> Any:
+    """The running supervisor's handle; `ValueError` if none was started."""
+    return ray.get_actor(SUPERVISOR_NAME, namespace=JOBS_NAMESPACE)
