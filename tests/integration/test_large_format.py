@@ -123,7 +123,7 @@ def test_killed_replica_mid_render_gives_the_same_image(solo):
         ray.kill(ray.get_actor(victims[0], namespace="serve"), no_restart=True)
         view = wait_until(
             lambda: http.get(f"/v1/renders/{job_id}").json(),
-            lambda view: view["status"] != "running",
+            lambda view: view["status"] not in ("queued", "running"),
             timeout_s=300,
             interval_s=0.25,
             what=f"render {job_id} to stop running after a replica was killed",
@@ -144,11 +144,13 @@ def test_progress_is_published_and_tiled_mode_works(solo):
         )
         assert started.status_code == 202
         view = started.json()
-        assert view["status"] == "running" and view["progress"]["done"] == 0
+        assert view["status"] == "queued" and view["progress"]["done"] == 0
+        assert started.headers["Location"] == f"/v1/jobs/{view['id']}"
+        assert started.headers["Retry-After"] == "1"
         seen = set()
 
         def watched_to_the_end(view: dict) -> bool:
-            if view["status"] != "running":
+            if view["status"] not in ("queued", "running"):
                 return True
             seen.add(view["progress"]["done"])
             return False
