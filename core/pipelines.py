@@ -222,6 +222,7 @@ class PipelineConfig(_Strict):
 
 class _Model(Protocol):
     latent_factor: int
+    family: str
 
 
 def check_pipeline_references(
@@ -245,6 +246,11 @@ def check_pipeline_references(
             continue
         model_name = stage.model if stage.model is not None else styles[str(stage.style)]
         factor = models[model_name].latent_factor
+        if stage.kind == "hires" and models[model_name].family == "remote":
+            problems.append(
+                f"{where}: model {model_name!r} is hosted; a hires stage refines tile by "
+                "tile on a local model"
+            )
         for side in ("width", "height"):
             value = getattr(stage, side)
             if value % factor:

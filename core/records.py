@@ -29,6 +29,7 @@ from pydantic import (
 
 from core.errors import NotFoundError, RequestError, StorageError
 from core.model_source import parse_source
+from core.remote.record import ProviderCall
 from core.store import ArtifactStore
 from core.typography.results import TypographyReport
 
@@ -125,6 +126,16 @@ class RunRecord(BaseModel):
         description="Text boxes: how each was typeset and painted, and the typography "
         "gate's figures per box (see core.typography.results.TypographyReport).",
     )
+    provider: ProviderCall | None = Field(
+        None,
+        description="A hosted model's call: provider, its model and request id, seed and "
+        "revised prompt if returned, latency, retries, sizes and cost.",
+    )
+    cost_usd: NonNegativeFloat | None = Field(
+        None,
+        description="What the run's hosted calls cost in USD (a pipeline run or campaign "
+        "item: the sum over its stages); None when no hosted model was called.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -218,11 +229,12 @@ class RunRegistry:
         pipeline: str | None = None,
         campaign: str | None = None,
         status: str | None = None,
+        provider: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
         limit: int | None = 100,
     ) -> list[RunRecord]:
-        """Records that match every given filter, newest first.
+        """Records that match every given filter, newest first (`provider`: hosted calls to it).
 
         `since` is inclusive and `until` exclusive (naive times are UTC). Day folders
         outside the range are skipped without being read.
@@ -245,6 +257,8 @@ class RunRegistry:
             record = self._parse(key, self.store.get_bytes(key))
             if any(getattr(record, name) != value for name, value in wanted.items()):
                 continue
+            if provider is not None and _provider_of(record) != provider:
+                continue
             if (since and record.created_at < since) or (until and record.created_at >= until):
                 continue
             found.append(record)
@@ -258,6 +272,10 @@ class RunRegistry:
             return RunRecord.model_validate_json(data)
         except ValidationError as exc:
             raise StorageError(key, f"not a valid run record ({exc.error_count()} errors)") from exc
+
+
+def _provider_of(record: RunRecord) -> str | None:
+    return record.provider.provider if record.provider is not None else None
 
 
 def _day_in_range(at: datetime, since: datetime | None, until: datetime | None) -> bool:

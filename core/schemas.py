@@ -179,6 +179,7 @@ class GenerateResult:
     replica: str
     gpu_ids: list[str]
     started_at: float = 0.0  # wall-clock start of the compute (time.time() on the replica)
+    provider: dict[str, Any] | None = None  # a hosted call (core.remote.record.ProviderCall)
 
 
 LargeFormat = Literal["png", "jpeg", "tiff"]

@@ -27,7 +27,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from core.errors import TileError
+from core.errors import TileError, UnsupportedCapability
 from core.typography.compose import composite_into
 from core.typography.contrast import solve_contrast
 from core.typography.gate import gate_box, stray_text_check
@@ -104,8 +104,9 @@ def inpaint_pass(
 
     `request` is a `GenerateRequest`; each call renders a copy of it in inpaint mode
     at the region's size. `align` is the model's latent factor; regions over
-    `max_pixels` (one call's worth) and calls that fail on a tile (out of memory, ...)
-    are `IntegrationUnavailable`.
+    `max_pixels` (one call's worth), calls that fail on a tile (out of memory, ...) and
+    models that cannot inpaint (a hosted model without an edit API) are
+    `IntegrationUnavailable`.
     """
 
     async def call(region: np.ndarray, mask: np.ndarray, strength: float) -> np.ndarray:
@@ -125,7 +126,7 @@ def inpaint_pass(
         )
         try:
             return await render(repaint)
-        except TileError as exc:
+        except (TileError, UnsupportedCapability) as exc:  # hosted models without inpaint
             raise IntegrationUnavailable(f"the integrated pass failed ({exc})") from None
 
     return aligned(call, align)
