@@ -23,7 +23,7 @@ def follow_job(client: RenderClient, view: dict[str, Any], console: Console) -> 
     )
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task(view.get("phase", "queued"), total=None)
-        while view["status"] == "running":
+        while view["status"] in ("queued", "running"):
             time.sleep(0.5)
             view = client.get(f"/v1/renders/{view['id']}")
             done, total = view["progress"]["done"], view["progress"]["total"]

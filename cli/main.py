@@ -17,6 +17,7 @@ from cli.client import RenderClient
 from cli.embedded import cluster_url
 from cli.errors import one_line_errors
 from cli.jobs import describe, download, follow_job
+from cli.jobs_app import jobs_app
 from cli.k8s import app as k8s_app
 from cli.runs import pipeline_app, register, runs_app
 from cli.text_boxes import TextBoxesOption, read_text_boxes
@@ -32,6 +33,7 @@ app.add_typer(k8s_app, name="k8s")
 app.add_typer(runs_app, name="runs")
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(campaign_app, name="campaign")
+app.add_typer(jobs_app, name="jobs")
 console = Console(highlight=False)
 
 ConfigOption = Annotated[

@@ -66,7 +66,9 @@ class Capacity:
                 problems[name] = "not deployed"
             elif deployment.replica_states.get("RUNNING", 0) == 0:
                 problem = await self.placement_problem(model)
-                problems[name] = problem or f"no running replica ({deployment.status.value})"
+                scales_to_zero = self.config.models[model].autoscaling.min_replicas == 0
+                if problem is not None or not scales_to_zero:
+                    problems[name] = problem or f"no running replica ({deployment.status.value})"
         return problems
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from actors.job_supervisor import supervisor
 from core.config import ClusterConfig
-from core.errors import OverloadedError, QueueFull, RequestError
+from core.errors import NotFoundError, OverloadedError, QueueFull, RequestError
 from core.jobs.model import Job, JobKind
 from core.jobs.store import JobStore
 from core.records import RunRecord, RunRegistry
@@ -94,18 +94,24 @@ class JobDesk:
                 return job
             await asyncio.sleep(WAIT_POLL_S)
 
-    async def cancel(self, job_id: str) -> Job:
-        """Cancel through the supervisor (the one writer of running jobs)."""
+    async def cancel(self, job_id: str, code: str = "cancelled", message: str = "cancelled") -> Job:
+        """Cancel through the supervisor (the one writer of running jobs); its record too."""
         job = await self.get(job_id)
         if job.terminal:
             raise RequestError("id", f"job {job_id} is already {job.status}")
         try:
-            state = await asyncio.wait_for(supervisor().cancel.remote(job_id), timeout=30)
+            call = supervisor().cancel.remote(job_id, code, message)
         except ValueError:
-            raise OverloadedError(
-                "job-supervisor", retry_after_s=5, reason="no supervisor runs"
-            ) from None
-        return Job.model_validate(state)
+            raise OverloadedError("job-supervisor", 5, "no job supervisor runs") from None
+        cancelled = Job.model_validate(await asyncio.wait_for(call, timeout=30))
+        try:
+            record = await asyncio.to_thread(self.registry.get, job_id)
+        except NotFoundError:  # a campaign's job has no run record
+            return cancelled
+        if record.status in ("queued", "running", "awaiting_approval"):
+            ended = record.model_copy(update={"status": "cancelled", "error": message})
+            await asyncio.to_thread(self.registry.save, ended)
+        return cancelled
 
     async def resume(self, job_id: str) -> Job:
         state = await asyncio.wait_for(supervisor().resume.remote(job_id), timeout=30)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -11,6 +12,8 @@ import pytest
 
 from core.config import ClusterConfig
 from core.config_file import load_config
+
+WEBHOOK_SECRET = "integration-webhook-secret"
 
 
 @dataclass
@@ -45,6 +48,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCluster
     config = base.model_copy(
         update={"model_cache_dir": tmp_path_factory.mktemp("models"), "storage": storage}
     )
+    # Ray's worker processes (the job supervisor among them) inherit this environment.
+    os.environ.setdefault(config.jobs.webhook_secret_env, WEBHOOK_SECRET)
     running = start_local_cluster(config, gpus=4, port=free_port(), cpus=8)
     yield RunningCluster(running.url, config)
     running.shutdown()

@@ -1,0 +1,132 @@
+"""One hires job on a three-node local cluster; the node running its router is removed.
+
+Run by `test_multinode_jobs.py` in a process of its own (a `ray.cluster_utils.Cluster`
+cannot share the test session's Ray). The head node has no CPUs, so every actor that
+asks for CPU (ingress, replicas, routers) lives on the two GPU worker nodes; the
+node of the job's router is removed mid-job and the job must end done on the other.
+Prints one JSON line with what happened.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import ray
+from ray import serve
+from ray.cluster_utils import Cluster
+from ray.util.state import list_actors
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from actors.job_supervisor import ensure_supervisor  # noqa: E402
+from core.config import APP_NAME  # noqa: E402
+from core.config_file import load_config  # noqa: E402
+from serve.app import application  # noqa: E402
+from serve.local_cluster import wait_running  # noqa: E402
+
+JOB = {
+    "prompt": "a city skyline at dusk",
+    "model": "quality",
+    "width": 1024,
+    "height": 512,
+    "steps": 3,
+    "seed": 99,
+    "tile_size": 128,
+    "mode": "hires",
+    "wait": False,
+}
+
+
+def _config(store: Path, models: Path):
+    base = load_config(ROOT / "configs" / "local.yaml")
+    quality = base.models["quality"]
+    quality = quality.model_copy(
+        update={
+            "autoscaling": quality.autoscaling.model_copy(
+                update={"min_replicas": 2, "max_replicas": 2}
+            )
+        }
+    )
+    return base.model_copy(
+        update={
+            "models": {"quality": quality},
+            "styles": {},
+            "default_style": None,
+            "pipelines": {},
+            "storage": base.storage.model_copy(update={"path": store}),
+            "model_cache_dir": models,
+            "jobs": base.jobs.model_copy(update={"lease_ttl_s": 5}),
+        }
+    )
+
+
+def _until(probe, what: str, timeout_s: float = 300):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gave up waiting for {what}")
+        time.sleep(0.2)
+
+
+def main(workdir: Path, port: int) -> dict:
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "num_gpus": 0})
+    workers = [cluster.add_node(num_cpus=4, num_gpus=2) for _ in range(2)]
+    ray.init(address=cluster.address, log_to_driver=False)
+    try:
+        config = _config(workdir / "store", workdir / "models")
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        serve.run(application(config), name=APP_NAME, route_prefix="/", blocking=False)
+        wait_running()
+        ensure_supervisor(config, APP_NAME)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+            job_id = http.post("/v1/renders", json=JOB).json()["id"]
+            _until(
+                lambda: http.get(f"/v1/jobs/{job_id}").json()["progress"]["done"] >= 2,
+                "2 tiles",
+            )
+            alive = [("class_name", "=", "TileRouter"), ("state", "=", "ALIVE")]
+            router_node = list_actors(filters=alive)[0].node_id
+            victim = next(w for w in workers if w.node_id == router_node)
+            replicas_there = len(
+                [
+                    a
+                    for a in list_actors(filters=[("state", "=", "ALIVE")])
+                    if a.node_id == router_node and "ServeReplica" in a.class_name
+                ]
+            )
+            cluster.remove_node(victim)
+            job = _until(
+                lambda: _ended(http.get(f"/v1/jobs/{job_id}", timeout=10)),
+                "the job to end",
+            )
+            view = http.get(f"/v1/renders/{job_id}").json()
+        return {
+            "status": job["status"],
+            "attempts": job["attempts"],
+            "replicas_on_removed_node": replicas_there,
+            "tiles_reused": view.get("result", {}).get("metrics", {}).get("tiles_reused"),
+            "error": job.get("error"),
+        }
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+        cluster.shutdown()
+
+
+def _ended(answer: httpx.Response) -> dict | None:
+    if answer.status_code != 200:
+        return None
+    job = answer.json()
+    return job if job["status"] in ("done", "failed", "cancelled") else None
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(Path(sys.argv[1]), int(sys.argv[2]))))
