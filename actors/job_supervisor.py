@@ -15,7 +15,7 @@ from typing import Any
 
 import ray
 
-from actors.job_work import JobWork
+from actors.job_work import JOBS_NAMESPACE, JobWork
 from core.config import APP_NAME, ClusterConfig
 from core.config_file import config_from_dict
 from core.jobs.store import JobStore
@@ -25,7 +25,6 @@ from core.store import open_store
 __all__ = ["JOBS_NAMESPACE", "SUPERVISOR_NAME", "JobSupervisor", "ensure_supervisor", "supervisor"]
 
 SUPERVISOR_NAME = "job-supervisor"
-JOBS_NAMESPACE = "render-cluster-jobs"
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=1000)

@@ -38,9 +38,15 @@ from core.schemas import LargeRenderJob, RenderRequestBody, UpscaleJob, UpscaleR
 from core.store import ArtifactStore
 from core.validation import resolve_upscale
 
-__all__ = ["JobWork", "PROGRESS_POLL_S"]
+__all__ = ["JOBS_NAMESPACE", "JobWork", "PROGRESS_POLL_S", "router_name"]
 
 PROGRESS_POLL_S = 0.5
+JOBS_NAMESPACE = "render-cluster-jobs"
+
+
+def router_name(job: Job) -> str:
+    """The name of a job attempt's router (in `JOBS_NAMESPACE`): ``router-<id>-a<attempt>``."""
+    return f"router-{job.id}-a{job.attempts}"
 
 
 class JobWork:
@@ -90,7 +96,7 @@ class JobWork:
     ) -> JobOutcome:
         running = record.model_copy(update={"status": "running"})
         await asyncio.to_thread(self.registry.save, running)
-        router = self.models.start_router()
+        router = self.models.start_router(router_name(job), JOBS_NAMESPACE)
         follower = asyncio.create_task(_follow_router(router, report))
         try:
             final = await self.calls.finish_large(running, spec, router)

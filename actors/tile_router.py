@@ -2,13 +2,16 @@
 
 One async actor per job. It gives the job's logic (`core.largeformat.runner.
 TileJobRunner`: base render, tiles, OOM splits, upscale passes, text, commit)
-the model's Serve handle as its model call, and answers progress queries while
-the job runs. Neither the router nor any replica ever holds the canvas; the
-output is committed to the artifact store only when complete.
+the model's Serve handle as its model call (a fused job: the model's fused-render
+methods, see `core.largeformat.fused`), and answers progress queries while
+the job runs. Neither the router nor any replica ever holds the decoded canvas
+(a fused job's router holds its latent canvas, 1/64 of the pixels); the output is
+committed to the artifact store only when complete.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ import ray
 
 from actors.serve_calls import deployment_call
 from core.config import StorageConfig
+from core.largeformat.fused_schemas import FusedCalls
 from core.largeformat.runner import TileJobRunner
 from core.schemas import LargeRenderJob, LargeRenderResult, UpscaleJob
 from core.store import open_store
@@ -32,14 +36,36 @@ class TileRouter:
         store = open_store(StorageConfig.model_validate(storage))
         self.runner = TileJobRunner(store, Path(spool_dir))
 
+    async def where(self) -> dict[str, Any]:
+        """The node and process the router runs in (for operators and failure tests)."""
+        return {"node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
+
     async def progress(self) -> dict[str, Any]:
         """Tiles done / total, and the phase (base, tiles, pass N, text, done, failed)."""
         return self.runner.progress.as_dict()
 
     async def run(self, job: LargeRenderJob) -> LargeRenderResult:
-        """Render a hires or tiled job into the store; raise `JobFailed` with a reason."""
+        """Render a hires, tiled or fused job into the store; raise `JobFailed` with a reason."""
         call = deployment_call(self.app_name, job.model_name, "render")
+        if job.mode == "fused":
+            return await self.runner.fused(job, self._fused_calls(job.model_name, call))
         return await self.runner.render(job, call)
+
+    def _fused_calls(self, model_name: str, render: Any) -> FusedCalls:
+        """The model's fused-render methods; the job's conditioning goes to the object store
+        once (`ray.put`, owned by this actor) and every denoise call carries the reference."""
+
+        def method(name: str) -> Any:
+            return deployment_call(self.app_name, model_name, name)
+
+        return FusedCalls(
+            render=render,
+            encode_prompt=method("encode_prompt"),
+            denoise=method("denoise"),
+            decode=method("decode"),
+            encode_image=method("encode_image"),
+            share=ray.put,
+        )
 
     async def upscale(self, job: UpscaleJob) -> LargeRenderResult:
         """Upscale an image (tiled, chained passes) into the store."""

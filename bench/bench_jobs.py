@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 import httpx
-from ray.util.state import list_actors
+import ray
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -75,9 +75,12 @@ def _wait(probe, timeout_s: float = 600, interval_s: float = 0.05):
 def resume_figures(http: httpx.Client, store) -> None:
     job_id = http.post("/v1/renders", json=JOB).json()["id"]
     _wait(lambda: _job(http, job_id)["progress"]["done"] >= 12)
-    routers = list_actors(filters=[("class_name", "=", "TileRouter"), ("state", "=", "ALIVE")])
-    for router in routers:
-        os.kill(router.pid, signal.SIGKILL)
+    router = next(
+        ray.get_actor(a["name"], namespace=a["namespace"])
+        for a in ray.util.list_named_actors(all_namespaces=True)
+        if a["name"].startswith(f"router-{job_id}-")
+    )
+    os.kill(ray.get(router.where.remote())["pid"], signal.SIGKILL)
     killed_at = time.perf_counter()
     checkpointed = len(store.list_keys(f"job-pieces/{job_id}/")) - 1  # less the base image
     _wait(lambda: _running_again(_job(http, job_id)))

@@ -248,6 +248,7 @@ class LargeRenderResult:
         return {
             "seam_score": self.seam_score,
             "tiles": self.tiles,
+            "tiles_rendered": self.tiles - self.tiles_reused,
             "tiles_reused": self.tiles_reused,
             "redundancy": self.redundancy,
             "replicas_used": len(self.replicas_used),

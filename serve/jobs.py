@@ -60,10 +60,14 @@ class JobDesk:
         self.nudge()
         return job
 
-    async def _check_room(self, model: str) -> None:
+    async def check_placement(self, model: str) -> None:
+        """503 naming why, when `model` has no replica and cannot get one."""
         problem = await self.capacity.placement_problem(model)
         if problem is not None:
             raise OverloadedError(model, retry_after_s=30, reason=problem)
+
+    async def _check_room(self, model: str) -> None:
+        await self.check_placement(model)
         limit = self.config.jobs.max_queued_per_model
         unfinished = await asyncio.to_thread(self.jobs.unfinished)
         queued = sum(1 for job in unfinished if job.model == model and job.status == "queued")

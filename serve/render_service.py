@@ -53,7 +53,17 @@ class RenderService:
     async def render_single(
         self, body: RenderRequestBody, fmt: str | None = None, run_id: str | None = None
     ) -> tuple[RunRecord, bytes, str]:
-        """Render one image; return its record, encoded bytes and format."""
+        """Render one image; return its record, encoded bytes and format.
+
+        A model that has no replica and cannot get one is refused at once (503 naming
+        why), never left to wait.
+        """
+        try:
+            model_name = self.config.resolve_model(body.model, body.style)
+        except KeyError:  # validation names the unknown model or style
+            model_name = None
+        if model_name is not None:
+            await self.jobs.check_placement(model_name)
         outcome = await self.calls.render_single(body, run_id or new_run_id(), fmt=fmt)
         assert outcome.encoded is not None
         return outcome.record, outcome.encoded, str(outcome.record.params["format"])

@@ -9,7 +9,7 @@ actor; submitting the same manifest again resumes it.
 import asyncio
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, Request
+from fastapi import APIRouter, Body, Depends, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError
 
@@ -91,9 +91,18 @@ def _urls(ctx: IngressContext, campaign: str, root: str) -> dict[str, str]:
 
 @router.post("/v1/campaigns", status_code=202, response_model=None)
 async def submit_campaign(
-    body: Annotated[dict[str, Any], Body()], request: Request, ctx: Context
+    body: Annotated[dict[str, Any], Body()],
+    request: Request,
+    ctx: Context,
+    idempotency_key: str | None = Header(None),
 ) -> dict[str, Any] | JSONResponse:
     """Validate a manifest and start (or resume) its campaign; 202 with the status URL."""
+    claimed = await ctx.renders.jobs.claimed(idempotency_key, body)
+    if claimed is not None:
+        job = await ctx.renders.jobs.get(claimed)
+        name = str(job.request["campaign"])
+        status = await asyncio.to_thread(load_status, ctx.store, name)
+        return _submitted(request, name, job.id, status)
     try:
         manifest, settings = _submission(body)
         jobs = plan_campaign(manifest, ctx.config)
@@ -130,17 +139,28 @@ async def submit_campaign(
             "max_attempts": settings.max_attempts,
         },
     }
-    await ctx.renders.jobs.admit("campaign", job_id, None, follow, None, _callback(body))
+    idempotency = None if idempotency_key is None else (idempotency_key, body)
+    await ctx.renders.jobs.admit(
+        "campaign", job_id, None, follow, None, _callback(body), idempotency
+    )
+    status = await asyncio.to_thread(load_status, ctx.store, name)
+    return _submitted(request, name, job_id, status)
+
+
+def _submitted(request: Request, name: str, job_id: str, status: Any) -> JSONResponse:
+    """202 for a submitted campaign: its numbers, and where to follow it and its job."""
     root = base_url(request)
-    return {
+    content = {
         "campaign": name,
-        "state": "running",
-        "total": len(jobs),
-        "done": done,
+        "state": status.state,
+        "total": status.total,
+        "done": status.done,
         "status_url": f"{root}/v1/campaigns/{name}",
         "job_id": job_id,
         "job_url": f"{root}/v1/jobs/{job_id}",
     }
+    headers = {"Location": f"/v1/jobs/{job_id}", "Retry-After": "1"}
+    return JSONResponse(status_code=202, content=content, headers=headers)
 
 
 def _callback(body: dict[str, Any]) -> str | None:

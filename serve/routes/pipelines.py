@@ -12,7 +12,7 @@ import base64
 import binascii
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, JsonValue
 
@@ -102,12 +102,22 @@ async def list_pipelines(ctx: Context) -> dict[str, Any]:
 
 @router.post("/v1/pipelines/{name}/runs", response_model=None)
 async def start_run(
-    name: str, body: PipelineRunBody, request: Request, ctx: Context, runner: Runner
+    name: str,
+    body: PipelineRunBody,
+    request: Request,
+    ctx: Context,
+    runner: Runner,
+    idempotency_key: str | None = Header(None),
 ) -> Any:
     """Start a run: 202 with its id, or with `wait` 200 once it stops."""
     if name not in ctx.config.pipelines:
         known = ", ".join(sorted(ctx.config.pipelines)) or "none configured"
         raise NotFoundError("name", f"no pipeline {name!r} (pipelines: {known})")
+    key_body = {"pipeline": name, **body.model_dump(mode="json")}
+    claimed = await ctx.renders.jobs.claimed(idempotency_key, key_body)
+    if claimed is not None:
+        run = await asyncio.to_thread(ctx.registry.get, claimed)
+        return await _answer(run, body.wait, request, ctx)
     limit = ctx.config.limits.max_upload_bytes
     pipeline_request = PipelineRequest(
         prompt=body.prompt,
@@ -120,7 +130,10 @@ async def start_run(
     )
     run = await asyncio.to_thread(runner.start, name, pipeline_request)
     callback = None if body.callback_url is None else str(body.callback_url)
-    await ctx.renders.jobs.admit("pipeline", run.id, None, {"pipeline": name}, None, callback)
+    idempotency = None if idempotency_key is None else (idempotency_key, key_body)
+    await ctx.renders.jobs.admit(
+        "pipeline", run.id, None, {"pipeline": name}, None, callback, idempotency
+    )
     return await _answer(run, body.wait, request, ctx)
 
 

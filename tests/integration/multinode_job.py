@@ -18,7 +18,8 @@ import httpx
 import ray
 from ray import serve
 from ray.cluster_utils import Cluster
-from ray.util.state import list_actors
+from ray.serve.context import _get_global_client
+from ray.serve.schema import ServeInstanceDetails
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -92,16 +93,14 @@ def main(workdir: Path, port: int) -> dict:
                 lambda: http.get(f"/v1/jobs/{job_id}").json()["progress"]["done"] >= 2,
                 "2 tiles",
             )
-            alive = [("class_name", "=", "TileRouter"), ("state", "=", "ALIVE")]
-            router_node = list_actors(filters=alive)[0].node_id
-            victim = next(w for w in workers if w.node_id == router_node)
-            replicas_there = len(
-                [
-                    a
-                    for a in list_actors(filters=[("state", "=", "ALIVE")])
-                    if a.node_id == router_node and "ServeReplica" in a.class_name
-                ]
+            router = next(
+                ray.get_actor(a["name"], namespace=a["namespace"])
+                for a in ray.util.list_named_actors(all_namespaces=True)
+                if a["name"].startswith(f"router-{job_id}-")
             )
+            router_node = ray.get(router.where.remote())["node_id"]
+            victim = next(w for w in workers if w.node_id == router_node)
+            replicas_there = _replicas_on(router_node)
             cluster.remove_node(victim)
             job = _until(
                 lambda: _ended(http.get(f"/v1/jobs/{job_id}", timeout=10)),
@@ -119,6 +118,13 @@ def main(workdir: Path, port: int) -> dict:
         serve.shutdown()
         ray.shutdown()
         cluster.shutdown()
+
+
+def _replicas_on(node_id: str) -> int:
+    """How many model replicas Serve runs on the node."""
+    details = ServeInstanceDetails(**_get_global_client().get_serve_details())
+    deployment = details.applications[APP_NAME].deployments["model-quality"]
+    return sum(1 for r in deployment.replicas if r.node_id == node_id and r.state == "RUNNING")
 
 
 def _ended(answer: httpx.Response) -> dict | None:

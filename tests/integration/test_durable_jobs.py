@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 import ray
 from PIL import Image
-from ray.util.state import list_actors
 
 from core.config import APP_NAME
 from core.jobs.webhooks import SIGNATURE_HEADER, verify
@@ -90,6 +89,18 @@ def _until_ended(http: httpx.Client, job_id: str) -> dict:
     )
 
 
+def job_router(job_id: str):
+    """The router of the job's current attempt (named after the job)."""
+    names = [
+        (a["name"], a["namespace"])
+        for a in ray.util.list_named_actors(all_namespaces=True)
+        if a["name"].startswith(f"router-{job_id}-")
+    ]
+    assert names, f"job {job_id} has no router"
+    name, namespace = max(names)
+    return ray.get_actor(name, namespace=namespace)
+
+
 def _view(http: httpx.Client, job_id: str) -> dict:
     return http.get(f"/v1/renders/{job_id}").json()
 
@@ -115,10 +126,9 @@ def test_killing_the_router_resumes_from_checkpoints_with_the_same_bytes(cluster
         reference = _reference(http)
         job_id = _submit(http)
         _until_tiles(http, job_id, 3)
-        routers = list_actors(filters=[("class_name", "=", "TileRouter"), ("state", "=", "ALIVE")])
-        assert routers, "the job's router should be alive"
-        for router in routers:  # the router's process dies as on a lost node
-            os.kill(router.pid, signal.SIGKILL)
+        router = job_router(job_id)
+        pid = ray.get(router.where.remote())["pid"]
+        os.kill(pid, signal.SIGKILL)  # the router's process dies, as on a lost node
         job = _until_ended(http, job_id)
         assert job["status"] == "done", job
         assert job["attempts"] == 2
@@ -202,3 +212,24 @@ def test_a_webhook_gets_one_valid_signed_delivery_after_one_failure(cluster):
     assert verify(body, WEBHOOK_SECRET, signature)
     sent = json.loads(body)
     assert sent["id"] == job_id and sent["status"] == "done" and sent["result"]["image"]
+
+
+def test_the_jobs_commands_list_show_wait_and_cancel(cluster):
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    with cluster.client() as http:
+        job_id = _submit(http, seed=12, width=512, height=256)
+    runner = CliRunner()
+    waited = runner.invoke(app, ["jobs", "wait", job_id, "--url", cluster.url])
+    assert waited.exit_code == 0, waited.output
+    assert f"job {job_id} done" in waited.output
+    listed = runner.invoke(app, ["jobs", "list", "--url", cluster.url, "--json", "--kind", "hires"])
+    assert listed.exit_code == 0, listed.output
+    assert job_id in [job["id"] for job in json.loads(listed.output)["jobs"]]
+    shown = runner.invoke(app, ["jobs", "show", job_id, "--url", cluster.url])
+    assert json.loads(shown.output)["status"] == "done"
+    late = runner.invoke(app, ["jobs", "cancel", job_id, "--url", cluster.url])
+    assert late.exit_code == 1 and "already done" in late.output
+    assert "Traceback" not in late.output

@@ -1,0 +1,71 @@
+"""Admission that fails fast: a model that has no replica and cannot get one, and `up`'s GPUs."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import pytest
+
+import serve.capacity as capacity
+from core.config_file import load_config, parse_config
+from core.deployment_options import gpu_shortfall
+
+CONFIG = """
+models:
+  quality: {source: "tiny:0", native_resolution: 256}
+  big: {source: "tiny:1", native_resolution: 256, gpus_per_replica: 2,
+        autoscaling: {min_replicas: 0, max_replicas: 1}}
+"""
+
+
+def _status(**running: int):
+    deployments = {
+        f"model-{name}": SimpleNamespace(
+            replica_states={"RUNNING": count} if count else {},
+            status=SimpleNamespace(value="HEALTHY" if count else "UPDATING"),
+        )
+        for name, count in running.items()
+    }
+    app = SimpleNamespace(deployments=deployments)
+    return SimpleNamespace(applications={"render-cluster": app})
+
+
+@pytest.fixture
+def gpus(monkeypatch):
+    """Serve's status and the cluster's GPUs (total, free), as a test sets them."""
+    state = {"status": _status(quality=1, big=0), "gpus": (1.0, 0.0)}
+    monkeypatch.setattr(capacity.serve, "status", lambda: state["status"])
+    monkeypatch.setattr(capacity, "_gpus", lambda: state["gpus"])
+    return state
+
+
+def test_a_model_whose_replica_cannot_be_placed_is_refused_with_why(gpus):
+    check = capacity.Capacity(parse_config(CONFIG), cache_s=0)
+    assert asyncio.run(check.placement_problem("quality")) is None
+    problem = asyncio.run(check.placement_problem("big"))
+    assert problem == "no replica runs and each needs 2 GPUs; the cluster has 1"
+    gpus["gpus"] = (4.0, 1.0)
+    problem = asyncio.run(check.placement_problem("big"))
+    assert "each needs 2 GPUs, 1 are free" in problem
+    gpus["gpus"] = (4.0, 2.0)
+    assert asyncio.run(check.placement_problem("big")) is None  # it can scale up from zero
+
+
+def test_readiness_names_the_deployments_that_do_not_serve(gpus):
+    check = capacity.Capacity(parse_config(CONFIG), cache_s=0)
+    assert asyncio.run(check.not_ready()) == {
+        "model-big": "no replica runs and each needs 2 GPUs; the cluster has 1"
+    }
+    gpus["gpus"] = (4.0, 2.0)
+    assert asyncio.run(check.not_ready()) == {}  # scales to zero and can be placed
+    gpus["status"] = _status(big=0)
+    assert asyncio.run(check.not_ready())["model-quality"] == "not deployed"
+
+
+def test_up_needs_the_gpus_of_every_models_minimum_replicas():
+    config = load_config("configs/local.yaml")
+    assert gpu_shortfall(config, 4) is None
+    message = gpu_shortfall(config, 2)
+    assert message.startswith("the models' minimum replicas need 3 GPUs (quality 1, fast 1, ")
+    assert "1 short" in message
