@@ -54,6 +54,7 @@ from core.config_file import config_from_dict
 from core.errors import JobFailed, TypographyGateFailed
 from core.imaging import EXTENSIONS
 from core.records import RunRecord, RunRegistry
+from core.remote.record import total_cost
 from core.render_records import RecordLabels
 from core.store import ArtifactStore, open_store
 
@@ -128,7 +129,8 @@ class ServeJobRenderer:
                 text_boxes=request_body(job).text_boxes,
             ),
         )
-        last = runner.stage_records(run.id)[-1]
+        stages = runner.stage_records(run.id)
+        last = stages[-1]
         if run.status != "done":
             review = last.outputs.get("review_image")
             if review is not None:
@@ -149,6 +151,7 @@ class ServeJobRenderer:
             params={"mode": "pipeline", "stages": [stage.name for stage in pipeline.stages]},
             outputs={"image": key, "pipeline_image": source},
             typography=last.typography,
+            cost_usd=total_cost([stage.cost_usd for stage in stages]),
         )
 
     def _copy(self, source: str, key: str) -> None:

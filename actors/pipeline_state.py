@@ -86,6 +86,7 @@ class StageOutput:
     timings: dict[str, float] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     typography: TypographyReport | None = None  # the gate's report, when the stage set text
+    provider: dict[str, Any] | None = None  # a hosted model's call (core.remote.record)
 
 
 RenderStage = Callable[[StageJob], Awaitable[StageOutput]]

@@ -30,6 +30,7 @@ from core.config import APP_NAME, ClusterConfig, StorageConfig
 from core.errors import TypographyGateFailed
 from core.imaging import EXTENSIONS, encode_image
 from core.records import RunRecord, RunRegistry
+from core.remote.record import provider_fields
 from core.render_records import (
     RecordLabels,
     finished_large_record,
@@ -191,6 +192,7 @@ class RenderCalls:
             },
             metrics={"batch_size": result.batch_size},
             outputs={"image": key},
+            **provider_fields(result.provider),
         )
         return RenderOutcome(self._save_gated(with_report(record, report)), encoded)
 

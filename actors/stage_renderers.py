@@ -34,6 +34,7 @@ class ServeStageRenderer:
                 image=result.image,
                 timings={"compute_s": round(result.compute_s, 4)},
                 metrics={"batch_size": result.batch_size},
+                provider=result.provider,
             )
         large = await self.calls.run_large(job.request)
         return StageOutput(

@@ -50,6 +50,7 @@ from core.pipelines import (
 )
 from core.preprocess import normalise_image, normalise_mask
 from core.records import RunRecord, RunRegistry, model_fields, with_typography
+from core.remote.record import provider_fields
 from core.schemas import GenerateRequest, LargeRenderJob
 from core.store import ArtifactStore
 from core.typography.delivery import deliver_text, inpaint_pass
@@ -438,6 +439,7 @@ def _done(call: _StageCall, result: StageOutput, output: StageImage) -> RunRecor
             "outputs": {"image": output.key, "cache_entry": call.entry_key},
             "metrics": result.metrics,
             "timings": {**result.timings, "total_s": call.total_s()},
+            **provider_fields(result.provider),
         }
     )
     report = result.typography

@@ -70,6 +70,9 @@ def list_runs(
     pipeline: Annotated[str | None, typer.Option(help="Only this pipeline.")] = None,
     campaign: Annotated[str | None, typer.Option(help="Only this campaign.")] = None,
     status: Annotated[str | None, typer.Option(help="Only this status.")] = None,
+    provider: Annotated[
+        str | None, typer.Option(help="Only hosted calls to this provider (openai, ideogram, ...).")
+    ] = None,
     since: Annotated[str | None, typer.Option(help="From this time (ISO 8601, UTC).")] = None,
     until: Annotated[str | None, typer.Option(help="Before this time (ISO 8601, UTC).")] = None,
     limit: Annotated[int, typer.Option(help="At most this many runs.", min=1)] = 50,
@@ -82,6 +85,7 @@ def list_runs(
         "pipeline": pipeline,
         "campaign": campaign,
         "status": status,
+        "provider": provider,
         "since": since,
         "until": until,
         "limit": limit,
@@ -92,10 +96,11 @@ def list_runs(
         )["runs"]
     table = Table(title=f"{len(runs)} runs", box=box.SIMPLE_HEAD)
     table.add_column("id", no_wrap=True, min_width=31)
-    for column in ("status", "pipeline/stage", "model", "cache", "seed", "prompt"):
+    for column in ("status", "pipeline/stage", "model", "cache", "seed", "cost", "prompt"):
         table.add_column(column, no_wrap=True)
     for run in runs:
         where = "/".join(part for part in (run["pipeline"], run["stage"]) if part) or "-"
+        cost = run.get("cost_usd")
         table.add_row(
             run["id"],
             run["status"],
@@ -103,8 +108,12 @@ def list_runs(
             run["model"],
             run["cache"] or "-",
             str(run["seed"]),
+            "-" if cost is None else f"${cost:.4f}",
             _short(run["prompt"], 24),
         )
+    costs = [run["cost_usd"] for run in runs if run.get("cost_usd") is not None]
+    if costs:
+        table.caption = f"hosted calls cost ${sum(costs):.4f} in all"
     console.print(table)
 
 

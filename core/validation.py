@@ -125,6 +125,16 @@ def _model_and_prompt(body: RenderRequestBody, config: ClusterConfig) -> tuple[s
     return model_name, config.models[model_name]
 
 
+def _refuse_hosted(model_name: str, model: ModelConfig) -> None:
+    """Large renders run on local models: a hosted one (family 'remote') is a 422."""
+    if model.family == "remote":
+        raise RequestError(
+            "mode",
+            f"model {model_name!r} is hosted: large renders refine tile by tile on a local "
+            "model; send this model's image to a local one as base_image, or use a pipeline",
+        )
+
+
 SINGLE_PASS_AREA = 1.25
 """x native_resolution**2: the most pixels an 'auto' render sends to one model call."""
 
@@ -153,6 +163,8 @@ def is_large(body: RenderRequestBody, config: ClusterConfig) -> bool:
         model = config.models[config.resolve_model(body.model, body.style)]
     except KeyError:
         return False  # resolve_render reports the unknown name
+    if model.family == "remote":
+        return False  # one provider call at any size, resized to exact (resolve_large refuses)
     native = model.native_resolution
     area = (body.width or native) * (body.height or native)
     return area > single_pass_pixels(model)
@@ -163,6 +175,7 @@ def resolve_large(
 ) -> tuple[LargeRenderJob, ModelConfig]:
     """Validate a large-format request into a `LargeRenderJob`; raise `RequestError`."""
     model_name, model = _model_and_prompt(body, config)
+    _refuse_hosted(model_name, model)
     for name in ("init_image", "mask"):
         if getattr(body, name) is not None:
             raise RequestError(name, "is not used by large-format renders (use base_image)")

@@ -86,6 +86,12 @@ async def _storage_error(_: Request, exc: StorageError) -> JSONResponse:
     return error_response(502, None, str(exc))
 
 
+@api.exception_handler(ProviderError)
+async def _provider_error(_: Request, exc: ProviderError) -> JSONResponse:
+    """A hosted model's provider failed: 502 (504 when it timed out), the reason in words."""
+    return error_response(exc.status_code, None, str(exc))
+
+
 @api.exception_handler(Exception)
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
     logger.exception("unhandled error in ingress")

@@ -1,6 +1,7 @@
 """The Serve application builder: one ingress plus one model server per model.
 
-`ModelServer` hosts diffusion models, `UpscalerServer` models of family 'upscaler'.
+`ModelServer` hosts diffusion models, `UpscalerServer` models of family 'upscaler' and
+`RemoteModelServer` hosted models (family 'remote': a provider's API, no GPU).
 
 `build_app` is the import path used everywhere: the embedded local cluster,
 `serve run serve.app:build_app config_path=configs/local.yaml`, and the Helm
@@ -19,7 +20,10 @@ from core.config_file import config_from_dict, load_config
 from core.deployment_options import model_deployment_options
 from serve.ingress import Ingress
 from serve.model_server import ModelServer
+from serve.remote_server import RemoteModelServer
 from serve.upscaler_server import UpscalerServer
+
+SERVERS = {"upscaler": UpscalerServer, "remote": RemoteModelServer}
 
 
 def build_app(args: dict[str, Any]) -> Application:
@@ -43,7 +47,7 @@ def application(config: ClusterConfig) -> Application:
     config = config.model_copy(update={"storage": storage})
     cache_dir = str(Path(config.model_cache_dir).expanduser().resolve())
     handles = {
-        name: (UpscalerServer if model.family == "upscaler" else ModelServer)
+        name: SERVERS.get(model.family, ModelServer)
         .options(**model_deployment_options(name, model))
         .bind(name, model.model_dump(mode="json"), cache_dir)
         for name, model in config.models.items()

@@ -245,7 +245,10 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in (extra or {}).items():
             self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(payload)
+        try:
+            self.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):  # the caller timed out and left
+            self.close_connection = True
 
 
 def _provider_of(path: str) -> str:

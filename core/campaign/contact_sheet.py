@@ -13,6 +13,7 @@ from html import escape
 from itertools import groupby
 
 from core.campaign.ledger import JobOutcome
+from core.remote.record import total_cost
 
 __all__ = ["render_contact_sheet"]
 
@@ -51,6 +52,9 @@ def render_contact_sheet(
     statuses = ("done", "review", "failed", "pending")
     counts = {s: sum(o.status == s for o in outcomes) for s in statuses}
     summary = " · ".join(f"<b>{n}</b> {status}" for status, n in counts.items())
+    cost = total_cost([o.done.cost_usd for o in outcomes if o.done is not None])
+    if cost is not None:
+        summary += f' · hosted calls <b class="cost">${cost:.4f}</b>'
     parts = [
         "<!doctype html>",
         '<html lang="en"><head><meta charset="utf-8">',

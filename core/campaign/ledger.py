@@ -68,6 +68,9 @@ class DoneEntry(_Entry):
     run_id: str = Field(description="Run id of the job's record.")
     outputs: dict[str, str] = Field(description="Output name -> artifact key ('image' first).")
     finished_at: AwareDatetime = Field(description="When the job was recorded as done.")
+    cost_usd: float | None = Field(
+        None, ge=0, description="What its hosted calls cost in USD (None: no hosted call)."
+    )
 
 
 class FailedEntry(_Entry):
@@ -177,10 +180,16 @@ def mark_done(
     run_id: str,
     outputs: dict[str, str],
     at: datetime | None = None,
+    cost_usd: float | None = None,
 ) -> DoneEntry:
     """Record `job` as finished (its outputs: name -> artifact key); clear its failures."""
     entry = DoneEntry(
-        key=job.key, item_id=job.item_id, run_id=run_id, outputs=outputs, finished_at=_now(at)
+        key=job.key,
+        item_id=job.item_id,
+        run_id=run_id,
+        outputs=outputs,
+        finished_at=_now(at),
+        cost_usd=cost_usd,
     )
     _write(store, layout.done_key(job.campaign, job.key), entry)
     store.delete(layout.failed_key(job.campaign, job.key))

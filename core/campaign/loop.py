@@ -271,7 +271,7 @@ class CampaignLoop:
         if record.id != run_id or record.status != "done" or not record.outputs:
             raise ValueError(f"render_job must return a done record {run_id} with outputs")
         self.registry.save(record)
-        mark_done(self.store, job, run_id, dict(record.outputs))
+        mark_done(self.store, job, run_id, dict(record.outputs), cost_usd=record.cost_usd)
 
     def _record_failure(self, job: RenderJob, run_id: str, error: BaseException) -> None:
         message, cause, review = describe(error), _cause(error), None

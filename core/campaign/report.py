@@ -51,6 +51,7 @@ SUMMARY_COLUMNS = [
     "run_id",
     "image",
     "error",
+    "cost_usd",
 ]
 
 
@@ -95,6 +96,7 @@ def summary_csv(outcomes: Iterable[JobOutcome]) -> str:
                 "run_id": (entry.run_id if (entry := done or failed) else None) or "",
                 "image": outcome.image_key or "",
                 "error": failed.error if failed else "",
+                "cost_usd": "" if done is None or done.cost_usd is None else done.cost_usd,
             }
         )
     return out.getvalue()

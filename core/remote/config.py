@@ -122,6 +122,8 @@ def remote_defaults(data: Any) -> Any:
         return data
     data = dict(data)
     remote = data.get("remote")
+    if remote is None:
+        raise ValueError("family 'remote' needs a 'remote' section (provider, model, ...)")
     if isinstance(remote, dict | RemoteConfig) and "source" not in data:
         data["source"] = remote_source(remote)
     data.setdefault("gpus_per_replica", 0)
