@@ -176,12 +176,27 @@ class ApiKeysSecret(_Values):
     keys: list[str] = Field(default_factory=list, description="Keys for the created Secret.")
 
 
+class ProvidersSecret(_Values):
+    """API keys of hosted models (family 'remote'), one per environment variable name."""
+
+    existingSecret: str = Field(
+        "",
+        description="Secret with one key per variable a hosted model reads (its "
+        "remote.api_key_env, e.g. IDEOGRAM_API_KEY), exported under that name.",
+    )
+    keys: dict[Annotated[str, StringConstraints(pattern=r"^[A-Z_][A-Z0-9_]*$")], str] = Field(
+        default_factory=dict,
+        description="Variable name -> key, for the Secret the chart creates.",
+    )
+
+
 class Secrets(_Values):
     """Credentials: an existing Secret's name, or values the chart turns into a Secret."""
 
     s3: S3Secret = Field(default_factory=S3Secret)
     huggingFace: HuggingFaceSecret = Field(default_factory=HuggingFaceSecret)
     apiKeys: ApiKeysSecret = Field(default_factory=ApiKeysSecret)
+    providers: ProvidersSecret = Field(default_factory=ProvidersSecret)
 
 
 class ServiceAccount(_Values):
@@ -311,6 +326,13 @@ def values_schema() -> dict[str, Any]:
     defs.pop("HttpConfig")
     # The source form is checked by a validator; JSON schema needs it as a pattern.
     defs["ModelConfig"]["properties"]["source"]["pattern"] = SOURCE_PATTERN.pattern
+    # A hosted model (family 'remote') needs no source (its provider and model name it).
+    model = defs["ModelConfig"]
+    model["required"].remove("source")
+    if not model["required"]:
+        del model["required"]
+    model["if"] = {"properties": {"family": {"const": "remote"}}, "required": ["family"]}
+    model["else"] = {"required": ["source"]}
     # Draft 7: the newest draft every Helm 3.x validator reads; $defs refs are plain pointers.
     return {"$schema": "http://json-schema.org/draft-07/schema#", **schema}
 

@@ -9,7 +9,7 @@
 {{/* Whether the chart creates its own Secret (some credential given as a value). */}}
 {{- define "render-cluster.createsSecret" -}}
 {{- $s := .Values.secrets }}
-{{- if or (and $s.s3.accessKeyId (not $s.s3.existingSecret)) (and $s.huggingFace.token (not $s.huggingFace.existingSecret)) (and $s.apiKeys.keys (not $s.apiKeys.existingSecret)) }}true{{ end }}
+{{- if or (and $s.s3.accessKeyId (not $s.s3.existingSecret)) (and $s.huggingFace.token (not $s.huggingFace.existingSecret)) (and $s.apiKeys.keys (not $s.apiKeys.existingSecret)) (and $s.providers.keys (not $s.providers.existingSecret)) }}true{{ end }}
 {{- end }}
 
 {{- define "render-cluster.env" -}}
@@ -39,6 +39,16 @@
     secretKeyRef:
       name: {{ include "render-cluster.secretName" (list . $s.apiKeys) }}
       key: API_KEYS
+{{- end }}
+{{- if or $s.providers.existingSecret $s.providers.keys }}
+{{- $name := include "render-cluster.secretName" (list . $s.providers) }}
+{{- range include "render-cluster.providerKeyEnvs" . | fromJsonArray }}
+- name: {{ . }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $name }}
+      key: {{ . }}
+{{- end }}
 {{- end }}
 {{- end }}
 

@@ -22,7 +22,27 @@ Call with (dict "ctx" $ "model" $model).
 {{- $_ := set $out $key $value }}
 {{- end }}
 {{- end }}
+{{- /* a hosted model books no GPU unless told (core/remote/config.py remote_defaults) */}}
+{{- if and (eq (toString $out.family) "remote") (not (and (kindIs "map" .model) (hasKey .model "gpus_per_replica"))) }}
+{{- $_ := set $out "gpus_per_replica" 0 }}
+{{- end }}
 {{- toJson $out }}
+{{- end }}
+
+{{/*
+The environment variables the hosted models (family remote) read their API keys from,
+as a JSON list: each model's remote.api_key_env, else its provider's default (the same
+table as core/remote/config.py DEFAULT_KEY_ENV).
+*/}}
+{{- define "render-cluster.providerKeyEnvs" -}}
+{{- $defaults := dict "openai" "OPENAI_API_KEY" "ideogram" "IDEOGRAM_API_KEY" "imagen" "GEMINI_API_KEY" "gemini" "GEMINI_API_KEY" }}
+{{- $envs := list }}
+{{- range $name, $model := .Values.cluster.models }}
+{{- if and (kindIs "map" $model) (eq (toString $model.family) "remote") (kindIs "map" $model.remote) }}
+{{- $envs = append $envs ($model.remote.api_key_env | default (get $defaults (toString $model.remote.provider))) }}
+{{- end }}
+{{- end }}
+{{- $envs | uniq | sortAlpha | toJson }}
 {{- end }}
 
 {{/* The Serve deployment of one model, as JSON. Call with (dict "ctx" $ "name" $n "model" $m). */}}

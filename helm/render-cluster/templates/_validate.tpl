@@ -81,6 +81,20 @@ problem is listed, worded like the pydantic validators in core/config.py.
 {{- $errors = append $errors (printf "cluster.auth.api_keys_env is %s but secrets.apiKeys has neither existingSecret nor keys: every request would be refused" $keysEnv) }}
 {{- end }}
 
+{{- $providers := $v.secrets.providers }}
+{{- $keyEnvs := include "render-cluster.providerKeyEnvs" . | fromJsonArray }}
+{{- if and $providers.existingSecret $providers.keys }}
+{{- $errors = append $errors "secrets.providers: set existingSecret or keys, not both" }}
+{{- else if and $keyEnvs (not (or $providers.existingSecret $providers.keys)) }}
+{{- $errors = append $errors (printf "cluster.models has hosted models reading %s but secrets.providers has neither existingSecret nor keys: their calls would fail" (join ", " $keyEnvs)) }}
+{{- else if $providers.keys }}
+{{- range $keyEnvs }}
+{{- if not (hasKey $providers.keys .) }}
+{{- $errors = append $errors (printf "secrets.providers.keys has no %s, which a hosted model reads its API key from" .) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{- $upgrade := $v.upgradeStrategy }}
 {{- if and (eq $upgrade.type "NewClusterWithIncrementalUpgrade") (kindIs "invalid" $upgrade.clusterUpgradeOptions) }}
 {{- $errors = append $errors "upgradeStrategy: NewClusterWithIncrementalUpgrade needs clusterUpgradeOptions (gatewayClassName, stepSizePercent, intervalSeconds)" }}
