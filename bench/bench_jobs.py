@@ -10,7 +10,7 @@ and measures, in one run:
    the kill that were rendered again / tiles finished before the kill (0 is
    ideal: only tiles in flight at the kill are lost).
 2. Kill to running again: seconds from the kill until the job's second attempt
-   reports progress (its new router is rendering).
+   has a router that renders tiles (its phase is tiles).
 3. Status latency while 8 hires jobs run: `GET /v1/jobs/{id}` and `GET /v1/jobs`
    p50 / p95 in ms, and as a ratio to `GET /healthz` measured in the same loop.
 
@@ -83,7 +83,7 @@ def resume_figures(http: httpx.Client, store) -> None:
     os.kill(ray.get(router.where.remote())["pid"], signal.SIGKILL)
     killed_at = time.perf_counter()
     checkpointed = len(store.list_keys(f"job-pieces/{job_id}/")) - 1  # less the base image
-    _wait(lambda: _running_again(_job(http, job_id)))
+    _wait(lambda: _rendering_again(job_id))
     back_s = time.perf_counter() - killed_at
     _wait(lambda: _job(http, job_id)["status"] in ("done", "failed"), interval_s=0.25)
     view = http.get(f"/v1/renders/{job_id}").json()
@@ -96,8 +96,13 @@ def resume_figures(http: httpx.Client, store) -> None:
     print(f"kill to running again: {back_s:.2f} s (attempt {_job(http, job_id)['attempts']})")
 
 
-def _running_again(job: dict) -> bool:
-    return job["attempts"] >= 2 and job["progress"]["phase"] in ("base", "tiles", "text", "done")
+def _rendering_again(job_id: str) -> bool:
+    """Whether the job's second attempt has a router that renders tiles."""
+    names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)]
+    if f"router-{job_id}-a2" not in names:
+        return False
+    router = ray.get_actor(f"router-{job_id}-a2", namespace="render-cluster-jobs")
+    return ray.get(router.progress.remote())["phase"] in ("tiles", "text", "done")
 
 
 def status_figures(http: httpx.Client, polls: int) -> None:
