@@ -17,7 +17,8 @@ from core.typography.schema import TextBox, TextSpec
 
 RenderMode = Literal["txt2img", "img2img", "inpaint"]
 ImageFormat = Literal["png", "jpeg", "webp", "tiff"]
-JobMode = Literal["auto", "single", "hires", "tiled"]
+JobMode = Literal["auto", "single", "hires", "tiled", "fused"]
+FuseMode = Literal["gaussian", "uniform"]
 MAX_SEED = 2**63 - 1
 MAX_CALL_AREA = 4
 """x native_resolution**2: the largest region an integrated text pass sends in one call
@@ -69,7 +70,16 @@ class RenderRequestBody(BaseModel):
         description=(
             "'auto': one pass up to 1.25x the model's native area, 'hires' beyond it; 'single' "
             "forces one pass; 'hires': base render, upscale, tiled img2img refine; 'tiled': "
-            "direct tiled txt2img (textures, panoramas; prone to repeated objects)."
+            "direct tiled txt2img (textures, panoramas; prone to repeated objects); 'fused': one "
+            "coherent image of any size, the tiles' noise predictions fused at every step "
+            "across all replicas (txt2img, or img2img of base_image)."
+        ),
+    )
+    fuse: FuseMode | None = Field(
+        None,
+        description=(
+            "Fused renders only: how overlapping tiles' predictions are weighted, 'gaussian' "
+            "(Mixture of Diffusers, the default) or 'uniform' (MultiDiffusion's average)."
         ),
     )
     wait: bool = Field(
@@ -83,7 +93,11 @@ class RenderRequestBody(BaseModel):
         None, ge=0, description="Tile overlap in pixels (default: 1/8 of the tile)."
     )
     base_image: str | None = Field(
-        None, description="Hires only: base64 image to upscale and refine instead of a base render."
+        None,
+        description=(
+            "Hires: base64 image to upscale and refine instead of a base render; fused: the "
+            "image to start from (img2img at `strength`, default 0.75), stretched to the size."
+        ),
     )
     text_boxes: list[TextBox] = Field(
         default_factory=list,
@@ -201,7 +215,7 @@ class LargeRenderJob:
     native_resolution: int
     align: int
     output_key: str
-    mode: Literal["hires", "tiled"] = "hires"
+    mode: Literal["hires", "tiled", "fused"] = "hires"
     negative_prompt: str = ""
     strength: float = 0.35
     overlap: int | None = None
@@ -212,6 +226,9 @@ class LargeRenderJob:
     max_attempts: int = 3
     colour_match: bool = True
     blend: Literal["feather", "multiband"] = "feather"
+    fuse: FuseMode = "gaussian"  # fused mode: weights of overlapping predictions
+    tiles_per_call: int = 1  # fused mode: crops per denoiser call (a fixed grouping)
+    decode_tile: int = 0  # fused mode: side of the VAE's decode tiles (0: tile_size)
     text: TextSpec | None = None  # copy composited into the finished canvas, then gated
     max_call_pixels: int = 0  # most pixels one integrated text call sends (0: the default)
     checkpoint: bool = False  # keep finished tiles in the store so a new attempt resumes

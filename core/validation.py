@@ -3,8 +3,10 @@
 Each check raises a `RequestError` naming the field to fix, so a client learns
 of one problem per request (the first found), not of every problem at once.
 
-Sizes that are not a multiple of the model's latent factor are rejected (never
-silently rounded), so a client always gets exactly the size it asked for.
+Single-pass sizes that are not a multiple of the model's latent factor are rejected
+(never silently rounded), so a client always gets exactly the size it asked for. Large
+renders (hires, tiled, fused, upscale) take any size: their tiles stay on the latent
+grid and the output is cut to exactly the size asked.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 from core.config import ClusterConfig, ModelConfig
 from core.errors import RequestError
 from core.imaging import decode_base64_image
+from core.largeformat.fused_schemas import FUSED_FAMILIES
 from core.schemas import (
     MAX_CALL_AREA,
     MAX_SEED,
@@ -56,7 +59,9 @@ def resolve_render(body: RenderRequestBody, config: ClusterConfig) -> ResolvedRe
     limits = config.limits
     model_name, model = _model_and_prompt(body, config)
     if body.base_image is not None:
-        raise RequestError("base_image", "is only used by hires renders (mode 'hires')")
+        raise RequestError("base_image", "is only used by hires and fused renders")
+    if body.fuse is not None:
+        raise RequestError("fuse", "is only used by fused renders (mode 'fused')")
     init_image, mask = _decode_images(body, config)
     if init_image is not None and (body.width is None and body.height is None):
         height, width = init_image.shape[:2]
@@ -153,9 +158,9 @@ def is_large(body: RenderRequestBody, config: ClusterConfig) -> bool:
     """Whether the request goes through the tile router rather than one model call.
 
     The one rule for every caller (API, pipelines' callers, campaigns): 'hires' and
-    'tiled' are large, 'single' is not, 'auto' is large over `single_pass_pixels`.
+    'tiled' and 'fused' are large, 'single' is not, 'auto' is large over `single_pass_pixels`.
     """
-    if body.mode in ("hires", "tiled"):
+    if body.mode in ("hires", "tiled", "fused"):
         return True
     if body.mode == "single":
         return False
@@ -180,10 +185,11 @@ def resolve_large(
         if getattr(body, name) is not None:
             raise RequestError(name, "is not used by large-format renders (use base_image)")
     if body.base_image is not None and body.mode == "tiled":
-        raise RequestError("base_image", "is only used by hires renders, not 'tiled'")
+        raise RequestError("base_image", "is only used by hires and fused renders, not 'tiled'")
     if body.width is None or body.height is None:
         raise RequestError("width", "large-format renders need both width and height")
-    check_size(body.width, body.height, model, config)
+    check_size(body.width, body.height, model, config, on_grid=False)
+    check_fused(body, model_name, model)
     if body.format not in LARGE_FORMATS:
         raise RequestError(
             "format", f"large-format renders are written as {', '.join(LARGE_FORMATS)}"
@@ -193,17 +199,7 @@ def resolve_large(
     steps = body.steps if body.steps is not None else model.default_steps
     if not 1 <= steps <= config.limits.max_steps:
         raise RequestError("steps", f"must be between 1 and {config.limits.max_steps}, got {steps}")
-    tile = body.tile_size if body.tile_size is not None else model.native_resolution
-    if tile < 4 * model.latent_factor or tile % model.latent_factor or tile > 4096:
-        raise RequestError(
-            "tile_size",
-            f"must be a multiple of {model.latent_factor} between {4 * model.latent_factor} "
-            f"and 4096, got {tile}",
-        )
-    if body.overlap is not None and body.overlap >= tile // 2:
-        raise RequestError(
-            "overlap", f"must be less than half the tile ({tile // 2}), got {body.overlap}"
-        )
+    tile = _large_tile(body, model)
     text = resolve_text(body.text_boxes, config, (body.width, body.height))
     base = None
     if body.base_image is not None:
@@ -225,8 +221,8 @@ def resolve_large(
         native_resolution=model.native_resolution,
         align=model.latent_factor,
         output_key=output_key,
-        mode="tiled" if body.mode == "tiled" else "hires",
-        strength=body.strength if body.strength is not None else config.tiling.refine_strength,
+        mode=body.mode if body.mode in ("tiled", "fused") else "hires",
+        strength=_large_strength(body, config),
         overlap=body.overlap,
         base_image=base,
         format=body.format,
@@ -235,12 +231,68 @@ def resolve_large(
         max_attempts=config.tiling.max_attempts,
         text=text,
         max_call_pixels=max_call_pixels(model),
+        fuse=body.fuse or "gaussian",
     )
     return job, model
 
 
-def check_size(width: int, height: int, model: ModelConfig, config: ClusterConfig) -> None:
-    """Reject sizes that are non-positive, over the limits, or off the latent grid."""
+def _large_strength(body: RenderRequestBody, config: ClusterConfig) -> float:
+    """The request's strength, else img2img's default (fused) or the refine strength (hires)."""
+    if body.strength is not None:
+        return body.strength
+    return DEFAULT_IMG2IMG_STRENGTH if body.mode == "fused" else config.tiling.refine_strength
+
+
+def _large_tile(body: RenderRequestBody, model: ModelConfig) -> int:
+    """The tile side of a large render (default: native), its overlap checked."""
+    tile = body.tile_size if body.tile_size is not None else model.native_resolution
+    if tile < 4 * model.latent_factor or tile % model.latent_factor or tile > 4096:
+        raise RequestError(
+            "tile_size",
+            f"must be a multiple of {model.latent_factor} between {4 * model.latent_factor} "
+            f"and 4096, got {tile}",
+        )
+    if body.overlap is None:
+        return tile
+    if body.mode == "fused":
+        check_fused_overlap(body.overlap, tile, model.latent_factor)
+    elif body.overlap >= tile // 2:
+        raise RequestError(
+            "overlap", f"must be less than half the tile ({tile // 2}), got {body.overlap}"
+        )
+    return tile
+
+
+def check_fused(body: RenderRequestBody, model_name: str, model: ModelConfig) -> None:
+    """`fuse` only with mode 'fused', and a fused render only on a model whose replicas
+    answer the fused calls (a UNet family)."""
+    if body.mode != "fused":
+        if body.fuse is not None:
+            raise RequestError("fuse", "is only used by fused renders (mode 'fused')")
+        return
+    if model.family not in FUSED_FAMILIES:
+        raise RequestError(
+            "mode",
+            f"fused renders need a model of family {' or '.join(FUSED_FAMILIES)}; "
+            f"model {model_name!r} is family {model.family!r} (use mode 'hires' or 'tiled')",
+        )
+
+
+def check_fused_overlap(overlap: int, tile: int, factor: int) -> None:
+    """A fused overlap is on the latent grid and leaves a stride of at least one cell."""
+    if overlap % factor or overlap > tile - factor:
+        raise RequestError(
+            "overlap",
+            f"a fused overlap must be a multiple of {factor} (the latent factor) and at most "
+            f"{tile - factor} for tiles of {tile}, got {overlap}",
+        )
+
+
+def check_size(
+    width: int, height: int, model: ModelConfig, config: ClusterConfig, on_grid: bool = True
+) -> None:
+    """Reject sizes that are too small, over the limits, or (`on_grid`: single-pass renders)
+    off the latent grid."""
     limits = config.limits
     for name, value, limit in (
         ("width", width, limits.max_width),
@@ -251,7 +303,7 @@ def check_size(width: int, height: int, model: ModelConfig, config: ClusterConfi
         if value > limit:
             raise RequestError(name, f"must be at most {limit}, got {value}")
         factor = model.latent_factor
-        if value % factor:
+        if on_grid and value % factor:
             below = value // factor * factor
             raise RequestError(
                 name,

@@ -4,6 +4,10 @@ One deployment per configured model (named by `core.config.deployment_name`),
 each with its own autoscaling, queue limits and dynamic batching. The torch
 work runs in a worker thread so that health checks and batching stay
 responsive while a batch renders.
+
+Fused renders (sd and sdxl families) call `encode_prompt`, `denoise`, `decode` and
+`encode_image` (`serve.fused_engine.FusedEngine`), one at a time per replica and
+never batched across requests, so that their bytes never depend on batching.
 """
 
 from __future__ import annotations
@@ -18,8 +22,18 @@ import torch
 from ray import serve
 
 from core.config import ModelConfig
+from core.largeformat.fused_schemas import (
+    DecodeRequest,
+    DenoiseRequest,
+    DenoiseResult,
+    EncodeRequest,
+    EncodeResult,
+    FusedSetup,
+    PromptRequest,
+)
 from core.schemas import GenerateRequest, GenerateResult
 from serve.engine import RenderEngine
+from serve.fused_engine import FusedEngine
 from serve.loader import load_model
 
 
@@ -47,6 +61,13 @@ class ModelServer:
             identity=_replica_identity,
             max_pixels_per_call=self.config.max_pixels_per_call,
         )
+        self.fused = FusedEngine(
+            loaded,
+            self.config.family,
+            identity=_replica_identity,
+            max_pixels_per_call=self.config.max_pixels_per_call,
+        )
+        self._fused_lock = asyncio.Lock()
         self._render_batch.set_max_batch_size(batching.max_batch_size)
         self._render_batch.set_batch_wait_timeout_s(batching.batch_wait_timeout_s)
         self._healthy = True
@@ -63,6 +84,41 @@ class ModelServer:
             if "CUDA error" in str(exc):  # the device is unusable: let Serve replace us
                 self._healthy = False
             raise
+
+    async def encode_prompt(self, request: PromptRequest) -> FusedSetup:
+        """A fused render's conditioning and sampler settings, computed once per job."""
+        return await self._fused(self.fused.encode_prompt, request)
+
+    async def denoise(self, request: DenoiseRequest) -> DenoiseResult:
+        """One guided denoiser evaluation of latent crops (a fused render's step).
+
+        The job's conditioning is fetched from the object store on this replica's first
+        call of the job and kept on the device.
+        """
+        installed = self.fused.installed(request.key)
+        if installed is None:
+            conditioning = request.conditioning
+            if isinstance(conditioning, ray.ObjectRef):
+                conditioning = await conditioning
+            installed = self.fused.install(conditioning)
+        return await self._fused(self.fused.denoise, request, installed)
+
+    async def decode(self, request: DecodeRequest) -> GenerateResult:
+        """Decode a tile of a fused render's finished latents into pixels."""
+        return await self._fused(self.fused.decode, request)
+
+    async def encode_image(self, request: EncodeRequest) -> EncodeResult:
+        """Encode a tile of a fused img2img render's base image into latents."""
+        return await self._fused(self.fused.encode_image, request)
+
+    async def _fused(self, method: Any, *args: Any) -> Any:
+        async with self._fused_lock:  # one model evaluation at a time on this replica
+            try:
+                return await asyncio.to_thread(method, *args)
+            except RuntimeError as exc:
+                if "CUDA error" in str(exc):
+                    self._healthy = False
+                raise
 
     async def info(self) -> dict[str, Any]:
         """Where this replica runs: replica id, logical GPUs, device, dtype, pid."""

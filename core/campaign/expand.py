@@ -25,6 +25,7 @@ from core.campaign.manifest import Manifest, ManifestError, ManifestItem
 from core.campaign.sizes import is_ratio, resolve_size
 from core.config import ClusterConfig, ModelConfig
 from core.typography.schema import TextMode
+from core.validation import single_pass_pixels
 
 __all__ = ["RenderJob", "derive_seed", "expand_manifest"]
 
@@ -251,8 +252,9 @@ def _resolve_model(
 def _grid_problems(
     spec: str, width: int, height: int, model_name: str, model: ModelConfig
 ) -> list[str]:
-    """Exact sizes must sit on the model's latent grid (ratios are snapped to it)."""
-    if is_ratio(spec):
+    """Exact single-pass sizes must sit on the model's latent grid (ratios are snapped to
+    it); large renders (over `single_pass_pixels`) take any size."""
+    if is_ratio(spec) or width * height > single_pass_pixels(model):
         return []
     factor = model.latent_factor
     problems = []

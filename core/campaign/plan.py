@@ -127,7 +127,7 @@ def _check_pipeline_job(job: RenderJob, config: ClusterConfig) -> None:
     for stage in fit_pipeline(config, name, job.width, job.height).stages:
         model = config.models[config.resolve_model(stage.model, stage.style)]
         try:
-            check_size(stage.width, stage.height, model, config)
+            check_size(stage.width, stage.height, model, config, on_grid=stage.kind != "hires")
         except RequestError as exc:
             raise RequestError(f"pipeline {name!r} stage {stage.name!r}", exc.message) from None
 

@@ -1,6 +1,6 @@
 """`TileJobRunner`: the tile router's job logic, no Ray.
 
-It runs one hires, tiled or upscale job on whatever `ModelCall` reaches the
+It runs one hires, tiled, fused or upscale job on whatever `ModelCall` reaches the
 model's replicas (a Serve handle in the router actor, a plain function in
 tests), keeps the job's progress and turns every failure of the project's own
 into `JobFailed` with a reason.
@@ -15,6 +15,7 @@ from pathlib import Path
 from core.errors import JobFailed, RenderClusterError
 from core.jobs.checkpoints import Checkpoints
 from core.largeformat.fanout import JobProgress, ModelCall, RetryPolicy
+from core.largeformat.fused_schemas import FusedCalls
 from core.largeformat.job_context import JobContext
 from core.largeformat.refine import render_large
 from core.largeformat.upscale_job import upscale_image
@@ -37,6 +38,13 @@ class TileJobRunner:
         """Render a hires or tiled job; raise `JobFailed` with a reason."""
         ctx = self._context(job, call)
         return await self._guarded(ctx, render_large(job, ctx))
+
+    async def fused(self, job: LargeRenderJob, calls: FusedCalls) -> LargeRenderResult:
+        """Render a fused job (tiles fused at every step); raise `JobFailed` with a reason."""
+        from core.largeformat.fused import render_fused  # torch and diffusers: fused jobs only
+
+        ctx = self._context(job, calls.render)
+        return await self._guarded(ctx, render_fused(job, ctx, calls))
 
     async def upscale(self, job: UpscaleJob, call: ModelCall) -> LargeRenderResult:
         """Upscale an image (tiled, chained passes); raise `JobFailed` with a reason."""

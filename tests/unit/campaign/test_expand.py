@@ -116,19 +116,21 @@ campaign: bad
 defaults: {style: neon, steps: 80}
 items:
   - {id: a, prompt: a fox}
-  - {id: b, prompt: a hen, model: quality, sizes: [1000x750, 1:1, 256x256]}
+  - {id: b, prompt: a hen, model: quality, sizes: [250x250, 1:1, 256x256, 1000x750]}
   - {id: c, prompt: a cow, pipeline: upscale}
   - {id: d, prompt: a pig, model: wide, steps: 10, sizes: [512x520]}
 """,
         "yaml",
     )
-    with pytest.raises(ManifestError) as caught:
+    with pytest.raises(ManifestError) as caught:  # 1000x750 is large: any size goes
         expand_manifest(manifest, config, pipelines={"hires": "wide"})
     assert caught.value.problems == [
         "defaults.style: style 'neon' is not one of ['photo', 'poster']",
         "defaults.steps: 80 is over the limit of 50",
-        "items[1].sizes[0]: 1000x750: height 750 is not a multiple of 8 (the latent factor "
-        "of model 'quality'); nearest are 744 and 752",
+        "items[1].sizes[0]: 250x250: width 250 is not a multiple of 8 (the latent factor "
+        "of model 'quality'); nearest are 248 and 256",
+        "items[1].sizes[0]: 250x250: height 250 is not a multiple of 8 (the latent factor "
+        "of model 'quality'); nearest are 248 and 256",
         "items[1].sizes[2]: renders the same image as items[1].sizes[1] (256x256, seed "
         f"{derive_seed('bad', 'b', 0)})",
         "items[2].pipeline: 'upscale' is not one of the pipelines (hires)",
