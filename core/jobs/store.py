@@ -1,7 +1,9 @@
 """Jobs kept as JSON in the artifact store, under ``jobs/<id>.json``.
 
 Writes are atomic (the store writes whole objects); `save` refuses a status
-that goes backwards from what is stored. Listing reads the ids (which sort by
+that goes backwards from what is stored, and keeps an empty marker under
+``job-open/<id>`` while a job has not ended, so the supervisor's scan of the
+unfinished jobs costs what is in flight, not the whole history. Listing reads the ids (which sort by
 creation time) and then only the page asked for. An idempotency key maps to
 the job it created under ``job-keys/<sha256>.json``, with the hash of the body
 it came with.
@@ -23,6 +25,7 @@ __all__ = ["IdempotencyConflict", "JobPage", "JobStore", "body_hash"]
 
 PREFIX = "jobs/"
 KEYS_PREFIX = "job-keys/"
+OPEN_PREFIX = "job-open/"  # one empty marker per job not yet ended
 MAX_PAGE = 200
 
 
@@ -69,6 +72,11 @@ class JobStore:
         if current is not None and current.status != job.status:
             current.moved(status=job.status)  # raises when barred
         self.store.put_bytes(self.key(job.id), job.model_dump_json().encode())
+        marker = f"{OPEN_PREFIX}{job.id}"
+        if job.terminal:
+            self.store.delete(marker)
+        elif current is None or current.terminal != job.terminal:
+            self.store.put_bytes(marker, b"")
         return job
 
     def find(self, job_id: str) -> Job | None:
@@ -93,8 +101,13 @@ class JobStore:
         )
 
     def unfinished(self) -> list[Job]:
-        """Every job not yet done, failed or cancelled, oldest first."""
-        return [job for job in self._load(self.ids()) if not job.terminal]
+        """Every job not yet done, failed or cancelled, oldest first.
+
+        Read from the open-job markers, so the cost follows the jobs in flight, not
+        the history.
+        """
+        ids = sorted(key.removeprefix(OPEN_PREFIX) for key in self.store.list_keys(OPEN_PREFIX))
+        return [job for job in self._load(ids) if not job.terminal]
 
     def page(
         self,

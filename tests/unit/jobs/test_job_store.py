@@ -93,3 +93,13 @@ def test_uploads_are_kept_beside_the_job_not_in_it(jobs):
     assert "base_image" not in request["body"]
     assert jobs.store.get_bytes(request["inputs"]["base_image"]) == b"hello"
     assert restore(jobs.store, request) == body
+
+
+def test_only_unfinished_jobs_are_scanned(jobs):
+    running = jobs.save(_job().moved(status="running"))
+    ended = jobs.save(_job().moved(status="running").moved(status="done"))
+    assert [job.id for job in jobs.unfinished()] == [running.id]
+    assert jobs.store.list_keys("job-open/") == [f"job-open/{running.id}"]
+    jobs.save(running.moved(status="failed"))
+    assert jobs.unfinished() == [] and jobs.store.list_keys("job-open/") == []
+    assert {job.id for job in jobs.page().jobs} == {running.id, ended.id}
