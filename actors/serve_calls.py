@@ -20,7 +20,7 @@ from core.config import deployment_name
 from core.errors import OverloadedError, ReplicaUnavailable
 from core.largeformat.fanout import ModelCall
 
-__all__ = ["ServeModelCalls", "call_method", "deployment_call"]
+__all__ = ["ServeModelCalls", "call_method", "deployment_call", "running_replicas"]
 
 
 async def call_method(method: Any, request: Any, model_name: str) -> Any:
@@ -44,6 +44,13 @@ def deployment_call(app_name: str, model_name: str, method: str) -> ModelCall:
         return await call_method(bound, request, model_name)
 
     return call
+
+
+def running_replicas(app_name: str, model_name: str) -> int:
+    """How many replicas of the model's deployment in `app_name` are running now (0: none)."""
+    app = serve.status().applications.get(app_name)
+    deployment = None if app is None else app.deployments.get(deployment_name(model_name))
+    return 0 if deployment is None else deployment.replica_states.get("RUNNING", 0)
 
 
 class ServeModelCalls:

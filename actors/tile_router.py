@@ -11,13 +11,14 @@ committed to the artifact store only when complete.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 from typing import Any
 
 import ray
 
-from actors.serve_calls import deployment_call
+from actors.serve_calls import deployment_call, running_replicas
 from core.config import StorageConfig
 from core.largeformat.fused_schemas import FusedCalls
 from core.largeformat.runner import TileJobRunner
@@ -58,6 +59,9 @@ class TileRouter:
         def method(name: str) -> Any:
             return deployment_call(self.app_name, model_name, name)
 
+        async def replicas() -> int:
+            return await asyncio.to_thread(running_replicas, self.app_name, model_name)
+
         return FusedCalls(
             render=render,
             encode_prompt=method("encode_prompt"),
@@ -65,6 +69,7 @@ class TileRouter:
             decode=method("decode"),
             encode_image=method("encode_image"),
             share=ray.put,
+            replicas=replicas,
         )
 
     async def upscale(self, job: UpscaleJob) -> LargeRenderResult:

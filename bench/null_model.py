@@ -5,6 +5,12 @@ but computes nothing: it holds its replica's "GPU" (one tile at a time) for a
 fixed time, then returns the request's init image, or a flat image of the
 requested size whose level comes from the seed. Deployed under
 `deployment_name(model_name)`, the `TileRouter` finds it like any real model.
+
+It answers a fused render's calls too: `encode_prompt` (zero embeddings of
+SDXL's shape and a DDIM scheduler), `denoise` (holds the "GPU" `sleep_s` per crop
+and predicts zeros; it fetches the job's conditioning from the object store
+once, as `ModelServer` does), `decode` (a flat tile, no wait) and
+`encode_image`.
 """
 
 from __future__ import annotations
@@ -19,9 +25,32 @@ from ray import serve
 from ray.serve.config import ProxyLocation
 
 from core.config import deployment_name
+from core.largeformat.fused_schemas import (
+    Conditioning,
+    DecodeRequest,
+    DenoiseRequest,
+    DenoiseResult,
+    EncodeRequest,
+    EncodeResult,
+    FusedSetup,
+    PromptRequest,
+    SchedulerSpec,
+)
 from core.schemas import GenerateRequest, GenerateResult
 
 __all__ = ["NullModel", "deploy_null_model", "free_port", "start_ray", "wait_replicas"]
+
+NULL_SCHEDULER = SchedulerSpec(
+    "DDIMScheduler",
+    {
+        "beta_start": 0.00085,
+        "beta_end": 0.012,
+        "beta_schedule": "scaled_linear",
+        "clip_sample": False,
+        "set_alpha_to_one": False,
+        "steps_offset": 1,
+    },
+)
 
 
 @serve.deployment
@@ -33,6 +62,8 @@ class NullModel:
         self._gpu = asyncio.Lock()
         self.replica = serve.get_replica_context().replica_id.unique_id
         self.gpu_ids = [str(gpu) for gpu in ray.get_gpu_ids()]
+        self.conditionings: dict[str, Conditioning] = {}
+        self.fetches = 0
 
     async def render(self, request: GenerateRequest) -> GenerateResult:
         """Return the init image (or a flat image of the request's size) after `sleep_s`."""
@@ -53,6 +84,43 @@ class NullModel:
                 gpu_ids=self.gpu_ids,
                 started_at=started_at,
             )
+
+    async def encode_prompt(self, request: PromptRequest) -> FusedSetup:
+        """Zero conditioning of SDXL's shapes (77 tokens x 2048, pooled 1280, size ids)."""
+        rows = 2 if request.guidance > 1 else 1
+        conditioning = Conditioning(
+            f"null-{request.prompt}-{rows}",
+            np.zeros((rows, 77, 2048), np.float32),
+            np.zeros((rows, 1280), np.float32),
+            np.zeros((rows, 6), np.float32),
+        )
+        return FusedSetup(conditioning, NULL_SCHEDULER, 4, 8, "float16", self.replica)
+
+    async def denoise(self, request: DenoiseRequest) -> DenoiseResult:
+        """Zeros for each crop after `sleep_s` per crop (the conditioning fetched once)."""
+        if request.key not in self.conditionings:
+            conditioning = request.conditioning
+            if isinstance(conditioning, ray.ObjectRef):
+                conditioning = await conditioning
+            self.conditionings[request.key] = conditioning
+            self.fetches += 1
+        async with self._gpu:
+            started_at = time.time()
+            started = time.perf_counter()
+            await asyncio.sleep(self.sleep_s * len(request.latents))
+            noise = np.zeros_like(request.latents)
+            return DenoiseResult(noise, self.replica, started_at, time.perf_counter() - started)
+
+    async def decode(self, request: DecodeRequest) -> GenerateResult:
+        """A flat tile of the crop's pixel size, at once."""
+        _, h, w = request.latents.shape
+        image = np.full((h * 8, w * 8, 3), 128, np.uint8)
+        return GenerateResult(image, 0, 0.0, 1, self.replica, self.gpu_ids, time.time())
+
+    async def encode_image(self, request: EncodeRequest) -> EncodeResult:
+        """Zero latents of the tile's latent size, at once."""
+        h, w = request.image.shape[0] // 8, request.image.shape[1] // 8
+        return EncodeResult(np.zeros((4, h, w), np.float32), self.replica, time.time())
 
     async def echo(self, pixels: np.ndarray) -> np.ndarray:
         """Return the array passed by value (it travels inside the call, both ways)."""

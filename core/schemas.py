@@ -229,6 +229,7 @@ class LargeRenderJob:
     fuse: FuseMode = "gaussian"  # fused mode: weights of overlapping predictions
     tiles_per_call: int = 1  # fused mode: crops per denoiser call (a fixed grouping)
     decode_tile: int = 0  # fused mode: side of the VAE's decode tiles (0: tile_size)
+    replica_requests: int = 0  # fused mode: the model's max_ongoing_requests (0: unknown)
     text: TextSpec | None = None  # copy composited into the finished canvas, then gated
     max_call_pixels: int = 0  # most pixels one integrated text call sends (0: the default)
     checkpoint: bool = False  # keep finished tiles in the store so a new attempt resumes

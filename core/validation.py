@@ -232,6 +232,7 @@ def resolve_large(
         text=text,
         max_call_pixels=max_call_pixels(model),
         fuse=body.fuse or "gaussian",
+        replica_requests=model.max_ongoing_requests,
     )
     return job, model
 

@@ -126,6 +126,7 @@ class FusedEngine:
             scheduler=SchedulerSpec(type(scheduler).__name__, dict(scheduler.config)),
             latent_channels=int(self.pipe.unet.config.in_channels),
             latent_factor=self.factor,
+            wire_dtype="float16" if self.dtype == torch.float16 else "float32",
             replica=self._identity()[0],
             started_at=started_at,
             compute_s=time.perf_counter() - started,
@@ -178,7 +179,8 @@ class FusedEngine:
     # -- one step of k crops -------------------------------------------------------
 
     def denoise(self, request: DenoiseRequest, conditioning: _Installed) -> DenoiseResult:
-        """The guided noise prediction of each crop of `request.latents` (k, C, h, w)."""
+        """The guided noise prediction of each crop of `request.latents` (k, C, h, w), in
+        the crops' dtype (float16 crops come from, and go back to, a float16 model)."""
         self._check_family()
         k, _, h, w = request.latents.shape
         self._check_pixels(f"{k}x{w * self.factor}x{h * self.factor}", k * h * w * self.factor**2)
@@ -200,7 +202,8 @@ class FusedEngine:
             if cfg:
                 uncond, text = noise[::2], noise[1::2]
                 noise = uncond + request.guidance * (text - uncond)
-            result = noise.float().cpu().numpy()
+            wire = torch.float16 if request.latents.dtype == np.float16 else torch.float32
+            result = noise.to(wire).cpu().numpy()
         replica = self._identity()[0]
         return DenoiseResult(result, replica, started_at, time.perf_counter() - started)
 

@@ -87,17 +87,8 @@ async def render_fused(
     init = await _encode_base(job, ctx, calls, grid, shape[1]) if img2img else None
     base_s = time.perf_counter() - ctx.started - prompt_s
     latents = sampler.start(shape, init)
-    conditioning = setup.conditioning
-    denoise = DenoiseRound(
-        ctx,
-        calls.denoise,
-        FusionWeights(grid, job.fuse),
-        calls.share(conditioning),
-        conditioning.key,
-        job.guidance,
-        job.tiles_per_call,
-        job.max_in_flight,
-    )
+    weights = FusionWeights(grid, job.fuse)
+    denoise = DenoiseRound(ctx, job, calls, weights, setup, calls.share(setup.conditioning))
     stats = StepStats()
     for index, t in enumerate(sampler.timesteps):
         ctx.progress.phase = f"step {index + 1}/{len(sampler.timesteps)}"

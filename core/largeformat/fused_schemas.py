@@ -91,6 +91,7 @@ class FusedSetup:
     scheduler: SchedulerSpec
     latent_channels: int
     latent_factor: int
+    wire_dtype: str = "float32"  # crops and predictions travel so (float16 for fp16 models)
     replica: str = ""
     started_at: float = 0.0
     compute_s: float = 0.0
@@ -101,14 +102,16 @@ class DenoiseRequest:
     """One denoiser evaluation of `latents` (k crops of one size) at `timestep`.
 
     `latents` are the model input (the scheduler's `scale_model_input` already
-    applied on the whole canvas). `conditioning` is an object-store reference to the
+    applied on the whole canvas), in the setup's `wire_dtype`: float16 when the model
+    runs in float16 (the UNet sees exactly those values, so nothing is lost), else
+    float32. `conditioning` is an object-store reference to the
     job's `Conditioning` (the `Conditioning` itself where there is no object store);
     a replica that holds `key` already does not fetch it.
     """
 
     conditioning: Any = field(repr=False)
     key: str
-    latents: np.ndarray = field(repr=False)  # (k, C, h, w) float32
+    latents: np.ndarray = field(repr=False)  # (k, C, h, w) in the setup's wire dtype
     timestep: float
     guidance: float
 
@@ -117,7 +120,7 @@ class DenoiseRequest:
 class DenoiseResult:
     """The guided noise prediction of each crop, in request order."""
 
-    noise: np.ndarray = field(repr=False)  # (k, C, h, w) float32
+    noise: np.ndarray = field(repr=False)  # (k, C, h, w) in the request's dtype
     replica: str = ""
     started_at: float = 0.0
     compute_s: float = 0.0
@@ -165,3 +168,4 @@ class FusedCalls:
     decode: Call
     encode_image: Call
     share: Callable[[Any], Any] = _same
+    replicas: Callable[[], Awaitable[int]] | None = None  # running replicas (None: unknown)

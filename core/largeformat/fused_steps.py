@@ -21,10 +21,11 @@ import numpy as np
 
 from core.errors import JobFailed, TileOutOfMemory
 from core.largeformat.fanout import ModelCall, abandon, call_with_retries
-from core.largeformat.fused_schemas import DenoiseRequest, DenoiseResult
+from core.largeformat.fused_schemas import DenoiseRequest, DenoiseResult, FusedCalls, FusedSetup
 from core.largeformat.fusion_weights import Fuser, FusionWeights
 from core.largeformat.job_context import JobContext
 from core.largeformat.tiling import Tile
+from core.schemas import LargeRenderJob
 
 __all__ = ["DenoiseRound", "StepStats", "fan_out", "model_call"]
 
@@ -107,36 +108,48 @@ class DenoiseRound:
     def __init__(
         self,
         ctx: JobContext,
-        denoise: ModelCall,
+        job: LargeRenderJob,
+        calls: FusedCalls,
         weights: FusionWeights,
+        setup: FusedSetup,
         conditioning: Any,
-        key: str,
-        guidance: float,
-        tiles_per_call: int,
-        max_in_flight: int,
     ):
+        """`conditioning` is what the calls carry: `setup.conditioning` shared by reference."""
         self.ctx = ctx
-        self.denoise = denoise
+        self.job = job
+        self.calls = calls
         self.weights = weights
         self.conditioning = conditioning
-        self.key = key
-        self.guidance = guidance
+        self.key = setup.conditioning.key
+        self.wire_dtype = np.dtype(setup.wire_dtype)
         tiles = weights.plan.tiles
-        self.groups = [tiles[i : i + tiles_per_call] for i in range(0, len(tiles), tiles_per_call)]
-        self.max_in_flight = max_in_flight
+        size = job.tiles_per_call
+        self.groups = [tiles[i : i + size] for i in range(0, len(tiles), size)]
         self.last_busy: dict[str, float] = {}  # replica -> compute seconds of the last round
         self.fuse_s = 0.0
+
+    async def in_flight(self) -> int:
+        """Calls in flight this round: at most what the running replicas take at once
+        (replicas x max_ongoing_requests), so that no call waits in the handle's backoff
+        while a replica idles at the step's end."""
+        limit, per_replica = self.job.max_in_flight, self.job.replica_requests
+        if self.calls.replicas is None or not per_replica:
+            return limit
+        running = max(1, await self.calls.replicas())
+        return max(1, min(limit, running * per_replica))
 
     async def predict(self, model_input: np.ndarray, timestep: float, step: int) -> np.ndarray:
         """The fused (C, H, W) noise prediction of the canvas `model_input` at `timestep`."""
         fuser = Fuser(self.weights, model_input.shape[0])
+        model_input = model_input.astype(self.wire_dtype, copy=False)  # once, not per crop
         busy: dict[str, float] = defaultdict(float)
 
         async def run(group: tuple[Tile, ...]) -> DenoiseResult:
             crops = np.stack([model_input[:, t.y : t.y + t.h, t.x : t.x + t.w] for t in group])
-            request = DenoiseRequest(self.conditioning, self.key, crops, timestep, self.guidance)
+            guidance = self.job.guidance
+            request = DenoiseRequest(self.conditioning, self.key, crops, timestep, guidance)
             name = f"step {step + 1} tile {'+'.join(t.key for t in group)}"
-            return await model_call(self.ctx, self.denoise, request, name)
+            return await model_call(self.ctx, self.calls.denoise, request, name)
 
         def take(group: tuple[Tile, ...], result: DenoiseResult) -> None:
             fuse_started = time.perf_counter()
@@ -146,6 +159,6 @@ class DenoiseRound:
             busy[result.replica] += result.compute_s
             self.ctx.progress.done += 1
 
-        await fan_out(self.groups, run, take, self.max_in_flight)
+        await fan_out(self.groups, run, take, await self.in_flight())
         self.last_busy = dict(busy)
         return fuser.result()

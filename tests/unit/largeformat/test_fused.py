@@ -64,8 +64,16 @@ def pointwise(latents: np.ndarray, timestep: float) -> np.ndarray:
 class FakeModel:
     """A pointwise denoiser and VAE on `replicas` named replicas, with jitter in timing."""
 
-    def __init__(self, spec: SchedulerSpec | None = None, replicas: int = 3, jitter: int = 0):
+    def __init__(
+        self,
+        spec: SchedulerSpec | None = None,
+        replicas: int = 3,
+        jitter: int = 0,
+        wire_dtype: str = "float32",
+    ):
         self.spec = spec or _spec()
+        self.wire_dtype = wire_dtype
+        self.in_flight = self.most_in_flight = 0
         self.replicas = [f"replica-{i}" for i in range(replicas)]
         self.rng = random.Random(jitter)
         self.jitter = jitter
@@ -94,14 +102,21 @@ class FakeModel:
 
     async def encode_prompt(self, request: PromptRequest) -> FusedSetup:
         embeds = np.zeros((2 if request.guidance > 1 else 1, 3, 4), np.float32)
-        return FusedSetup(Conditioning("key", embeds), self.spec, 4, FACTOR, "replica-0")
+        conditioning = Conditioning("key", embeds)
+        return FusedSetup(conditioning, self.spec, 4, FACTOR, self.wire_dtype, "replica-0")
 
     async def denoise(self, request: DenoiseRequest) -> DenoiseResult:
         self.denoise_requests.append(request)
-        replica = await self._pause()
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            replica = await self._pause()
+        finally:
+            self.in_flight -= 1
         if self.failures:
             raise self.failures.pop(0)
-        return DenoiseResult(pointwise(request.latents, request.timestep), replica, 0.0, 0.001)
+        noise = pointwise(request.latents.astype(np.float32), request.timestep)
+        return DenoiseResult(noise.astype(request.latents.dtype), replica, 0.0, 0.001)
 
     async def decode(self, request: DecodeRequest) -> GenerateResult:
         self.decoded.append(request.latents)
@@ -270,3 +285,25 @@ def test_progress_counts_every_denoise_round_and_decode_tile(tmp_path):
     timings = result.timings
     for name in ("prompt_s", "steps_s", "step_overhead_ms", "fuse_s", "decode_s"):
         assert name in timings
+
+
+def test_calls_in_flight_stay_within_what_the_running_replicas_take(tmp_path):
+    model = FakeModel(replicas=2, jitter=7)
+
+    async def two_replicas() -> int:
+        return 2
+
+    calls = replace(model.calls(), replicas=two_replicas)
+    store = open_store(StorageConfig(kind="local", path=tmp_path / "store"))
+    runner = TileJobRunner(store, tmp_path / "spool", RetryPolicy(sleep=_no_sleep))
+    asyncio.run(runner.fused(_job(replica_requests=2), calls))
+    assert model.most_in_flight == 4  # 2 replicas x 2 requests each, of 8 tiles
+
+
+def test_crops_travel_in_half_precision_for_a_half_precision_model(tmp_path):
+    model = FakeModel(wire_dtype="float16")
+    _, _, image = _run(tmp_path, _job(decode_tile=256), model)
+    assert {r.latents.dtype for r in model.denoise_requests} == {np.dtype(np.float16)}
+    assert image.shape == (120, 200, 3)
+    reference = _run(tmp_path / "full", _job(decode_tile=256), FakeModel())[2]
+    assert np.abs(image.astype(int) - reference).max() <= 2  # only the rounding of the crops
