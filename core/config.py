@@ -21,10 +21,10 @@ from pydantic import (
 )
 
 from core.jobs_config import JobsConfig
-from core.upscaler_variants import REALESRGAN_VARIANTS
 from core.pipelines import PipelineConfig, PipelineName, check_pipeline_references
 from core.remote.config import RemoteConfig, remote_defaults, remote_problems
 from core.typography.schema import DEFAULT_FONT_DIR, GateThresholds, TextBox, TextSpec
+from core.upscaler_variants import REALESRGAN_VARIANTS
 
 MODEL_NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"
 SOURCE_PATTERN = re.compile(
