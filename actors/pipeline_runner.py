@@ -266,7 +266,7 @@ class PipelineRunner:
         approved = state.approving(state.previous_stage.name)
         run = run.model_copy(update={"status": "running", "params": approved.to_params()})
         self.registry.save(run)
-        return await self.advance(run_id)
+        return run
 
     def reject(self, run_id: str, reason: str = "") -> RunRecord:
         """End a run awaiting approval with status rejected (the reason goes in `error`)."""
