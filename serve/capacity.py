@@ -38,8 +38,16 @@ class Capacity:
         return self._cached[1]
 
     async def placement_problem(self, model_name: str) -> str | None:
-        """Why `model_name` cannot get a replica now, or None if it has or can get one."""
-        deployment = (await self.deployments()).get(deployment_name(model_name))
+        """Why `model_name` cannot get a replica now, or None if it has or can get one.
+
+        Without Ray, or before the application is deployed, there is nothing to judge.
+        """
+        if not ray.is_initialized():
+            return None
+        deployments = await self.deployments()
+        if not deployments:
+            return None
+        deployment = deployments.get(deployment_name(model_name))
         if deployment is not None and deployment.replica_states.get("RUNNING", 0) > 0:
             return None
         need = self.config.models[model_name].gpus_per_replica

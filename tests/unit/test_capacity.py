@@ -37,6 +37,7 @@ def gpus(monkeypatch):
     state = {"status": _status(quality=1, big=0), "gpus": (1.0, 0.0)}
     monkeypatch.setattr(capacity.serve, "status", lambda: state["status"])
     monkeypatch.setattr(capacity, "_gpus", lambda: state["gpus"])
+    monkeypatch.setattr(capacity.ray, "is_initialized", lambda: True)
     return state
 
 
