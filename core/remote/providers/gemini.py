@@ -105,14 +105,14 @@ def parse(reply: HttpReply) -> ProviderReply:
     parts = (candidate.get("content") or {}).get("parts") or []
     texts = []
     for part in parts if isinstance(parts, list) else []:
-        inline = (
-            part.get("inlineData") or part.get("inline_data") if isinstance(part, dict) else None
-        )
+        if not isinstance(part, dict):
+            continue
+        inline = part.get("inlineData") or part.get("inline_data")  # REST or SDK spelling
         if isinstance(inline, dict):
             image = b64decode(inline.get("data"), "inlineData.data")
             request_id = body.get("responseId") or reply_header(reply, "x-request-id")
             return ProviderReply(image=image, request_id=request_id)
-        if isinstance(part, dict) and isinstance(part.get("text"), str):
+        if isinstance(part.get("text"), str):
             texts.append(part["text"].strip())
     finish = candidate.get("finishReason")
     if finish in SAFETY_FINISH or texts:
