@@ -102,9 +102,12 @@ def run_jobs(
         t = result.timings
         print(
             f"  repeat {repeat}: steps_s {t['steps_s']:.3f} (efficiency "
-            f"{ideal / t['steps_s']:.3f}), per-step overhead "
+            f"{ideal / t['steps_s']:.3f}; against the replicas' measured compute "
+            f"{t['step_efficiency']:.3f}), per-step overhead "
             f"{(t['steps_s'] - ideal) / args.steps * 1e3:.1f} ms (job's own "
-            f"{t['step_overhead_ms']:.1f} ms), fuse_s {t['fuse_s']:.3f}, prompt_s "
+            f"{t['step_overhead_ms']:.1f} ms; fill {t['fill_ms']:.1f} ms, drain "
+            f"{t['drain_ms']:.1f} ms), fuse_s {t['fuse_s']:.3f}, sampler_s "
+            f"{t['sampler_s']:.3f}, prompt_s "
             f"{t['prompt_s']:.3f}, decode_s {t['decode_s']:.3f}, encode_and_store_s "
             f"{t['encode_and_store_s']:.3f}, run wall {wall:.3f} s, replicas used "
             f"{len(result.replicas_used)}, max concurrent {result.max_concurrent_replicas}"

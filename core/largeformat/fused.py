@@ -9,8 +9,11 @@ replica, step by step. No Ray.
    encoded tile by tile on the replicas and noised to the strength's timestep.
 3. Every step: each tile's crop of the model input goes to a replica for one guided
    denoiser evaluation; the predictions are fused with per-pixel weights that sum to
-   1 ('gaussian': Mixture of Diffusers, 'uniform': MultiDiffusion) in plan order; one
-   scheduler step moves the whole canvas.
+   1 ('gaussian': Mixture of Diffusers, 'uniform': MultiDiffusion) in plan order; the
+   scheduler steps the canvas. Steps do not wait for each other across the whole canvas
+   (`core.largeformat.wavefront`): a band of the canvas steps as soon as the tiles over it
+   have answered, and tiles go out for the next step as soon as the bands under them
+   have stepped, with the values of one scheduler step of the whole canvas.
 4. The replicas decode the finished latents in overlapping pixel tiles (each with a
    margin of latent context); the tiles are blended into row bands and streamed to the
    writer like every large render. The router never holds the decoded canvas.
@@ -36,13 +39,14 @@ from core.largeformat.fused_schemas import (
     FusedSetup,
     PromptRequest,
 )
-from core.largeformat.fused_steps import DenoiseRound, StepStats, fan_out, model_call
+from core.largeformat.fused_steps import fan_out, model_call
 from core.largeformat.fusion_weights import Fuser, FusionWeights, latent_plan
 from core.largeformat.hires import upscaled_crop
 from core.largeformat.job_context import JobContext, JobOutput
 from core.largeformat.latent_sampler import LatentSampler
 from core.largeformat.refine import _text_pass
 from core.largeformat.tiling import Tile, TilePlan, plan_tiles
+from core.largeformat.wavefront import Wavefront
 from core.schemas import LargeRenderJob, LargeRenderResult
 
 __all__ = ["DECODE_CONTEXT", "decode_plan", "render_fused"]
@@ -81,24 +85,17 @@ async def render_fused(
     grid = latent_plan(job.width, job.height, job.tile_size, job.overlap, job.align)
     img2img = job.base_image is not None
     sampler = LatentSampler(setup.scheduler, job.steps, job.seed, job.strength if img2img else None)
-    rounds = -(-len(grid.tiles) // job.tiles_per_call)
-    ctx.progress.total += rounds * len(sampler.timesteps)
+    wave = Wavefront(ctx, job, calls, FusionWeights(grid, job.fuse), setup, sampler)
+    ctx.progress.total += wave.calls_per_step * len(sampler.timesteps)
     shape = (1, setup.latent_channels, grid.height, grid.width)
     init = await _encode_base(job, ctx, calls, grid, shape[1]) if img2img else None
     base_s = time.perf_counter() - ctx.started - prompt_s
     latents = sampler.start(shape, init)
-    weights = FusionWeights(grid, job.fuse)
-    denoise = DenoiseRound(ctx, job, calls, weights, setup, calls.share(setup.conditioning))
-    stats = StepStats()
-    for index, t in enumerate(sampler.timesteps):
-        ctx.progress.phase = f"step {index + 1}/{len(sampler.timesteps)}"
-        started = time.perf_counter()
-        fused = await denoise.predict(sampler.model_input(latents, t), float(t), index)
-        latents = sampler.step(fused, t, latents)
-        stats.add(time.perf_counter() - started, denoise.last_busy)
+    ctx.progress.phase = "denoise"
+    latents = await wave.run(latents, calls.share(setup.conditioning))
     ctx.progress.phase = "decode"
     result = await _decode(job, ctx, calls, latents[0].numpy(), grid, base_s)
-    result.timings.update(prompt_s=round(prompt_s, 3), **stats.timings(denoise.fuse_s))
+    result.timings.update(prompt_s=round(prompt_s, 3), **wave.timings())
     return result
 
 

@@ -24,6 +24,8 @@ the same bytes on any number of replicas, but not MultiDiffusion's bytes.
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import inspect
 
 import diffusers
@@ -69,6 +71,7 @@ class LatentSampler:
             raise ValueError(f"{spec.class_name!r} is not a diffusers scheduler")
         self.scheduler = cls.from_config(spec.config)
         self.scheduler.set_timesteps(steps, device="cpu")
+        self.seed = seed
         self.generator = torch.Generator("cpu").manual_seed(seed)
         self.timesteps = self.scheduler.timesteps
         if strength is not None:
@@ -84,6 +87,24 @@ class LatentSampler:
         if "generator" in parameters:
             self._step_kwargs["generator"] = self.generator
 
+    def band(self, index: int, bands: int) -> LatentSampler:
+        """This sampler for band `index` of `bands` of the canvas: a scheduler state of its
+        own, so that bands step independently (as the panorama pipeline keeps one state per
+        view). Every step is elementwise with coefficients shared by all pixels, so a band
+        steps to the very values the whole canvas would. A stochastic step draws from a
+        generator of the band's own, derived from the job seed (the job's generator itself
+        when the canvas is one band), so draws never depend on the order bands step in."""
+        if bands == 1:
+            return self
+        other = copy.copy(self)
+        other.scheduler = copy.deepcopy(self.scheduler)
+        digest = hashlib.blake2b(f"{self.seed}:band:{index}".encode(), digest_size=8).digest()
+        other.generator = torch.Generator("cpu").manual_seed(int.from_bytes(digest, "big") >> 1)
+        other._step_kwargs = dict(self._step_kwargs)
+        if "generator" in other._step_kwargs:
+            other._step_kwargs["generator"] = other.generator
+        return other
+
     def noise(self, shape: tuple[int, ...]) -> torch.Tensor:
         """Standard normal noise of the whole canvas, drawn as diffusers' pipelines draw it."""
         return randn_tensor(shape, generator=self.generator, device="cpu", dtype=torch.float32)
@@ -96,11 +117,15 @@ class LatentSampler:
         init = torch.from_numpy(np.ascontiguousarray(init_latents, np.float32)).reshape(shape)
         return self.scheduler.add_noise(init, noise, self.timesteps[:1])
 
-    def model_input(self, latents: torch.Tensor, t: torch.Tensor) -> np.ndarray:
-        """The denoiser's input at `t` for the whole canvas, (C, H, W) float32."""
-        return self.scheduler.scale_model_input(latents, t)[0].numpy()
+    def model_input(
+        self, latents: torch.Tensor, t: torch.Tensor, dtype: np.dtype | str = "float32"
+    ) -> np.ndarray:
+        """The denoiser's input at `t` for the (band of the) canvas, (C, H, W) in `dtype`
+        (converted by torch: numpy's float16 conversion is several times slower)."""
+        scaled = self.scheduler.scale_model_input(latents, t)[0]
+        return scaled.to(getattr(torch, np.dtype(dtype).name)).numpy()
 
     def step(self, prediction: np.ndarray, t: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
-        """One scheduler step of the whole canvas with the fused (C, H, W) prediction."""
+        """One scheduler step of the (band of the) canvas with its fused (C, H, W) prediction."""
         noise = torch.from_numpy(prediction)[None]
         return self.scheduler.step(noise, t, latents, **self._step_kwargs, return_dict=False)[0]

@@ -307,3 +307,33 @@ def test_crops_travel_in_half_precision_for_a_half_precision_model(tmp_path):
     assert image.shape == (120, 200, 3)
     reference = _run(tmp_path / "full", _job(decode_tile=256), FakeModel())[2]
     assert np.abs(image.astype(int) - reference).max() <= 2  # only the rounding of the crops
+
+
+def test_the_top_of_the_canvas_runs_into_the_next_step_while_the_bottom_computes(tmp_path):
+    """No barrier between steps: with the last tile row slow, the first rows' next step
+    goes out before the last row's step is back, and the image is the same."""
+    job = _job(width=200, height=400, steps=2, decode_tile=512)
+    grid = latent_plan(200, 400, 64, None, FACTOR)
+    assert (grid.cols, grid.rows) == (4, 7)  # bands across rows; the last row's 4 tiles
+    slow = set(range(len(grid.tiles) - grid.cols, len(grid.tiles)))  # go out last
+
+    class SlowBottom(FakeModel):
+        events: list[tuple[str, int, float]] = []
+
+        async def denoise(self, request: DenoiseRequest) -> DenoiseResult:
+            index = len(self.denoise_requests)
+            self.events.append(("start", index, request.timestep))
+            if index in slow:
+                await asyncio.sleep(0.2)
+            result = await super().denoise(request)
+            self.events.append(("end", index, request.timestep))
+            return result
+
+    model = SlowBottom(replicas=4)
+    _, _, image = _run(tmp_path, job, model)
+    first_step = model.denoise_requests[0].timestep
+    next_started = [i for i, e in enumerate(model.events) if e[0] == "start" and e[2] != first_step]
+    slow_ended = [i for i, e in enumerate(model.events) if e[0] == "end" and e[1] in slow]
+    assert next_started[0] < slow_ended[0]
+    reference = _run(tmp_path / "ref", replace(job, max_in_flight=1), FakeModel(replicas=1))
+    assert np.array_equal(image, reference[2])
