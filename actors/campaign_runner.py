@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import posixpath
 import time
 from collections.abc import Iterable
@@ -191,14 +192,19 @@ class CampaignRunner:
     def __init__(
         self,
         config: dict[str, Any],
-        manifest: dict[str, Any],
+        manifest: dict[str, Any] | str,
         app_name: str = APP_NAME,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     ):
         cluster = config_from_dict(config, source="campaign runner")
         store = open_store(cluster.storage)
-        jobs = plan_campaign(Manifest.model_validate(manifest), cluster)
+        parsed = (
+            Manifest.model_validate_json(manifest)
+            if isinstance(manifest, str)
+            else Manifest.model_validate(manifest)
+        )
+        jobs = plan_campaign(parsed, cluster)
         models = campaign_models(jobs, cluster)
         self.loop = CampaignLoop(
             store,
@@ -219,7 +225,7 @@ class CampaignRunner:
 
 def start_runner(
     config: ClusterConfig,
-    manifest: Manifest,
+    manifest: Manifest | dict[str, Any] | str,
     app_name: str = APP_NAME,
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
@@ -230,7 +236,11 @@ def start_runner(
     A runner still exiting after its campaign ended is killed first; `ValueError` if
     the name is still taken after `name_wait_s` (another runner started meanwhile).
     """
-    name = runner_name(manifest.campaign)
+    data = manifest  # JSON text is passed on as it is (the runner validates it)
+    if isinstance(data, Manifest):
+        data = data.model_dump(mode="json", by_alias=True)
+    campaign = json.loads(data)["campaign"] if isinstance(data, str) else data["campaign"]
+    name = runner_name(str(campaign))
     with contextlib.suppress(ValueError):
         ray.kill(ray.get_actor(name, namespace=CAMPAIGN_NAMESPACE), no_restart=True)
     deadline = time.monotonic() + name_wait_s
@@ -240,7 +250,7 @@ def start_runner(
                 name=name, namespace=CAMPAIGN_NAMESPACE, lifetime="detached"
             ).remote(
                 config.model_dump(mode="json"),
-                manifest.model_dump(mode="json", by_alias=True),
+                data,
                 app_name,
                 max_in_flight,
                 max_attempts,

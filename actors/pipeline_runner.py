@@ -53,6 +53,7 @@ from actors.pipeline_state import (
 from actors.stage_runner import StageRunner
 from core.config import ClusterConfig
 from core.errors import NotFoundError, RequestError, StorageError
+from core.imaging import ALLOWED_UPLOAD_FORMATS
 from core.pipelines import PipelineConfig, StageConfig, StageContractError, check_mask_input
 from core.preprocess import normalise_image, normalise_mask
 from core.records import RunRecord, RunRegistry, model_fields
@@ -224,12 +225,14 @@ class PipelineRunner:
                 item, f"upload is {len(data)} bytes, over the limit of {limits.max_upload_bytes}"
             )
         try:
-            with Image.open(io.BytesIO(data)) as image:
+            with Image.open(io.BytesIO(data), formats=ALLOWED_UPLOAD_FORMATS) as image:
                 pixels = image.width * image.height
+                if pixels <= limits.max_upload_pixels:
+                    image.load()  # a truncated file fails here, not in a stage later
         except Image.DecompressionBombError:
             pixels = limits.max_upload_pixels + 1
-        except (UnidentifiedImageError, OSError) as exc:
-            raise RequestError(item, f"not a readable image ({exc})") from None
+        except (UnidentifiedImageError, OSError, ValueError) as exc:
+            raise RequestError(item, f"not a readable image (PNG, JPEG or WebP): {exc}") from None
         if pixels > limits.max_upload_pixels:
             raise RequestError(
                 item, f"image has over {limits.max_upload_pixels} pixels (decompression bomb guard)"

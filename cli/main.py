@@ -19,6 +19,7 @@ from cli.errors import one_line_errors
 from cli.jobs import describe, download, follow_job
 from cli.jobs_app import jobs_app
 from cli.k8s import app as k8s_app
+from cli.keys import keys_app
 from cli.runs import pipeline_app, register, runs_app
 from cli.text_boxes import TextBoxesOption, read_text_boxes
 from core.config_file import load_config
@@ -34,6 +35,7 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(campaign_app, name="campaign")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(keys_app, name="keys")
 console = Console(highlight=False)
 
 ConfigOption = Annotated[

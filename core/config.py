@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from core.auth_config import AuthConfig
 from core.jobs_config import JobsConfig
 from core.pipelines import PipelineConfig, PipelineName, check_pipeline_references
 from core.remote.config import RemoteConfig, remote_defaults, remote_problems
@@ -244,23 +245,9 @@ class LimitsConfig(_Strict):
     max_upload_pixels: int = Field(
         50_000_000, ge=64, le=10**10, description="Largest upload in pixels (bomb guard)."
     )
-
-
-class AuthConfig(_Strict):
-    """API keys. Never written in the YAML: only where to read them from."""
-
-    api_keys_env: str | None = Field(
-        None,
-        pattern=r"^[A-Z_][A-Z0-9_]*$",
-        description="Environment variable holding comma-separated API keys.",
+    max_body_bytes: int = Field(
+        64 * 2**20, ge=1024, le=2**32, description="Largest request body (413 beyond)."
     )
-    api_keys_file: Path | None = Field(
-        None, description="File holding one API key per line ('#' starts a comment)."
-    )
-
-    @property
-    def enabled(self) -> bool:
-        return self.api_keys_env is not None or self.api_keys_file is not None
 
 
 class StorageConfig(_Strict):

@@ -1,6 +1,7 @@
 """Errors typed by what the caller can do about them.
 
 - `RequestError`: the caller must fix the request (HTTP 4xx).
+- `QuotaExceeded`: a tenant's limit is reached (HTTP 429 with Retry-After).
 - `OverloadedError`: retry later (HTTP 503 with Retry-After); `QueueFull`: a model's
   job queue is full (HTTP 429 with Retry-After).
 - `ReplicaUnavailable`: a replica died or cannot be reached; the call may be sent again.
@@ -124,6 +125,26 @@ class QueueFull(OverloadedError):
         return (
             f"model {self.model!r}: job queue full ({self.queued} queued, limit "
             f"jobs.max_queued_per_model = {self.limit}); retry after {self.retry_after_s}s"
+        )
+
+
+class QuotaExceeded(RenderClusterError):
+    """A tenant's key reached one of its limits (HTTP 429 with Retry-After naming the limit)."""
+
+    status_code = 429
+
+    def __init__(self, limit: str, value: int, retry_after_s: int, detail: str = ""):
+        super().__init__(limit, value, retry_after_s, detail)
+        self.limit = limit
+        self.value = value
+        self.retry_after_s = retry_after_s
+        self.detail = detail
+
+    def __str__(self) -> str:
+        extra = f" ({self.detail})" if self.detail else ""
+        return (
+            f"limit {self.limit} = {self.value} reached{extra}; "
+            f"retry after {self.retry_after_s}s"
         )
 
 

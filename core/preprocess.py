@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 from core.errors import RequestError
+from core.imaging import ALLOWED_UPLOAD_FORMATS
 
 __all__ = ["normalise_image", "normalise_mask"]
 
@@ -34,7 +35,7 @@ def _open(data: bytes | Image.Image, field: str) -> Image.Image:
         if isinstance(data, Image.Image):
             image = data
         else:
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(io.BytesIO(data), formats=ALLOWED_UPLOAD_FORMATS)
             image.load()
         image = ImageOps.exif_transpose(image)
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:

@@ -31,6 +31,7 @@ from core.errors import NotFoundError, RequestError, StorageError
 from core.model_source import parse_source
 from core.remote.record import ProviderCall
 from core.store import ArtifactStore
+from core.tenants import current_request_id, current_tenant
 from core.typography.results import TypographyReport
 
 if TYPE_CHECKING:  # core.config imports modules that import this one
@@ -67,7 +68,10 @@ def run_time(run_id: str) -> datetime:
         raise RequestError(
             "id", f"{run_id!r} is not a run id (like 20250101-120000-000000-1a2b3c4d)"
         )
-    return datetime.strptime(run_id[:22], _ID_TIME_FORMAT).replace(tzinfo=UTC)
+    try:
+        return datetime.strptime(run_id[:22], _ID_TIME_FORMAT).replace(tzinfo=UTC)
+    except ValueError:  # the right shape, an impossible date (month 13, Feb 30)
+        raise RequestError("id", f"{run_id!r} is not a run id (its date is impossible)") from None
 
 
 class RunRecord(BaseModel):
@@ -135,6 +139,12 @@ class RunRecord(BaseModel):
         None,
         description="What the run's hosted calls cost in USD (a pipeline run or campaign "
         "item: the sum over its stages); None when no hosted model was called.",
+    )
+    owner: str | None = Field(
+        None, max_length=64, description="Tenant of the API key that made the run."
+    )
+    request_id: str | None = Field(
+        None, max_length=64, description="Id of the HTTP request that made the run."
     )
 
     @model_validator(mode="before")
@@ -205,7 +215,12 @@ class RunRegistry:
         return f"{self.prefix}/{run_time(run_id):%Y/%m/%d}/{run_id}.json"
 
     def save(self, record: RunRecord) -> str:
-        """Write (or overwrite) a record; return its key."""
+        """Write (or overwrite) a record; return its key.
+
+        A record without an owner gets the tenant (and request id) of the request
+        being served, when there is one.
+        """
+        record = _stamped(record)
         return self.store.put_bytes(self.key(record.id), record.model_dump_json(indent=2).encode())
 
     def get(self, run_id: str) -> RunRecord:
@@ -233,20 +248,25 @@ class RunRegistry:
         since: datetime | None = None,
         until: datetime | None = None,
         limit: int | None = 100,
+        owner: str | None = None,
     ) -> list[RunRecord]:
         """Records that match every given filter, newest first (`provider`: hosted calls to it).
 
         `since` is inclusive and `until` exclusive (naive times are UTC). Day folders
         outside the range are skipped without being read.
         """
-        since = _utc(since) if since else None
-        until = _utc(until) if until else None
+        try:
+            since = _utc(since) if since else None
+            until = _utc(until) if until else None
+        except (OverflowError, ValueError):
+            raise RequestError("since", "since/until lie outside the representable time") from None
         filters = {
             "model": model,
             "style": style,
             "pipeline": pipeline,
             "campaign": campaign,
             "status": status,
+            "owner": owner,
         }
         wanted = {name: value for name, value in filters.items() if value is not None}
         found: list[RunRecord] = []
@@ -272,6 +292,15 @@ class RunRegistry:
             return RunRecord.model_validate_json(data)
         except ValidationError as exc:
             raise StorageError(key, f"not a valid run record ({exc.error_count()} errors)") from exc
+
+
+def _stamped(record: RunRecord) -> RunRecord:
+    update = {}
+    if record.owner is None and current_tenant.get() is not None:
+        update["owner"] = current_tenant.get()
+    if record.request_id is None and current_request_id.get() is not None:
+        update["request_id"] = current_request_id.get()
+    return record.model_copy(update=update) if update else record
 
 
 def _provider_of(record: RunRecord) -> str | None:

@@ -19,7 +19,7 @@ import tempfile
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import cache
 from pathlib import Path
 from typing import BinaryIO, cast
@@ -70,11 +70,11 @@ def check_key(key: str, field: str = "key") -> str:
     if "." in segments or ".." in segments:
         raise RequestError(field, f"{key!r} must not contain '.' or '..' segments")
     for segment in segments:
-        if not _SEGMENT.match(segment):
+        if len(segment) > 255 or not _SEGMENT.match(segment):
             raise RequestError(
                 field,
-                f"{key!r}: segment {segment!r} may use only letters, digits, '.', '_' and '-' "
-                "and must not start with '.'",
+                f"{key[:300]!r}: segment {segment[:300]!r} may use only letters, digits, '.', "
+                "'_' and '-', must not start with '.' and has at most 255 characters",
             )
     return key
 
@@ -208,7 +208,13 @@ class LocalStore(ArtifactStore):
         return self._path(check_key(key)).as_uri()
 
     def _path(self, key: str) -> Path:
-        return self.root / key
+        """The file of `key`; a symlink anywhere below the root reads as a missing artifact."""
+        path = self.root
+        for segment in key.split("/"):
+            path = path / segment
+            if path.is_symlink():
+                raise NotFoundError("key", f"no artifact {key!r}")
+        return path
 
     @contextmanager
     def _errors(self, key: str) -> Iterator[None]:
@@ -217,16 +223,15 @@ class LocalStore(ArtifactStore):
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
             raise NotFoundError("key", f"no artifact {key!r}") from exc
         except OSError as exc:
-            raise StorageError(str(self._path(key)), f"{type(exc).__name__}: {exc}") from exc
+            raise StorageError(key, f"{type(exc).__name__}: {exc.strerror or exc}") from exc
 
     @contextmanager
     def _write_errors(self, key: str) -> Iterator[None]:
         try:
             yield
         except OSError as exc:
-            raise StorageError(
-                str(self._path(key)), f"write failed ({type(exc).__name__}): {exc}"
-            ) from exc
+            reason = f"write failed ({type(exc).__name__}): {exc.strerror or exc}"
+            raise StorageError(key, reason) from exc
 
     def _put_bytes(self, key: str, data: bytes) -> None:
         with self._write_errors(key):
@@ -253,7 +258,9 @@ class LocalStore(ArtifactStore):
             _atomic_write(dest, lambda out: shutil.copyfileobj(src, out))
 
     def _exists(self, key: str) -> bool:
-        return self._path(key).is_file()
+        with suppress(NotFoundError):
+            return self._path(key).is_file()
+        return False  # a symlink
 
     def _list_keys(self, prefix: str) -> list[str]:
         start = self.root / prefix.rpartition("/")[0]
@@ -261,8 +268,8 @@ class LocalStore(ArtifactStore):
         for folder, dirs, files in os.walk(start):
             dirs[:] = [d for d in dirs if not d.startswith(".")]
             for name in files:
-                if name.startswith("."):  # temp files of writes in flight
-                    continue
+                if name.startswith(".") or os.path.islink(os.path.join(folder, name)):
+                    continue  # temp files of writes in flight; links are never followed
                 key = Path(folder, name).relative_to(self.root).as_posix()
                 if key.startswith(prefix):
                     keys.append(key)

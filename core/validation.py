@@ -11,6 +11,7 @@ grid and the output is cut to exactly the size asked.
 
 from __future__ import annotations
 
+import math
 import secrets
 from dataclasses import dataclass
 
@@ -69,9 +70,13 @@ def resolve_render(body: RenderRequestBody, config: ClusterConfig) -> ResolvedRe
         width = body.width if body.width is not None else model.native_resolution
         height = body.height if body.height is not None else model.native_resolution
     check_size(width, height, model, config)
+    _check_one_call(width, height, model, "width" if init_image is None else "init_image")
     steps = body.steps if body.steps is not None else model.default_steps
     if not 1 <= steps <= limits.max_steps:
         raise RequestError("steps", f"must be between 1 and {limits.max_steps}, got {steps}")
+    strength = body.strength if body.strength is not None else DEFAULT_IMG2IMG_STRENGTH
+    if init_image is not None:
+        check_denoising_steps(steps, strength)
     if init_image is not None and init_image.shape[:2] != (height, width):
         raise RequestError(
             "init_image",
@@ -89,7 +94,7 @@ def resolve_render(body: RenderRequestBody, config: ClusterConfig) -> ResolvedRe
         guidance=body.guidance if body.guidance is not None else model.default_guidance,
         seed=body.seed if body.seed is not None else secrets.randbelow(MAX_SEED),
         mode=mode,
-        strength=body.strength if body.strength is not None else DEFAULT_IMG2IMG_STRENGTH,
+        strength=strength,
         init_image=init_image,
         mask=mask,
     )
@@ -125,9 +130,33 @@ def _model_and_prompt(body: RenderRequestBody, config: ClusterConfig) -> tuple[s
             "model", f"model {model_name!r} is an upscaler; send it to /v1/upscale instead"
         )
     limit = config.limits.max_prompt_chars
-    if len(body.prompt) > limit:
-        raise RequestError("prompt", f"is {len(body.prompt)} characters, over the limit of {limit}")
+    for field in ("prompt", "negative_prompt"):
+        if len(getattr(body, field)) > limit:
+            length = len(getattr(body, field))
+            raise RequestError(field, f"is {length} characters, over the limit of {limit}")
     return model_name, config.models[model_name]
+
+
+def _check_one_call(width: int, height: int, model: ModelConfig, field: str) -> None:
+    """One model call never exceeds the model's call limit (4x native area by default)."""
+    if model.family != "remote" and width * height > max_call_pixels(model):
+        raise RequestError(
+            field,
+            f"{width}x{height} is over one model call's limit of {max_call_pixels(model)} "
+            "pixels (max_pixels_per_call, else 4x the native area); use mode 'auto' or "
+            "'hires' (tiled), or send width and height",
+        )
+
+
+def check_denoising_steps(steps: int, strength: float) -> None:
+    """img2img and inpaint denoise int(steps x strength) steps: at least one is needed."""
+    if int(steps * strength) < 1:
+        raise RequestError(
+            "steps",
+            f"steps x strength = {steps} x {strength:g} = {steps * strength:g} leaves no "
+            f"denoising step; use steps >= {math.ceil(1 / strength) if strength > 0 else 1} "
+            "or a higher strength",
+        )
 
 
 def _refuse_hosted(model_name: str, model: ModelConfig) -> None:
@@ -200,6 +229,8 @@ def resolve_large(
     if not 1 <= steps <= config.limits.max_steps:
         raise RequestError("steps", f"must be between 1 and {config.limits.max_steps}, got {steps}")
     tile = _large_tile(body, model)
+    if body.mode not in ("tiled", "fused") or body.base_image is not None:
+        check_denoising_steps(steps, _large_strength(body, config))  # steps x strength
     text = resolve_text(body.text_boxes, config, (body.width, body.height))
     base = None
     if body.base_image is not None:
@@ -247,11 +278,13 @@ def _large_strength(body: RenderRequestBody, config: ClusterConfig) -> float:
 def _large_tile(body: RenderRequestBody, model: ModelConfig) -> int:
     """The tile side of a large render (default: native), its overlap checked."""
     tile = body.tile_size if body.tile_size is not None else model.native_resolution
-    if tile < 4 * model.latent_factor or tile % model.latent_factor or tile > 4096:
+    most = min(4096, math.isqrt(MAX_CALL_AREA) * model.native_resolution)
+    most -= most % model.latent_factor
+    if tile < 4 * model.latent_factor or tile % model.latent_factor or tile > most:
         raise RequestError(
             "tile_size",
             f"must be a multiple of {model.latent_factor} between {4 * model.latent_factor} "
-            f"and 4096, got {tile}",
+            f"and {most} (one model call's limit), got {tile}",
         )
     if body.overlap is None:
         return tile

@@ -5,26 +5,25 @@ JSON error naming the field (4xx) or a 503 with Retry-After; never a stack
 trace.
 """
 
+import threading
 from typing import Any
 
-from fastapi import Depends
-from fastapi.responses import JSONResponse, RedirectResponse, Response
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from actors.job_supervisor import ensure_supervisor
 from actors.serve_calls import ServeModelCalls
-from core.config import APP_NAME, ClusterConfig, deployment_name
+from core.config import APP_NAME, ClusterConfig
 from core.config_file import config_from_dict
-from core.schemas import ModelSummary
 from core.store import open_store
-from serve.api_app import IngressContext, api, authorized
+from serve import offload
+from serve.api_app import IngressContext, api
 from serve.auth import ApiKeys
-from serve.cluster_status import deployment_status
 from serve.render_service import RenderService
-from serve.routes import campaigns, jobs, pipelines, renders, runs, upscale
-from serve.routes.renders import artifact_response
+from serve.routes import campaigns, jobs, pipelines, renders, runs, system, upscale
 
+api.include_router(system.router)
+api.include_router(system.keyed)
 api.include_router(renders.router)
 api.include_router(jobs.router)
 api.include_router(runs.router)
@@ -44,7 +43,11 @@ class Ingress:
         self.dispatcher = ServeModelCalls(APP_NAME, model_handles)
         self.store = open_store(self.config.storage)
         self.renders = RenderService(self.config, self.store, self.dispatcher.render)
+        self.renders.links.secret()  # read (or made) now, not on the event loop later
         ensure_supervisor(self.config, APP_NAME)
+        threading.Thread(
+            target=offload.warm, args=("core.campaign.submit",), name="offload", daemon=True
+        ).start()
         api.state.context = IngressContext(
             config=self.config,
             store=self.store,
@@ -53,50 +56,3 @@ class Ingress:
             renders=self.renders,
             app_name=APP_NAME,
         )
-
-    @api.get("/healthz")
-    async def healthz(self) -> dict[str, str]:
-        return {"status": "ok"}
-
-    @api.get("/readyz")
-    async def readyz(self) -> JSONResponse:
-        """200 when every model deployment runs a replica; 503 naming those that do not."""
-        problems = await self.renders.jobs.capacity.not_ready()
-        body = {"ready": not problems, "not_running": problems}
-        return JSONResponse(status_code=503 if problems else 200, content=body)
-
-    @api.get("/v1/models")
-    async def models(self, _: None = Depends(authorized)) -> dict[str, Any]:
-        summaries = [
-            ModelSummary(
-                name=name,
-                source=model.source,
-                family=model.family,
-                native_resolution=model.native_resolution,
-                latent_factor=model.latent_factor,
-                default_steps=model.default_steps,
-                default_guidance=model.default_guidance,
-                gpus_per_replica=model.gpus_per_replica,
-                min_replicas=model.autoscaling.min_replicas,
-                max_replicas=model.autoscaling.max_replicas,
-            ).model_dump()
-            for name, model in self.config.models.items()
-        ]
-        return {
-            "models": summaries,
-            "styles": self.config.styles,
-            "default_style": self.config.default_style,
-            "limits": self.config.limits.model_dump(),
-        }
-
-    @api.get("/v1/status")
-    async def status(self, _: None = Depends(authorized)) -> dict[str, Any]:
-        names = {deployment_name(model): model for model in self.config.models}
-        return deployment_status(self.dispatcher.in_flight, names)
-
-    @api.get("/v1/artifacts/{key:path}")
-    async def artifact(self, key: str) -> Response:
-        """Artifact bytes (local store), or a redirect to a presigned URL (S3)."""
-        if self.config.storage.kind == "s3":
-            return RedirectResponse(self.store.url(key), status_code=307)
-        return artifact_response(api.state.context, key)

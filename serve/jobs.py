@@ -15,11 +15,13 @@ from typing import Any
 
 from actors.job_supervisor import supervisor
 from core.config import ClusterConfig
-from core.errors import NotFoundError, OverloadedError, QueueFull, RequestError
+from core.errors import NotFoundError, OverloadedError, QueueFull, QuotaExceeded, RequestError
 from core.jobs.model import Job, JobKind
 from core.jobs.store import JobStore
 from core.records import RunRecord, RunRegistry
+from core.tenants import current_tenant, visible
 from serve.capacity import Capacity
+from serve.gate import current_caller
 
 logger = logging.getLogger("ray.serve")
 
@@ -49,16 +51,36 @@ class JobDesk:
         """Queue a job (its record too), or raise 429/503 when its model cannot take it."""
         if model is not None:
             await self._check_room(model)
-        job = Job(id=job_id, kind=kind, model=model, request=request, callback_url=callback_url)
+        await self._check_tenant_jobs()
+        owner = current_tenant.get()
+        job = Job(
+            id=job_id,
+            kind=kind,
+            model=model,
+            request=request,
+            callback_url=callback_url,
+            owner=owner,
+        )
         if idempotency is not None:
             job = job.model_copy(update={"idempotency_key": idempotency[0]})
         if record is not None:
             await asyncio.to_thread(self.registry.save, record)
         await asyncio.to_thread(self.jobs.save, job)
         if idempotency is not None:
-            await asyncio.to_thread(self.jobs.claim, idempotency[0], None, idempotency[1], job.id)
+            await asyncio.to_thread(self.jobs.claim, idempotency[0], owner, idempotency[1], job.id)
         self.nudge()
         return job
+
+    async def _check_tenant_jobs(self) -> None:
+        """429 naming `max_concurrent_jobs` when the caller's tenant has that many unfinished."""
+        caller = current_caller.get()
+        limit = caller.limits.max_concurrent_jobs if caller is not None else None
+        if limit is None:
+            return
+        unfinished = await asyncio.to_thread(self.jobs.unfinished)
+        mine = sum(1 for job in unfinished if job.owner == caller.tenant)
+        if mine >= limit:
+            raise QuotaExceeded("max_concurrent_jobs", limit, 5, f"{mine} unfinished jobs")
 
     async def check_placement(self, model: str) -> None:
         """503 naming why, when `model` has no replica and cannot get one."""
@@ -82,10 +104,12 @@ class JobDesk:
             logger.warning("no job supervisor is running; the job waits in the store")
 
     async def get(self, job_id: str) -> Job:
-        return await asyncio.to_thread(self.jobs.get, job_id)
+        """The job, when the caller's tenant may see it (another tenant's: 404)."""
+        return await asyncio.to_thread(self.jobs.get, job_id, current_tenant.get())
 
     async def find(self, job_id: str) -> Job | None:
-        return await asyncio.to_thread(self.jobs.find, job_id)
+        job = await asyncio.to_thread(self.jobs.find, job_id)
+        return job if job is not None and visible(job.owner, current_tenant.get()) else None
 
     async def wait(self, job_id: str, timeout_s: float | None = None) -> Job:
         """Poll the store until the job is settled (ended, or waiting for approval)."""
@@ -127,8 +151,8 @@ class JobDesk:
             return None
         if not key or len(key) > 255:
             raise RequestError("Idempotency-Key", "must be 1 to 255 characters")
-        return await asyncio.to_thread(self.jobs.claimed, key, None, body)
+        return await asyncio.to_thread(self.jobs.claimed, key, current_tenant.get(), body)
 
     async def claim(self, key: str | None, body: dict, created_id: str) -> None:
         if key is not None:
-            await asyncio.to_thread(self.jobs.claim, key, None, body, created_id)
+            await asyncio.to_thread(self.jobs.claim, key, current_tenant.get(), body, created_id)

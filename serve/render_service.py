@@ -19,15 +19,21 @@ from actors.render_calls import (
     default_output_key,
 )
 from core.config import APP_NAME, ClusterConfig
+from core.errors import NotFoundError
 from core.jobs.model import Job
 from core.jobs.requests import stash
 from core.records import RunRecord, RunRegistry, new_run_id
+from core.redact import public_message
 from core.render_records import upscale_record
 from core.schemas import RenderRequestBody, UpscaleRequestBody
 from core.store import ArtifactStore
+from core.tenants import current_tenant, visible
+from core.usage import PixelLedger
 from core.validation import resolve_upscale
 from serve.capacity import Capacity
+from serve.gate import current_caller
 from serve.jobs import JobDesk
+from serve.links import LinkSigner
 
 
 class RenderService:
@@ -46,6 +52,24 @@ class RenderService:
         target = ServeTarget(config.storage, app_name)
         self.calls = RenderCalls(config, self.registry, ModelCalls(target, model_render))
         self.jobs = JobDesk(config, self.registry, Capacity(config, app_name))
+        self.links = LinkSigner(config.auth, store)
+        self.pixels = PixelLedger(store)
+
+    async def charge(self, width: int, height: int) -> None:
+        """Count an output's pixels against the caller's `max_pixels_per_day` (429 past it)."""
+        caller = current_caller.get()
+        if caller is None:
+            return
+        limit = caller.limits.max_pixels_per_day
+        await asyncio.to_thread(self.pixels.spend, caller.tenant, width * height, limit)
+
+    def _size(self, body: RenderRequestBody) -> tuple[int, int]:
+        try:
+            native = self.config.models[self.config.resolve_model(body.model, body.style)]
+            side = native.native_resolution
+        except KeyError:
+            side = 512
+        return body.width or side, body.height or side
 
     def is_large(self, body: RenderRequestBody) -> bool:
         return self.calls.is_large(body)
@@ -64,6 +88,7 @@ class RenderService:
             model_name = None
         if model_name is not None:
             await self.jobs.check_placement(model_name)
+        await self.charge(*self._size(body))
         outcome = await self.calls.render_single(body, run_id or new_run_id(), fmt=fmt)
         assert outcome.encoded is not None
         return outcome.record, outcome.encoded, str(outcome.record.params["format"])
@@ -72,6 +97,7 @@ class RenderService:
         """Validate a large-format render and queue it as a job; its job."""
         run_id = new_run_id()
         spec, record = await asyncio.to_thread(self.calls.large_job, body, run_id)
+        await self.charge(*self._size(body))
         fixed = body.model_dump(mode="json", exclude={"wait", "callback_url"})
         fixed["seed"] = spec.seed  # a resumed job renders the seed chosen now
         request = await asyncio.to_thread(stash, self.store, run_id, fixed, ("base_image",))
@@ -93,6 +119,9 @@ class RenderService:
         request = await asyncio.to_thread(stash, self.store, run_id, fixed, ("image",))
         request["output_key"] = key
         record = upscale_record(spec, model, status="queued")
+        await self.charge(
+            int(record.params.get("width") or 0), int(record.params.get("height") or 0)
+        )
         callback = None if body.callback_url is None else str(body.callback_url)
         return await self.jobs.admit(
             "upscale", run_id, spec.model_name, request, record, callback, idempotency
@@ -100,9 +129,16 @@ class RenderService:
 
     async def job_view(self, run_id: str, base_url: str) -> dict[str, Any]:
         """`GET /v1/renders/{id}`: status, progress and, when done, the result."""
-        record = await asyncio.to_thread(self.registry.get, run_id)
+        record = await self.visible_record(run_id)
         job = await self.jobs.find(run_id)
         return self.view(record, job, base_url)
+
+    async def visible_record(self, run_id: str) -> RunRecord:
+        """The run's record when the caller's tenant owns it (another tenant's: 404)."""
+        record = await asyncio.to_thread(self.registry.get, run_id)
+        if not visible(record.owner, current_tenant.get()):
+            raise NotFoundError("id", f"no run {run_id!r}")
+        return record
 
     def view(self, record: RunRecord, job: Job | None, base_url: str) -> dict[str, Any]:
         """The public JSON of a render record (and of its job, when it is one)."""
@@ -130,17 +166,17 @@ class RenderService:
             key = record.outputs["image"]
             view["result"] = {
                 "key": key,
-                "url": self.store.url(key, base_url=base_url),
+                "url": self.links.url(key, base_url),
                 "seam_score": record.metrics.get("seam_score"),
                 "metrics": record.metrics,
                 "timings": record.timings,
             }
         if "review_image" in record.outputs:
             key = record.outputs["review_image"]
-            view["review"] = {"key": key, "url": self.store.url(key, base_url=base_url)}
+            view["review"] = {"key": key, "url": self.links.url(key, base_url)}
         if record.typography is not None:
             view["typography"] = record.typography
         error = job.error.message if job is not None and job.error else record.error
         if error:
-            view["error"] = error
+            view["error"] = public_message(error)
         return view

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ValidationError
 
 from core.campaign.manifest import (
     MAX_ITEMS,
+    MAX_MANIFEST_CHARS,
     Manifest,
     ManifestError,
     ManifestHeader,
@@ -56,7 +57,18 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader without YAML 1.1's base-60 integers, so ``16:9`` stays a string."""
+    """SafeLoader without YAML 1.1's base-60 integers, so ``16:9`` stays a string.
+
+    Aliases (``*name``) are refused: nested ones grow a small text into gigabytes.
+    """
+
+    def compose_node(self, parent, index):  # noqa: ANN001 - PyYAML's signature
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(
+                None, None, "YAML aliases (*name) are not allowed in a manifest", mark
+            )
+        return super().compose_node(parent, index)
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -112,6 +124,10 @@ def parse_manifest(text: str, format: ManifestFormat, source: str = "<manifest>"
     """Validate manifest text in `format`; raise `ManifestError` listing every problem."""
     if format not in get_args(ManifestFormat):
         raise ManifestError(source, [f"unknown format {format!r} (yaml, jsonl or csv)"])
+    if len(text) > MAX_MANIFEST_CHARS:
+        raise ManifestError(
+            source, [f"the manifest is {len(text)} characters; at most {MAX_MANIFEST_CHARS}"]
+        )
     reader = {"yaml": _read_yaml, "jsonl": _read_jsonl, "csv": _read_csv}[format]
     problems: list[str] = []
     header, items = reader(text.removeprefix("\ufeff"), problems)
@@ -287,11 +303,12 @@ def _build(
         problems.append(f"items: {len(items)} items, over the limit of {MAX_ITEMS}")
     if problems or parsed_header is None:
         raise ManifestError(source, problems)
-    return Manifest(
-        campaign=parsed_header.campaign,
-        defaults=parsed_header.defaults,
-        items=parsed,
-    )
+    try:
+        return Manifest(
+            campaign=parsed_header.campaign, defaults=parsed_header.defaults, items=parsed
+        )
+    except ValidationError as exc:  # the whole manifest's checks (its expanded size)
+        raise ManifestError(source, [error["msg"] for error in exc.errors()]) from None
 
 
 def _validate(model: type[M], part: _Part, problems: list[str], hint: str = "") -> M | None:

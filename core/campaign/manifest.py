@@ -26,6 +26,8 @@ __all__ = [
     "CAMPAIGN_NAME_PATTERN",
     "ITEM_ID_PATTERN",
     "MAX_ITEMS",
+    "MAX_MANIFEST_CHARS",
+    "MAX_RENDERS",
     "Manifest",
     "ManifestError",
     "ManifestHeader",
@@ -40,6 +42,8 @@ ITEM_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 _CAMPAIGN_NAME = re.compile(CAMPAIGN_NAME_PATTERN)
 _ITEM_ID = re.compile(ITEM_ID_PATTERN)
 MAX_ITEMS = 10_000
+MAX_RENDERS = 100_000  # a campaign's renders after expansion (items x sizes x seeds)
+MAX_MANIFEST_CHARS = 2 * 2**20  # the text of a manifest (YAML, JSON Lines, CSV)
 _SPLIT = re.compile(r"[;,\s]+")
 
 
@@ -211,7 +215,27 @@ class Manifest(ManifestHeader):
         ]
         if clashes:
             raise ValueError("; ".join(clashes))
+        renders = self.render_count()
+        if renders > MAX_RENDERS:
+            raise ValueError(
+                f"the manifest expands to {renders} renders; at most {MAX_RENDERS} per campaign "
+                "(split it into several campaigns)"
+            )
         return self
+
+    def render_count(self) -> int:
+        """How many renders the items ask for (sizes x seeds or variants), before dedup."""
+        total = 0
+        for item in self.items:
+            sizes = item.sizes if item.sizes is not None else self.defaults.sizes
+            if item.seeds is not None or item.variants is not None:
+                per_size = len(item.seeds) if item.seeds is not None else item.variants or 1
+            elif self.defaults.seeds is not None:
+                per_size = len(self.defaults.seeds)
+            else:
+                per_size = self.defaults.variants
+            total += len(sizes) * per_size
+        return total
 
 
 def repeated_ids(ids: list[str | None]) -> list[tuple[int, int, str]]:

@@ -77,29 +77,42 @@ def summary_csv(outcomes: Iterable[JobOutcome]) -> str:
     for outcome in outcomes:
         job, done, failed = outcome.job, outcome.done, outcome.failed
         writer.writerow(
-            {
-                "key": job.key,
-                "item_id": job.item_id,
-                "item_index": job.item_index,
-                "size": job.size,
-                "width": job.width,
-                "height": job.height,
-                "variant": job.variant,
-                "seed": job.seed,
-                "model": job.model,
-                "style": job.request.get("style") or "",
-                "pipeline": job.pipeline or "",
-                "prompt": job.request["prompt"],
-                "copy": job.copy_text or "",
-                "status": outcome.status,
-                "attempts": failed.attempts if failed else "",
-                "run_id": (entry.run_id if (entry := done or failed) else None) or "",
-                "image": outcome.image_key or "",
-                "error": failed.error if failed else "",
-                "cost_usd": "" if done is None or done.cost_usd is None else done.cost_usd,
-            }
+            _safe_cells(
+                {
+                    "key": job.key,
+                    "item_id": job.item_id,
+                    "item_index": job.item_index,
+                    "size": job.size,
+                    "width": job.width,
+                    "height": job.height,
+                    "variant": job.variant,
+                    "seed": job.seed,
+                    "model": job.model,
+                    "style": job.request.get("style") or "",
+                    "pipeline": job.pipeline or "",
+                    "prompt": job.request["prompt"],
+                    "copy": job.copy_text or "",
+                    "status": outcome.status,
+                    "attempts": failed.attempts if failed else "",
+                    "run_id": (entry.run_id if (entry := done or failed) else None) or "",
+                    "image": outcome.image_key or "",
+                    "error": failed.error if failed else "",
+                    "cost_usd": "" if done is None or done.cost_usd is None else done.cost_usd,
+                }
+            )
         )
     return out.getvalue()
+
+
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _safe_cells(row: dict) -> dict:
+    """Text cells a spreadsheet would run as a formula (=, +, -, @) start with a quote."""
+    return {
+        name: f"'{value}" if isinstance(value, str) and value.startswith(_FORMULA_STARTS) else value
+        for name, value in row.items()
+    }
 
 
 def write_report(

@@ -21,18 +21,20 @@ from core.campaign import (
     done_keys,
     layout,
     load_status,
-    manifest_from_data,
-    parse_manifest,
     save_status,
     write_report,
 )
 from core.campaign.loop import DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_IN_FLIGHT, load_stats
 from core.campaign.plan import manifest_key, plan_campaign
+from core.campaign.submit import PlannedCampaign, plan_submission
 from core.errors import NotFoundError, RequestError
 from core.records import new_run_id
-from serve.api_app import Context, IngressContext, authorized, base_url, error_response
+from core.tenants import current_tenant, visible
+from serve.api_app import Context, IngressContext, JsonRoute, authorized, base_url, error_response
+from serve.links import campaign_owner_key
+from serve.offload import off_loop
 
-router = APIRouter(dependencies=[Depends(authorized)])
+router = APIRouter(dependencies=[Depends(authorized)], route_class=JsonRoute)
 
 
 class ManifestText(BaseModel):
@@ -56,10 +58,10 @@ class ManifestText(BaseModel):
     )
 
 
-def _submission(body: dict[str, Any]) -> tuple[Manifest, ManifestText]:
-    """The manifest and settings of a body: `ManifestText`, or a bare manifest object."""
+def _submission(body: dict[str, Any]) -> tuple[str | dict[str, Any], str, ManifestText]:
+    """The manifest (text or data), its format and the settings of a body."""
     if "manifest" not in body:
-        return manifest_from_data(body, source="request body"), ManifestText(manifest=body)
+        return body, "yaml", ManifestText(manifest=body)
     try:
         submission = ManifestText.model_validate(body)
     except ValidationError as exc:
@@ -68,9 +70,7 @@ def _submission(body: dict[str, Any]) -> tuple[Manifest, ManifestText]:
             for error in exc.errors()
         ]
         raise ManifestError("request body", problems) from None
-    if isinstance(submission.manifest, dict):
-        return manifest_from_data(submission.manifest, source="manifest"), submission
-    return parse_manifest(submission.manifest, submission.format, source="manifest"), submission
+    return submission.manifest, submission.format, submission
 
 
 def _state(ctx: IngressContext, campaign: str) -> str | None:
@@ -84,9 +84,41 @@ def _state(ctx: IngressContext, campaign: str) -> str | None:
 def _urls(ctx: IngressContext, campaign: str, root: str) -> dict[str, str]:
     return {
         "status_url": f"{root}/v1/campaigns/{campaign}",
-        "report_url": ctx.store.url(layout.report_key(campaign), base_url=root),
-        "csv_url": ctx.store.url(layout.summary_key(campaign), base_url=root),
+        "report_url": ctx.links.url(layout.report_key(campaign), root),
+        "csv_url": ctx.links.url(layout.summary_key(campaign), root),
     }
+
+
+def _owner(ctx: IngressContext, campaign: str) -> str | None:
+    """The tenant that submitted `campaign` first ('' when keys were off), None if none did."""
+    try:
+        return ctx.store.get_bytes(campaign_owner_key(campaign)).decode()
+    except NotFoundError:
+        return None
+
+
+def _own(ctx: IngressContext, campaign: str) -> None:
+    """404 unless the caller's tenant owns `campaign` (or keys are off)."""
+    owner = _owner(ctx, campaign)
+    tenant = current_tenant.get()
+    if tenant is not None and owner != tenant:
+        raise NotFoundError("name", f"no campaign {campaign!r}")
+
+
+def _prepare(ctx: IngressContext, planned: PlannedCampaign) -> bool:
+    """Save the manifest, its owner and its progress; False when another tenant owns the name."""
+    name = planned.name
+    owner = _owner(ctx, name)
+    tenant = current_tenant.get()
+    if owner is not None and not visible(owner or None, tenant):
+        return False
+    if owner is None:
+        ctx.store.put_bytes(campaign_owner_key(name), (tenant or "").encode())
+    ctx.store.put_bytes(manifest_key(name), planned.manifest_json.encode())
+    keys = set(planned.job_keys)
+    done = len(done_keys(ctx.store, name) & keys)
+    save_status(ctx.store, ProgressTracker(name, len(keys), done=done).snapshot())
+    return True
 
 
 @router.post("/v1/campaigns", status_code=202, response_model=None)
@@ -104,8 +136,9 @@ async def submit_campaign(
         status = await asyncio.to_thread(load_status, ctx.store, name)
         return _submitted(request, name, job.id, status)
     try:
-        manifest, settings = _submission(body)
-        jobs = plan_campaign(manifest, ctx.config)
+        source, fmt, settings = _submission(body)
+        size = int(request.headers.get("content-length") or 0)
+        planned = await off_loop(size, plan_submission, source, fmt, ctx.config)
     except ManifestError as exc:
         return JSONResponse(
             status_code=422,
@@ -114,17 +147,16 @@ async def submit_campaign(
                 "problems": exc.problems,
             },
         )
-    name = manifest.campaign
-    if runner_alive(name) and _state(ctx, name) == "running":
+    name = planned.name
+    if runner_alive(name) and await asyncio.to_thread(_state, ctx, name) == "running":
         return error_response(409, "campaign", f"campaign {name!r} is already running")
-    ctx.store.put_bytes(manifest_key(name), manifest.model_dump_json(by_alias=True).encode())
-    done = len(done_keys(ctx.store, name) & {job.key for job in jobs})
-    save_status(ctx.store, ProgressTracker(name, len(jobs), done=done).snapshot())
+    if not await asyncio.to_thread(_prepare, ctx, planned):
+        return error_response(409, "campaign", f"the name {name!r} is taken; choose another")
     try:
         await asyncio.to_thread(
             start_runner,
             ctx.config,
-            manifest,
+            planned.manifest_json,
             ctx.app_name,
             max_in_flight=settings.max_in_flight,
             max_attempts=settings.max_attempts,
@@ -181,11 +213,12 @@ class CallbackUrl(BaseModel):
 @router.get("/v1/campaigns/{name}")
 async def campaign_status(name: str, request: Request, ctx: Context) -> dict[str, Any]:
     """Done, failed, in flight, renders per minute and ETA; the report's URLs once finished."""
-    progress = load_status(ctx.store, name)
+    await asyncio.to_thread(_own, ctx, name)
+    progress = await asyncio.to_thread(load_status, ctx.store, name)
     view = progress.model_dump(mode="json")
     if progress.state == "running" and not runner_alive(name):
         view["state"] = "stopped"  # its runner died: submitting the manifest again resumes it
-    stats = load_stats(ctx.store, name)
+    stats = await asyncio.to_thread(load_stats, ctx.store, name)
     view["runner"] = stats.model_dump(mode="json", exclude={"campaign", "state"}) if stats else None
     urls = _urls(ctx, name, base_url(request))
     if progress.state != "finished":
@@ -196,10 +229,15 @@ async def campaign_status(name: str, request: Request, ctx: Context) -> dict[str
 @router.post("/v1/campaigns/{name}/report")
 async def campaign_report(name: str, request: Request, ctx: Context) -> dict[str, Any]:
     """Write the report now (mid-campaign too) from the saved manifest; return its URLs."""
+    await asyncio.to_thread(_own, ctx, name)
+    await asyncio.to_thread(_write_report, ctx, name)
+    return {"campaign": name} | _urls(ctx, name, base_url(request))
+
+
+def _write_report(ctx: IngressContext, name: str) -> None:
     try:
         data = ctx.store.get_bytes(manifest_key(name))
     except NotFoundError:
         raise NotFoundError("name", f"no campaign {name!r}") from None
     jobs = plan_campaign(Manifest.model_validate_json(data), ctx.config)
     write_report(ctx.store, name, jobs, registry=ctx.registry)
-    return {"campaign": name} | _urls(ctx, name, base_url(request))

@@ -7,18 +7,21 @@ doing; cancelling goes through the job supervisor.
 import asyncio
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 
 from core.jobs.model import Job, JobKind, JobStatus
-from serve.api_app import Context, authorized
+from core.redact import public_message
+from serve.api_app import Context, JsonRoute, authorized, tenant_of
 
-router = APIRouter(dependencies=[Depends(authorized)])
+router = APIRouter(dependencies=[Depends(authorized)], route_class=JsonRoute)
 
 
 def job_view(job: Job) -> dict[str, Any]:
     """The public JSON of a job (its lease and request internals left out)."""
     view = job.model_dump(mode="json", exclude={"lease", "request", "cancel_requested"})
     view["location"] = f"/v1/jobs/{job.id}"
+    if view.get("error"):
+        view["error"]["message"] = public_message(view["error"]["message"])
     return view
 
 
@@ -31,13 +34,15 @@ async def get_job(job_id: str, ctx: Context) -> dict[str, Any]:
 @router.get("/v1/jobs")
 async def list_jobs(
     ctx: Context,
+    request: Request,
     status: JobStatus | None = None,
     kind: JobKind | None = None,
     cursor: str | None = None,
     limit: int = Query(50, ge=1, le=200),
 ) -> dict[str, Any]:
     """Jobs newest first; `next_cursor` fetches the next page."""
-    page = await asyncio.to_thread(ctx.renders.jobs.jobs.page, status, kind, None, cursor, limit)
+    owner = tenant_of(request)
+    page = await asyncio.to_thread(ctx.renders.jobs.jobs.page, status, kind, owner, cursor, limit)
     return {"jobs": [job_view(job) for job in page.jobs], "next_cursor": page.next_cursor}
 
 

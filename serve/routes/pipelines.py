@@ -8,7 +8,6 @@ the job in the store. The ingress only validates, records and answers.
 """
 
 import asyncio
-import base64
 import binascii
 from typing import Annotated, Any
 
@@ -20,12 +19,16 @@ from actors.pipeline_runner import PipelineRunner
 from actors.pipeline_state import PipelineRequest, PipelineRunState
 from actors.stage_renderers import ServeStageRenderer
 from core.errors import NotFoundError, RequestError
+from core.imaging import b64decode_strict
 from core.records import RunRecord
+from core.redact import public_message
 from core.schemas import MAX_SEED
+from core.tenants import current_tenant, visible
 from core.typography.schema import TextBox
-from serve.api_app import Context, IngressContext, authorized, base_url
+from serve.api_app import Context, IngressContext, JsonRoute, authorized, base_url
 
-router = APIRouter(dependencies=[Depends(authorized)])
+router = APIRouter(dependencies=[Depends(authorized)], route_class=JsonRoute)
+MAX_TEXT = 100_000  # the bound of limits.max_prompt_chars; the runner checks the configured one
 
 
 class _Body(BaseModel):
@@ -35,12 +38,14 @@ class _Body(BaseModel):
 class PipelineRunBody(_Body):
     """`POST /v1/pipelines/{name}/runs`: what to render through the pipeline."""
 
-    prompt: str = Field(..., description="What to draw.")
-    negative_prompt: str = Field("", description="What to keep out.")
+    prompt: str = Field(..., max_length=MAX_TEXT, description="What to draw.")
+    negative_prompt: str = Field("", max_length=MAX_TEXT, description="What to keep out.")
     seed: int | None = Field(None, ge=0, le=MAX_SEED, description="Seed (random if unset).")
     reference: str | None = Field(None, description="Reference image, base64 (or a data URL).")
     mask: str | None = Field(None, description="Mask, base64 (white: repaint).")
-    campaign: str | None = Field(None, description="Campaign the run belongs to.")
+    campaign: str | None = Field(
+        None, max_length=200, description="Campaign the run belongs to."
+    )
     text_boxes: list[TextBox] = Field(
         default_factory=list,
         description="Copy typeset into anchor boxes after the last stage, then gated.",
@@ -60,13 +65,17 @@ class ApproveBody(_Body):
 class RejectBody(_Body):
     """`POST /v1/renders/{id}/reject`."""
 
-    reason: str = Field("", description="Why the run was rejected (kept in its record).")
+    reason: str = Field(
+        "", max_length=2000, description="Why the run was rejected (kept in its record)."
+    )
 
 
 class RerunBody(_Body):
     """`POST /v1/renders/{id}/rerun`: re-run from one stage with some of its fields changed."""
 
-    stage: str = Field(..., description="Stage to recompute from (earlier ones come from cache).")
+    stage: str = Field(
+        ..., max_length=200, description="Stage to recompute from (earlier ones come from cache)."
+    )
     overrides: dict[str, JsonValue] = Field(
         default_factory=dict, alias="set", description='Stage fields to change: {"steps": 40}.'
     )
@@ -116,7 +125,7 @@ async def start_run(
     key_body = {"pipeline": name, **body.model_dump(mode="json")}
     claimed = await ctx.renders.jobs.claimed(idempotency_key, key_body)
     if claimed is not None:
-        run = await asyncio.to_thread(ctx.registry.get, claimed)
+        run = await ctx.renders.visible_record(claimed)
         return await _answer(run, body.wait, request, ctx)
     limit = ctx.config.limits.max_upload_bytes
     pipeline_request = PipelineRequest(
@@ -140,7 +149,8 @@ async def start_run(
 @router.get("/v1/pipelines/runs/{run_id}")
 async def get_run(run_id: str, request: Request, ctx: Context, runner: Runner) -> dict[str, Any]:
     """A pipeline run with every stage's status, cache hit or miss and artifact URL."""
-    return run_view(runner.pipeline_run(run_id), request, ctx)
+    run = await asyncio.to_thread(_own_run, runner, run_id)
+    return await asyncio.to_thread(run_view, run, request, ctx)
 
 
 @router.post("/v1/renders/{run_id}/approve", response_model=None)
@@ -148,7 +158,7 @@ async def approve(
     run_id: str, request: Request, ctx: Context, runner: Runner, body: ApproveBody | None = None
 ) -> Any:
     """Pass the approval gate a run waits at and continue it (202, or 200 with `wait`)."""
-    _awaiting(runner, run_id)
+    await asyncio.to_thread(_awaiting, runner, run_id)
     running = await asyncio.to_thread(runner.mark_approved, run_id)
     if await ctx.renders.jobs.find(run_id) is None:  # a run from before jobs existed
         await ctx.renders.jobs.admit("pipeline", run_id, None, {"pipeline": running.pipeline})
@@ -162,10 +172,11 @@ async def reject(
     run_id: str, request: Request, ctx: Context, runner: Runner, body: RejectBody | None = None
 ) -> dict[str, Any]:
     """End a run that waits for approval, with status rejected (its job: cancelled)."""
+    await asyncio.to_thread(_own_run, runner, run_id)
     run = await asyncio.to_thread(runner.reject, run_id, body.reason if body else "")
     if await ctx.renders.jobs.find(run_id) is not None:
         await ctx.renders.jobs.cancel(run_id, code="rejected", message=str(run.error))
-    return run_view(run, request, ctx)
+    return await asyncio.to_thread(run_view, run, request, ctx)
 
 
 @router.post("/v1/renders/{run_id}/rerun", response_model=None)
@@ -173,6 +184,7 @@ async def rerun(
     run_id: str, body: RerunBody, request: Request, ctx: Context, runner: Runner
 ) -> Any:
     """Start a new run repeating `run_id` from one stage, with `set` applied to that stage."""
+    await asyncio.to_thread(_own_run, runner, run_id)
     try:
         run = await asyncio.to_thread(runner.start_rerun, run_id, body.stage, body.overrides)
     except RequestError as exc:
@@ -211,12 +223,12 @@ def run_view(run: RunRecord, request: Request, ctx: IngressContext) -> dict[str,
         "created_at": run.created_at.isoformat(),
         "timings": run.timings,
         "metrics": run.metrics,
-        "error": run.error,
+        "error": public_message(run.error),
         "stages": stages,
     }
     if run.status == "done":
         key = run.outputs["image"]
-        view["result"] = {"key": key, "url": ctx.store.url(key, base_url=base)}
+        view["result"] = {"key": key, "url": ctx.links.url(key, base)}
     return view
 
 
@@ -230,13 +242,13 @@ def _stage_view(record: RunRecord, ctx: IngressContext, base: str) -> dict[str, 
         "seed": record.seed,
         "timings": record.timings,
         "metrics": record.metrics,
-        "error": record.error,
+        "error": public_message(record.error),
     }
     for name in ("image", "review_image"):
         if name in record.outputs:
             key = record.outputs[name]
             prefix = "" if name == "image" else "review_"
-            view.update({f"{prefix}key": key, f"{prefix}url": ctx.store.url(key, base_url=base)})
+            view.update({f"{prefix}key": key, f"{prefix}url": ctx.links.url(key, base)})
     if record.typography is not None:
         view["typography"] = record.typography
     return view
@@ -249,8 +261,16 @@ def _pending_status(run_status: str, is_next: bool) -> str:
     return "pending" if run_status == "awaiting_approval" else "skipped"
 
 
-def _awaiting(runner: PipelineRunner, run_id: str) -> RunRecord:
+def _own_run(runner: PipelineRunner, run_id: str) -> RunRecord:
+    """The pipeline run when the caller's tenant owns it (another tenant's: 404)."""
     run = runner.pipeline_run(run_id)
+    if not visible(run.owner, current_tenant.get()):
+        raise NotFoundError("id", f"no run {run_id!r}")
+    return run
+
+
+def _awaiting(runner: PipelineRunner, run_id: str) -> RunRecord:
+    run = _own_run(runner, run_id)
     if run.status != "awaiting_approval":
         raise RequestError("id", f"run {run_id} is {run.status}, not awaiting approval")
     return run
@@ -265,7 +285,7 @@ def _upload(text: str | None, field: str, max_bytes: int) -> bytes | None:
     if len(text) * 3 // 4 > max_bytes + 3:
         raise RequestError(field, f"upload is larger than the limit of {max_bytes} bytes")
     try:
-        return base64.b64decode(text, validate=True)
+        return b64decode_strict(text)
     except (binascii.Error, ValueError):
         raise RequestError(field, "is not valid base64") from None
 
@@ -273,8 +293,9 @@ def _upload(text: str | None, field: str, max_bytes: int) -> bytes | None:
 async def _answer(run: RunRecord, wait: bool, request: Request, ctx: IngressContext) -> Any:
     """202 with the run now, or (with `wait`) 200 once its job stops at a gate or ends."""
     if not wait:
-        content = run_view(run, request, ctx)
+        content = await asyncio.to_thread(run_view, run, request, ctx)
         headers = {"Location": f"/v1/jobs/{run.id}", "Retry-After": "1"}
         return JSONResponse(status_code=202, content=content, headers=headers)
     await ctx.renders.jobs.wait(run.id)
-    return run_view(await asyncio.to_thread(ctx.registry.get, run.id), request, ctx)
+    final = await asyncio.to_thread(ctx.registry.get, run.id)
+    return await asyncio.to_thread(run_view, final, request, ctx)

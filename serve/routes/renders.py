@@ -18,9 +18,9 @@ from core.imaging import MEDIA_TYPES, encode_base64
 from core.jobs.model import Job
 from core.records import RunRecord
 from core.schemas import RenderRequestBody, RenderResponse
-from serve.api_app import Context, IngressContext, authorized, base_url, error_response
+from serve.api_app import Context, IngressContext, JsonRoute, authorized, base_url, error_response
 
-router = APIRouter(dependencies=[Depends(authorized)])
+router = APIRouter(dependencies=[Depends(authorized)], route_class=JsonRoute)
 
 
 def wanted_format(accept: str | None) -> str | None:
@@ -52,7 +52,7 @@ async def render(
     if ctx.renders.is_large(body):
         return await _large(ctx, body, request, raw_format, claimed, (idempotency_key, key_body))
     if claimed is not None:
-        record = await asyncio.to_thread(ctx.registry.get, claimed)
+        record = await ctx.renders.visible_record(claimed)
         encoded = await asyncio.to_thread(ctx.store.get_bytes, record.outputs["image"])
         fmt = str(record.params["format"])
     else:
@@ -70,7 +70,7 @@ async def render(
         height=record.params["height"],
         format=fmt,
         timings=record.timings,
-        url=ctx.store.url(record.outputs["image"], base_url=base_url(request)),
+        url=ctx.links.url(record.outputs["image"], base_url(request)),
         image_base64=encode_base64(encoded),
     )
 
@@ -106,7 +106,7 @@ async def finished(
         reason = job.error.message if job.error else record.error
         return error_response(500, None, f"job {job.id} {job.status}: {reason}")
     if raw_format:
-        return artifact_response(ctx, record.outputs["image"], record)
+        return await artifact_response(ctx, record.outputs["image"], record)
     return await ctx.renders.job_view(job.id, base_url(request))
 
 
@@ -116,9 +116,11 @@ async def render_status(render_id: str, request: Request, ctx: Context) -> dict[
     return await ctx.renders.job_view(render_id, base_url(request))
 
 
-def artifact_response(ctx: IngressContext, key: str, record: RunRecord | None = None) -> Response:
-    """The artifact's bytes, streamed; the render's id and seed in headers when given."""
-    stream = ctx.store.open(key)
+async def artifact_response(
+    ctx: IngressContext, key: str, record: RunRecord | None = None
+) -> Response:
+    """The artifact's bytes, streamed (off the event loop); the render's id and seed."""
+    stream = await asyncio.to_thread(ctx.store.open, key)
     media_type = mimetypes.guess_type(key)[0] or "application/octet-stream"
     headers = {"X-Render-Id": record.id, "X-Seed": str(record.seed)} if record else None
     return StreamingResponse(stream, media_type=media_type, headers=headers)

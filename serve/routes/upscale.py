@@ -5,10 +5,10 @@ from typing import Any
 from fastapi import APIRouter, Depends, Header, Request
 
 from core.schemas import UpscaleRequestBody
-from serve.api_app import Context, authorized, base_url
+from serve.api_app import Context, JsonRoute, authorized, base_url
 from serve.routes.renders import accepted, finished
 
-router = APIRouter(dependencies=[Depends(authorized)])
+router = APIRouter(dependencies=[Depends(authorized)], route_class=JsonRoute)
 
 
 @router.post("/v1/upscale", response_model=None)

@@ -1,0 +1,142 @@
+"""Health, readiness, models, status, artifacts and usage: the routes outside any product.
+
+Plain functions over the ingress context (not methods of the Serve class), so the
+whole API runs in-process in tests too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel, Field
+
+from core.config import deployment_name
+from core.errors import NotFoundError
+from core.schemas import ModelSummary
+from core.tenants import visible
+from serve.api_app import Context, JsonRoute, authorized, caller_of, error_response, tenant_of
+from serve.cluster_status import deployment_status
+from serve.gate import RATES
+from serve.routes.renders import artifact_response
+
+router = APIRouter(route_class=JsonRoute)
+keyed = APIRouter(dependencies=[Depends(authorized)], route_class=JsonRoute)
+
+
+class Health(BaseModel):
+    status: str = Field(description="'ok' while the ingress answers.")
+
+
+class Readiness(BaseModel):
+    ready: bool
+    not_running: dict[str, str] = Field(description="Model -> why it has no replica.")
+
+
+class Usage(BaseModel):
+    tenant: str | None = Field(description="Tenant of the key (None: keys are off).")
+    limits: dict[str, int | None] | None = Field(description="The key's limits.")
+    usage: dict[str, int] | None = Field(
+        description="requests_last_minute (this replica), concurrent_jobs, pixels_today."
+    )
+
+
+@router.get("/healthz")
+async def healthz() -> Health:
+    return Health(status="ok")
+
+
+@router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
+async def readyz(ctx: Context) -> JSONResponse:
+    """200 when every model deployment runs a replica; 503 naming those that do not."""
+    problems = await ctx.renders.jobs.capacity.not_ready()
+    body = {"ready": not problems, "not_running": problems}
+    return JSONResponse(status_code=503 if problems else 200, content=body)
+
+
+@keyed.get("/v1/models")
+async def models(ctx: Context) -> dict[str, Any]:
+    """The models, styles and request limits."""
+    config = ctx.config
+    summaries = [
+        ModelSummary(
+            name=name,
+            source=model.source,
+            family=model.family,
+            native_resolution=model.native_resolution,
+            latent_factor=model.latent_factor,
+            default_steps=model.default_steps,
+            default_guidance=model.default_guidance,
+            gpus_per_replica=model.gpus_per_replica,
+            min_replicas=model.autoscaling.min_replicas,
+            max_replicas=model.autoscaling.max_replicas,
+        ).model_dump()
+        for name, model in config.models.items()
+    ]
+    return {
+        "models": summaries,
+        "styles": config.styles,
+        "default_style": config.default_style,
+        "limits": config.limits.model_dump(),
+    }
+
+
+@keyed.get("/v1/status")
+async def status(ctx: Context) -> dict[str, Any]:
+    """Deployments and replicas (asked of the Serve controller off the event loop)."""
+    names = {deployment_name(model): model for model in ctx.config.models}
+    return await asyncio.to_thread(deployment_status, ctx.dispatcher.in_flight, names)
+
+
+@keyed.get("/v1/usage")
+async def usage(ctx: Context, request: Request) -> Usage:
+    """The caller's tenant, its key's limits and what it used (this minute, today, now)."""
+    caller = caller_of(request)
+    if caller is None:
+        return Usage(tenant=None, limits=None, usage=None)
+    jobs = await asyncio.to_thread(ctx.renders.jobs.jobs.unfinished)
+    pixels = await asyncio.to_thread(ctx.renders.pixels.today, caller.tenant)
+    return Usage(
+        tenant=caller.tenant,
+        limits=caller.limits.model_dump(),
+        usage={
+            "requests_last_minute": RATES.count(caller.key_hash),
+            "concurrent_jobs": sum(1 for job in jobs if job.owner == caller.tenant),
+            "pixels_today": pixels,
+        },
+    )
+
+
+@router.get(
+    "/v1/artifacts/{key:path}",
+    response_model=None,
+    responses={200: {"content": {"application/octet-stream": {}}}, 307: {}},
+)
+async def artifact(
+    key: str,
+    request: Request,
+    ctx: Context,
+    expires: str | None = Query(None, max_length=20, description="Signed link: expiry."),
+    sig: str | None = Query(None, max_length=128, description="Signed link: signature."),
+) -> Response:
+    """Artifact bytes (local store) or a redirect to a presigned URL (S3).
+
+    A signed link (from any answer of this API) works without a key until it expires;
+    a tampered or expired one is a 403. Without a signature the caller's key must
+    belong to the tenant owning the artifact (another's: 404). The gate (`ApiGate`)
+    already required a key for an unsigned request.
+    """
+    if expires is not None or sig is not None:
+        problem = await asyncio.to_thread(ctx.links.problem, key, expires or "", sig or "")
+        if problem is not None:
+            return error_response(403, "sig", f"the link is {problem}", request=request)
+    elif tenant_of(request) is not None:
+        owner = await asyncio.to_thread(ctx.links.owner, key, ctx.registry)
+        if not visible(owner, tenant_of(request)):
+            raise NotFoundError("key", f"no artifact {key!r}")
+    if ctx.config.storage.kind == "s3":
+        url = await asyncio.to_thread(ctx.store.url, key)
+        return RedirectResponse(url, status_code=307)
+    return await artifact_response(ctx, key)
