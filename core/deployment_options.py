@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.config import ClusterConfig, ModelConfig, deployment_name
+from core.config import INGRESS_DEPLOYMENT, ClusterConfig, ModelConfig, deployment_name
 
 
 def autoscaling_options(model: ModelConfig) -> dict[str, Any]:
@@ -50,8 +50,24 @@ def model_deployment_options(model_name: str, model: ModelConfig) -> dict[str, A
 
 
 def serve_deployments(config: ClusterConfig) -> list[dict[str, Any]]:
-    """The `deployments:` list of a Serve config file (serveConfigV2) for every model."""
-    return [model_deployment_options(name, model) for name, model in config.models.items()]
+    """The `deployments:` list of a Serve config file (serveConfigV2): every model, and
+    the ingress with the chart's default scaling (`api:` in values.yaml)."""
+    models = [model_deployment_options(name, model) for name, model in config.models.items()]
+    return [*models, ingress_deployment_options()]
+
+
+def ingress_deployment_options(
+    min_replicas: int = 2, max_replicas: int = 8, target_ongoing_requests: float = 64
+) -> dict[str, Any]:
+    """The ingress's deployment in serveConfigV2: autoscaled, at least two replicas."""
+    return {
+        "name": INGRESS_DEPLOYMENT,
+        "autoscaling_config": {
+            "min_replicas": min_replicas,
+            "max_replicas": max_replicas,
+            "target_ongoing_requests": target_ongoing_requests,
+        },
+    }
 
 
 def gpu_shortfall(config: ClusterConfig, gpus: float) -> str | None:

@@ -22,6 +22,7 @@ from pydantic import (
     NonNegativeFloat,
     NonNegativeInt,
     StringConstraints,
+    model_validator,
 )
 
 from core.config import SOURCE_PATTERN, ClusterConfig, ModelConfig
@@ -234,6 +235,25 @@ class Ingress(_Values):
     tls: list[IngressTls] = Field(default_factory=list)
 
 
+class ApiReplicas(_Values):
+    """The HTTP ingress (CPU, on the head): autoscaled, never fewer than two replicas, so
+    one busy or restarting replica never stops the API."""
+
+    minReplicas: int = Field(2, ge=2, le=100, description="Fewest ingress replicas.")
+    maxReplicas: int = Field(8, ge=2, le=100, description="Most ingress replicas.")
+    targetOngoingRequests: float = Field(
+        64, gt=0, le=10000, description="Requests in flight per replica the autoscaler aims at."
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ApiReplicas:
+        if self.maxReplicas < self.minReplicas:
+            raise ValueError(
+                f"maxReplicas ({self.maxReplicas}) is below minReplicas ({self.minReplicas})"
+            )
+        return self
+
+
 class ServiceMonitor(_Values):
     """An optional Prometheus Operator ServiceMonitor scraping every Ray pod."""
 
@@ -301,6 +321,7 @@ class ChartValues(_Values):
     serviceAccount: ServiceAccount = Field(default_factory=ServiceAccount)
     service: Service = Field(default_factory=Service)
     ingress: Ingress = Field(default_factory=Ingress)
+    api: ApiReplicas = Field(default_factory=ApiReplicas)
     serviceMonitor: ServiceMonitor = Field(default_factory=ServiceMonitor)
     podDisruptionBudget: PodDisruptionBudget = Field(default_factory=PodDisruptionBudget)
     upgradeStrategy: UpgradeStrategy = Field(default_factory=UpgradeStrategy)

@@ -71,17 +71,18 @@ def test_zero_valued_overrides_survive_the_defaults_merge():
         }
     }
     (app,) = serve_config(objects(render(values)))["applications"]
-    (deployment,) = app["deployments"]
+    deployment, ingress = app["deployments"]
+    assert ingress["name"] == "ingress"
     assert deployment["ray_actor_options"]["num_gpus"] == 0
     assert deployment["autoscaling_config"]["min_replicas"] == 0
     assert deployment["autoscaling_config"]["initial_replicas"] == 0
-    assert [deployment] == serve_deployments(config_from_dict(app["args"]["config"]))
+    assert [deployment, ingress] == serve_deployments(config_from_dict(app["args"]["config"]))
 
 
 def test_each_model_gets_its_gpus_and_autoscaling(rendered_objects):
     (app,) = serve_config(rendered_objects["prod"])["applications"]
     deployments = {d["name"]: d for d in app["deployments"]}
-    assert set(deployments) == {"model-sdxl", "model-flux"}
+    assert set(deployments) == {"model-sdxl", "model-flux", "ingress"}
     flux, sdxl = deployments["model-flux"], deployments["model-sdxl"]
     assert flux["ray_actor_options"] == {"num_gpus": 2, "num_cpus": 4}
     assert (
@@ -154,3 +155,21 @@ def test_upgrade_strategy_is_configurable(rendered_objects):
     assert prod["clusterUpgradeOptions"]["maxSurgePercent"] == 50
     none = one(objects(render({"upgradeStrategy": {"type": "None"}})), "RayService")
     assert none["spec"]["upgradeStrategy"] == {"type": "None"}
+
+
+def test_the_ingress_is_autoscaled_with_at_least_two_replicas(rendered_objects):
+    for objs in rendered_objects.values():
+        (app,) = serve_config(objs)["applications"]
+        (ingress,) = [d for d in app["deployments"] if d["name"] == "ingress"]
+        assert ingress["autoscaling_config"]["min_replicas"] >= 2
+        assert ingress["autoscaling_config"]["max_replicas"] >= 2
+    values = (values_for("ci") or {}) | {"api": {"minReplicas": 3, "maxReplicas": 5}}
+    objs = objects(render(values))
+    (app,) = serve_config(objs)["applications"]
+    (ingress,) = [d for d in app["deployments"] if d["name"] == "ingress"]
+    assert ingress["autoscaling_config"]["min_replicas"] == 3
+
+
+def test_one_ingress_replica_is_refused_by_the_values_schema():
+    with pytest.raises(Exception, match="minReplicas"):
+        render((values_for("ci") or {}) | {"api": {"minReplicas": 1}})

@@ -80,6 +80,14 @@ table as core/remote/config.py DEFAULT_KEY_ENV).
 {{- $deployment := include "render-cluster.deployment" (dict "ctx" $ "name" $name "model" $model) }}
 {{- $deployments = append $deployments ($deployment | fromJson) }}
 {{- end }}
+{{- /* the ingress: autoscaled, at least two replicas (core/deployment_options.py) */}}
+{{- $api := .Values.api | default dict }}
+{{- $ingressScaling := dict
+  "min_replicas" ($api.minReplicas | default 2)
+  "max_replicas" ($api.maxReplicas | default 8)
+  "target_ongoing_requests" ($api.targetOngoingRequests | default 64)
+}}
+{{- $deployments = append $deployments (dict "name" "ingress" "autoscaling_config" $ingressScaling) }}
 {{- $config := deepCopy .Values.cluster }}
 {{- $_ := set $config "model_cache_dir" .Values.modelCache.mountPath }}
 {{- $app := dict
