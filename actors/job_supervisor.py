@@ -32,12 +32,19 @@ class JobSupervisor:
     """Runs, resumes and adopts the jobs kept in the cluster's store."""
 
     def __init__(self, config: dict[str, Any], app_name: str, cluster_id: str):
-        cluster = config_from_dict(config, source="job supervisor")
-        store = open_store(cluster.storage)
+        self._configured = (config, app_name)
+        jobs, settings, work = _parts(config, app_name)
         holder = Holder(cluster_id, uuid.uuid4().hex[:8])
-        work = JobWork(cluster, store, app_name)
-        self.supervision = Supervision(JobStore(store), cluster.jobs, holder, work.kinds())
+        self.supervision = Supervision(jobs, settings, holder, work)
         self._loop = asyncio.get_running_loop().create_task(self.supervision.run_forever())
+
+    async def configure(self, config: dict[str, Any], app_name: str) -> None:
+        """Run jobs with this config from now on (the application was deployed again)."""
+        if (config, app_name) == self._configured:
+            return
+        parts = await asyncio.to_thread(_parts, config, app_name)
+        await self.supervision.reconfigure(*parts)
+        self._configured = (config, app_name)
 
     async def nudge(self) -> None:
         """Look at the queue now."""
@@ -58,11 +65,21 @@ class JobSupervisor:
         return str(self.supervision.holder)
 
 
+def _parts(config: dict[str, Any], app_name: str) -> tuple[JobStore, Any, dict]:
+    """The store, settings and work of a supervisor for `config`."""
+    cluster = config_from_dict(config, source="job supervisor")
+    store = open_store(cluster.storage)
+    return JobStore(store), cluster.jobs, JobWork(cluster, store, app_name).kinds()
+
+
 def ensure_supervisor(config: ClusterConfig, app_name: str = APP_NAME) -> Any:
-    """The cluster's supervisor, started (detached) if there is none."""
-    return JobSupervisor.options(
+    """The cluster's supervisor, started (detached) if there is none, running `config`."""
+    data = config.model_dump(mode="json")
+    handle = JobSupervisor.options(
         name=SUPERVISOR_NAME, namespace=JOBS_NAMESPACE, lifetime="detached", get_if_exists=True
-    ).remote(config.model_dump(mode="json"), app_name, uuid.uuid4().hex[:12])
+    ).remote(data, app_name, uuid.uuid4().hex[:12])
+    handle.configure.remote(data, app_name)
+    return handle
 
 
 def supervisor() -> Any:

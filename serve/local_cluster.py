@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import ray
 from ray import serve
 
-from actors.job_supervisor import ensure_supervisor
+from actors.job_supervisor import supervisor
 from core.config import APP_NAME, ClusterConfig
 from core.deployment_options import gpu_shortfall
 from core.errors import ConfigError
@@ -53,7 +53,7 @@ def start_local_cluster(
     serve.start(http_options={"host": config.http.host, "port": port})
     serve.run(application(config), name=APP_NAME, route_prefix="/", blocking=False)
     wait_running()
-    ray.get(ensure_supervisor(config, APP_NAME).holder.remote(), timeout=120)
+    ray.get(supervisor().holder.remote(), timeout=120)  # the ingress started it
     return LocalCluster(
         url=f"http://{config.http.host}:{port}", startup_s=time.perf_counter() - started
     )

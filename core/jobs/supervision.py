@@ -97,6 +97,14 @@ class Supervision:
                 await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval_s)
             self._wake.clear()
 
+    async def reconfigure(
+        self, jobs: JobStore, settings: JobsConfig, work: dict[str, Work]
+    ) -> None:
+        """Use another store, settings and work from the next tick on (jobs in flight finish)."""
+        async with self._lock:
+            self.jobs, self.settings, self.work = jobs, settings, work
+        self.nudge()
+
     def nudge(self) -> None:
         """Look at the queue now (a job was submitted or changed)."""
         self._wake.set()
