@@ -104,7 +104,7 @@ def test_a_bad_manifest_is_refused_up_front_naming_every_problem(cluster):
             "campaign: unrenderable\n"
             "defaults: {style: draft}\n"
             "items:\n"
-            "  - {prompt: a fox, sizes: [1000x750], steps: 80}\n"
+            "  - {prompt: a fox, sizes: [296x250], steps: 80}\n"  # one call: on the grid
             "  - {prompt: a hen, style: neon, sizes: [64x64]}\n"
         )
     }
@@ -123,7 +123,7 @@ def test_a_bad_manifest_is_refused_up_front_naming_every_problem(cluster):
     assert second.status_code == 422
     problems = second.json()["problems"]
     assert len(problems) == 3, problems
-    for text in ("items[0].steps", "height 750", "items[1].style: style 'neon'"):
+    for text in ("items[0].steps", "height 250", "items[1].style: style 'neon'"):
         assert any(text in p for p in problems), (text, problems)
 
     assert unknown.status_code == 404
