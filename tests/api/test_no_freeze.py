@@ -8,6 +8,7 @@ import asyncio
 import base64
 import io
 import json
+import os
 import time
 
 import httpx
@@ -51,6 +52,9 @@ async def _poll(client: httpx.AsyncClient, stop: asyncio.Event, seen: list[float
 
 @pytest.mark.timeout(300)
 def test_healthz_stays_fast_under_heavy_requests(tmp_path, monkeypatch):
+    load = os.getloadavg()[0]
+    if load > (os.cpu_count() or 1):  # a latency bound means nothing on a starved machine
+        pytest.skip(f"machine too busy to measure: load average {load:.1f}")
     limits = {"max_upload_bytes": 60 * 2**20, "max_body_bytes": 80 * 2**20}
     renders = install(config_for(tmp_path, limits=limits), monkeypatch)
     record = RunRecord(kind="render", status="done", model="tiny", model_source="tiny:0")
