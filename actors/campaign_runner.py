@@ -35,7 +35,7 @@ from actors.pipeline_runner import PipelineRunner
 from actors.pipeline_state import PipelineRequest
 from actors.render_calls import ModelCalls, RenderCalls, ServeTarget, default_spool_dir
 from actors.stage_renderers import ServeStageRenderer
-from core.campaign import Manifest, RenderJob
+from core.campaign import Manifest, RenderJob, layout
 from core.campaign.loop import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_IN_FLIGHT,
@@ -52,12 +52,13 @@ from core.campaign.plan import (
 )
 from core.config import APP_NAME, ClusterConfig, deployment_name
 from core.config_file import config_from_dict
-from core.errors import JobFailed, TypographyGateFailed
+from core.errors import JobFailed, NotFoundError, TypographyGateFailed
 from core.imaging import EXTENSIONS
 from core.records import RunRecord, RunRegistry
 from core.remote.record import total_cost
 from core.render_records import RecordLabels
 from core.store import ArtifactStore, open_store
+from core.tenants import current_tenant
 
 __all__ = [
     "CAMPAIGN_NAMESPACE",
@@ -206,6 +207,10 @@ class CampaignRunner:
         )
         jobs = plan_campaign(parsed, cluster)
         models = campaign_models(jobs, cluster)
+        try:  # its items' run records carry the campaign's tenant
+            self.owner = store.get_bytes(layout.owner_key(parsed.campaign)).decode() or None
+        except NotFoundError:
+            self.owner = None
         self.loop = CampaignLoop(
             store,
             cluster,
@@ -217,6 +222,7 @@ class CampaignRunner:
 
     async def run(self) -> None:
         """Render the campaign to its end, then exit the actor (its numbers are in the store)."""
+        current_tenant.set(self.owner)  # this task's context: every record it saves
         try:
             await self.loop.run()
         finally:

@@ -36,6 +36,7 @@ from core.records import RunRecord, RunRegistry
 from core.render_records import RecordLabels, upscale_record
 from core.schemas import LargeRenderJob, RenderRequestBody, UpscaleJob, UpscaleRequestBody
 from core.store import ArtifactStore
+from core.tenants import current_tenant
 from core.validation import resolve_upscale
 
 __all__ = ["JOBS_NAMESPACE", "JobWork", "PROGRESS_POLL_S", "router_name"]
@@ -125,6 +126,7 @@ class JobWork:
     # -- pipeline runs -----------------------------------------------------------------
 
     async def pipeline(self, job: Job, report: Report) -> JobOutcome:
+        current_tenant.set(job.owner)  # this task's context: its stage records carry the tenant
         run = await self.pipelines.advance(job.id)
         stages = len(self.config.pipelines[str(run.pipeline)].stages) if run.pipeline else 0
         finished = len(self.pipelines.stage_records(run.id))

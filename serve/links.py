@@ -25,7 +25,7 @@ _RUN_ID = re.compile(RUN_ID_PATTERN.strip("^$"))
 
 
 def campaign_owner_key(campaign: str) -> str:
-    return f"{layout.campaign_prefix(campaign)}owner.json"
+    return layout.owner_key(campaign)
 
 
 class LinkSigner:

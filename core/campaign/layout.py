@@ -48,3 +48,8 @@ def summary_key(campaign: str) -> str:
 def thumb_key(campaign: str, job_key: str) -> str:
     """A job's JPEG thumbnail."""
     return f"{campaign_prefix(campaign)}thumbs/{job_key}.jpg"
+
+
+def owner_key(campaign: str) -> str:
+    """``campaigns/<name>/owner.json``: the tenant that submitted the campaign first."""
+    return f"{campaign_prefix(campaign)}owner.json"
