@@ -5,15 +5,31 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field, JsonValue
 
 from core.records import RunRecord, diff_records
 from core.redact import public_message
 from serve.api_app import Context, JsonRoute, authorized, tenant_of
 
+
+class RunList(BaseModel):
+    runs: list[RunRecord] = Field(description="Matching records, newest first.")
+
+
+class FieldChange(BaseModel):
+    field: str = Field(description="Dotted path of the field.")
+    a: JsonValue = Field(description="Its value in run a (None: absent).")
+    b: JsonValue = Field(description="Its value in run b (None: absent).")
+
+
+class RunDiff(BaseModel):
+    changes: list[FieldChange]
+
+
 router = APIRouter(dependencies=[Depends(authorized)], route_class=JsonRoute)
 
 
-@router.get("/v1/runs")
+@router.get("/v1/runs", response_model=RunList)
 async def list_runs(
     ctx: Context,
     request: Request,
@@ -44,13 +60,13 @@ async def list_runs(
     return {"runs": [public_record(record) for record in records]}
 
 
-@router.get("/v1/runs/{run_id}")
+@router.get("/v1/runs/{run_id}", response_model=RunRecord)
 async def get_run(run_id: str, ctx: Context) -> dict[str, Any]:
     """One run record."""
     return public_record(await ctx.renders.visible_record(run_id))
 
 
-@router.get("/v1/runs/{run_a}/diff/{run_b}")
+@router.get("/v1/runs/{run_a}/diff/{run_b}", response_model=RunDiff)
 async def diff_runs(run_a: str, run_b: str, ctx: Context) -> dict[str, Any]:
     """Every field that differs between two runs."""
     a = await ctx.renders.visible_record(run_a)
