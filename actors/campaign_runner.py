@@ -35,6 +35,7 @@ from actors.pipeline_runner import PipelineRunner
 from actors.pipeline_state import PipelineRequest
 from actors.render_calls import ModelCalls, RenderCalls, ServeTarget, default_spool_dir
 from actors.stage_renderers import ServeStageRenderer
+from core import tenants
 from core.campaign import Manifest, RenderJob, layout
 from core.campaign.loop import (
     DEFAULT_MAX_ATTEMPTS,
@@ -58,7 +59,6 @@ from core.records import RunRecord, RunRegistry
 from core.remote.record import total_cost
 from core.render_records import RecordLabels
 from core.store import ArtifactStore, open_store
-from core.tenants import current_tenant
 
 __all__ = [
     "CAMPAIGN_NAMESPACE",
@@ -222,7 +222,9 @@ class CampaignRunner:
 
     async def run(self) -> None:
         """Render the campaign to its end, then exit the actor (its numbers are in the store)."""
-        current_tenant.set(self.owner)  # this task's context: every record it saves
+        # this task's context: every record it saves (through the module: Ray pickles this
+        # class by value, and a ContextVar cannot be pickled)
+        tenants.current_tenant.set(self.owner)
         try:
             await self.loop.run()
         finally:

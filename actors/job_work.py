@@ -25,6 +25,7 @@ from actors.campaign_runner import CAMPAIGN_NAMESPACE, runner_alive, runner_name
 from actors.pipeline_runner import PipelineRunner
 from actors.render_calls import ModelCalls, RenderCalls, ServeTarget, default_spool_dir
 from actors.stage_renderers import ServeStageRenderer
+from core import tenants
 from core.campaign import Manifest, load_status
 from core.campaign.plan import manifest_key
 from core.config import APP_NAME, ClusterConfig
@@ -36,7 +37,6 @@ from core.records import RunRecord, RunRegistry
 from core.render_records import RecordLabels, upscale_record
 from core.schemas import LargeRenderJob, RenderRequestBody, UpscaleJob, UpscaleRequestBody
 from core.store import ArtifactStore
-from core.tenants import current_tenant
 from core.validation import resolve_upscale
 
 __all__ = ["JOBS_NAMESPACE", "JobWork", "PROGRESS_POLL_S", "router_name"]
@@ -126,7 +126,7 @@ class JobWork:
     # -- pipeline runs -----------------------------------------------------------------
 
     async def pipeline(self, job: Job, report: Report) -> JobOutcome:
-        current_tenant.set(job.owner)  # this task's context: its stage records carry the tenant
+        tenants.current_tenant.set(job.owner)  # this task's context: stage records' tenant
         run = await self.pipelines.advance(job.id)
         stages = len(self.config.pipelines[str(run.pipeline)].stages) if run.pipeline else 0
         finished = len(self.pipelines.stage_records(run.id))

@@ -31,6 +31,7 @@ from core.records import RunRegistry
 from core.redact import public_message
 from core.store import ArtifactStore
 from core.tenants import current_request_id
+from serve import gate
 from serve.auth import Caller
 from serve.gate import ApiGate
 from serve.links import LinkSigner
@@ -173,7 +174,7 @@ def authorized(
 ) -> None:
     """FastAPI dependency: a valid API key when keys are configured (`ApiGate` checked it)."""
     if not hasattr(request.state, "caller"):  # not behind the gate (a bare test app)
-        keys = getattr(request.app.state, "api_keys", None)
+        keys = gate.SETTINGS.api_keys
         request.state.caller = keys.check(authorization, x_api_key) if keys else None
         request.state.tenant = request.state.caller.tenant if request.state.caller else None
 
@@ -187,9 +188,23 @@ def caller_of(request: Request) -> Caller | None:
     return getattr(request.state, "caller", None)
 
 
+_INSTALLED: dict[str, IngressContext] = {}
+
+
+def install_context(ctx: IngressContext) -> None:
+    """Make `ctx` what every route sees (the ingress calls this when it starts).
+
+    Kept in this module, not only on `api.state`: Serve serves a pickled copy of the
+    app, so the `api` the ingress class refers to need not be the app that answers.
+    """
+    _INSTALLED["context"] = ctx
+    api.state.context = ctx
+
+
 def context(request: Request) -> IngressContext:
     """FastAPI dependency: the ingress's shared state."""
-    return request.app.state.context
+    found = getattr(request.app.state, "context", None)
+    return found if found is not None else _INSTALLED["context"]
 
 
 Context = Annotated[IngressContext, Depends(context)]

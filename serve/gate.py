@@ -29,6 +29,26 @@ class _TooLarge(Exception):
     pass
 
 
+class GateSettings:
+    """What the gate checks against; the ingress sets it when it starts (`configure`).
+
+    Module state rather than the app's `state`: Serve runs a copy of the app (pickled
+    with the ingress class), and a gate that looked for keys on the wrong copy would
+    let every request through.
+    """
+
+    api_keys = None  # serve.auth.ApiKeys; None: keys off
+    max_body_bytes = DEFAULT_MAX_BODY
+
+
+SETTINGS = GateSettings()
+
+
+def configure(api_keys, max_body_bytes: int) -> None:
+    SETTINGS.api_keys = api_keys
+    SETTINGS.max_body_bytes = max_body_bytes
+
+
 def error_body(status: int, field: str | None, message: str, request_id: str) -> bytes:
     body = {"error": {"field": field, "message": message}, "request_id": request_id}
     return json.dumps(body).encode()
@@ -57,16 +77,14 @@ class ApiGate:
             await send(message)
 
         reply = _Reply(send_with_id, request_id)
-        app_state = getattr(scope.get("app"), "state", None)
         try:
-            caller = self._caller(scope, app_state)
+            caller = self._caller(scope)
         except AuthError as exc:
             return await reply(401, "authorization", str(exc), {"www-authenticate": "Bearer"})
         except QuotaExceeded as exc:
             headers = {"retry-after": str(exc.retry_after_s)}
             return await reply(429, exc.limit, str(exc), headers)
-        limits = getattr(app_state, "context", None)
-        max_body = limits.config.limits.max_body_bytes if limits is not None else DEFAULT_MAX_BODY
+        max_body = SETTINGS.max_body_bytes
         try:
             receive = await _bounded_body(scope, receive, max_body)
         except _TooLarge:
@@ -84,8 +102,8 @@ class ApiGate:
             current_tenant.reset(tenant_token)
             current_request_id.reset(id_token)
 
-    def _caller(self, scope, app_state):
-        keys = getattr(app_state, "api_keys", None)
+    def _caller(self, scope):
+        keys = SETTINGS.api_keys
         path = scope.get("path", "")
         if keys is None or not keys.enabled or path in OPEN_PATHS:
             return None

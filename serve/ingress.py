@@ -16,7 +16,7 @@ from actors.serve_calls import ServeModelCalls
 from core.config import APP_NAME, ClusterConfig
 from core.config_file import config_from_dict
 from core.store import open_store
-from serve import offload
+from serve import api_app, gate, offload
 from serve.api_app import IngressContext, api
 from serve.auth import ApiKeys
 from serve.render_service import RenderService
@@ -39,7 +39,7 @@ class Ingress:
 
     def __init__(self, config: dict[str, Any], model_handles: dict[str, DeploymentHandle]):
         self.config: ClusterConfig = config_from_dict(config, source="application args")
-        api.state.api_keys = ApiKeys(self.config.auth)
+        gate.configure(ApiKeys(self.config.auth), self.config.limits.max_body_bytes)
         self.dispatcher = ServeModelCalls(APP_NAME, model_handles)
         self.store = open_store(self.config.storage)
         self.renders = RenderService(self.config, self.store, self.dispatcher.render)
@@ -48,11 +48,13 @@ class Ingress:
         threading.Thread(
             target=offload.warm, args=("core.campaign.submit",), name="offload", daemon=True
         ).start()
-        api.state.context = IngressContext(
-            config=self.config,
-            store=self.store,
-            registry=self.renders.registry,
-            dispatcher=self.dispatcher,
-            renders=self.renders,
-            app_name=APP_NAME,
+        api_app.install_context(
+            IngressContext(
+                config=self.config,
+                store=self.store,
+                registry=self.renders.registry,
+                dispatcher=self.dispatcher,
+                renders=self.renders,
+                app_name=APP_NAME,
+            )
         )

@@ -17,7 +17,7 @@ from core.config import ClusterConfig
 from core.jobs.model import Job
 from core.schemas import GenerateRequest, GenerateResult
 from core.store import open_store
-from serve import ingress  # noqa: F401 - registers every route on `api`
+from serve import gate, ingress  # noqa: F401 - ingress registers every route on `api`
 from serve.api_app import IngressContext, api
 from serve.auth import ApiKeys
 from serve.render_service import RenderService
@@ -92,7 +92,8 @@ def install(config: ClusterConfig, monkeypatch: pytest.MonkeyPatch) -> RenderSer
         "serve.routes.system.deployment_status",
         lambda in_flight, names: {"application": "x", "status": "RUNNING", "deployments": []},
     )
-    monkeypatch.setattr(api.state, "api_keys", ApiKeys(config.auth), raising=False)
+    monkeypatch.setattr(gate.SETTINGS, "api_keys", ApiKeys(config.auth))
+    monkeypatch.setattr(gate.SETTINGS, "max_body_bytes", config.limits.max_body_bytes)
     context = IngressContext(
         config=config,
         store=store,
