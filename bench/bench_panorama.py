@@ -11,18 +11,29 @@ its default 64-latent (512 px) window and 8-latent stride. Both outputs are
 scored with `core.largeformat.seams.seam_score` against the same tile plan
 (`plan_tiles(2048, 512, 256)`).
 
+Fused (`"mode": "fused"`), after that, at 1, 2 and 4 replicas (`--fused-replicas`;
+the app is redeployed at each count): 'gaussian' with tiles of the panorama's
+window (512 px) at the default overlap (1/8), and 'uniform' with the panorama's
+window and stride (tiles of 512 px overlapping by 448): the same views, the same
+work. The uniform output is compared with the panorama's, decoded in tiles as the
+service does, and decoded whole (`decode_tile` over the canvas) to show what the
+fusion alone changes.
+
 Wall times are best of `--repeats` (after a warm-up of each), interleaved so
 that machine load is shared. Redundancy: pixels computed per canvas pixel
 (tile or view area processed / canvas area). Random weights draw noise: the
 seam scores say how each output changes across our seam lines against inside
 the tiles, not how good either image looks; the times are the comparison that
 matters. Prints figures, asserts nothing. Starts and stops its own Ray.
-Run: .venv/bin/python bench/bench_panorama.py [--replicas N --threads N --repeats N]
+Run: .venv/bin/python bench/bench_panorama.py [--replicas N --threads N --repeats N
+     --fused-replicas N [N ...]]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 import sys
 import tempfile
 import time
@@ -33,6 +44,7 @@ import ray
 import torch
 from diffusers import StableDiffusionPanoramaPipeline
 from PIL import Image
+from ray import serve
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -41,10 +53,12 @@ from actors.tile_router import TileRouter  # noqa: E402
 from bench.null_model import free_port, wait_replicas  # noqa: E402
 from core.config import APP_NAME, ClusterConfig  # noqa: E402
 from core.config_file import load_config  # noqa: E402
+from core.largeformat.fusion_weights import latent_plan  # noqa: E402
 from core.largeformat.seams import seam_score  # noqa: E402
 from core.largeformat.tiling import TilePlan, plan_tiles  # noqa: E402
 from core.schemas import LargeRenderJob, RenderRequestBody  # noqa: E402
 from core.validation import resolve_large  # noqa: E402
+from serve.app import application  # noqa: E402
 from serve.local_cluster import start_local_cluster  # noqa: E402
 from serve.tiny_pipeline import tiny_pipeline_dir  # noqa: E402
 
@@ -74,8 +88,11 @@ class Ours:
         self.store = Path(config.storage.path)
         self.runs = 0
 
-    def job(self, mode: str, width: int, height: int) -> LargeRenderJob:
+    def job(self, mode: str, width: int, height: int, **fields) -> LargeRenderJob:
+        """The job the API would run; `fields` go into the request (`decode_tile` into the
+        job: the API does not take it)."""
         self.runs += 1
+        decode_tile = fields.pop("decode_tile", 0)
         body = RenderRequestBody(
             prompt=PROMPT,
             model=MODEL,
@@ -84,18 +101,21 @@ class Ours:
             steps=STEPS,
             seed=SEED,
             mode=mode,
+            **fields,
         )
         job_id = f"panorama-{mode}-{self.runs}"
         job, _ = resolve_large(body, self.config, job_id, f"bench/{job_id}.png")
-        return job
+        return dataclasses.replace(job, decode_tile=decode_tile)
 
-    def render(self, mode: str, width: int, height: int) -> tuple[float, np.ndarray, dict]:
+    def render(
+        self, mode: str, width: int, height: int, **fields
+    ) -> tuple[float, np.ndarray, dict]:
         """Run one job on a fresh router; (run wall s, output pixels, result timings)."""
         storage = self.config.storage.model_dump(mode="json")
         router = TileRouter.remote(APP_NAME, storage, str(self.spool))
         ray.get(router.progress.remote())
         started = time.perf_counter()
-        result = ray.get(router.run.remote(self.job(mode, width, height)))
+        result = ray.get(router.run.remote(self.job(mode, width, height, **fields)))
         wall = time.perf_counter() - started
         ray.kill(router)
         path = self.store / result.output_key
@@ -145,7 +165,11 @@ def main() -> None:
     parser.add_argument("--replicas", type=int, default=2, help="quality replicas (<= 4)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the panorama")
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument(
+        "--fused-replicas", type=int, nargs="*", default=[1, 2, 4], help="fused: replica counts"
+    )
     args = parser.parse_args()
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     plan = plan_tiles(WIDTH, HEIGHT, TILE)
     with tempfile.TemporaryDirectory(prefix="bench-panorama-") as tmp:
         config = cluster_config(Path(tmp) / "store", args.replicas)
@@ -175,12 +199,94 @@ def main() -> None:
                     scores[mode] = seam_score(pixels, plan)
                     print(f"  repeat {repeat} ours {mode}: wall {wall:.2f} s, router {timings}")
                 wall, pixels = theirs.render(WIDTH, HEIGHT)
+                reference = pixels
                 best["panorama"] = min(best["panorama"], wall)
                 scores["panorama"] = seam_score(pixels, plan)
                 print(f"  repeat {repeat} theirs panorama: wall {wall:.2f} s")
+            fused = fused_sweep(args, config, ours, reference) if args.fused_replicas else None
         finally:
             cluster.shutdown()
     report(plan, theirs.views(WIDTH, HEIGHT), best, scores, args.repeats)
+    if fused is not None:
+        report_fused(fused, best["panorama"], args.repeats)
+    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+WINDOW, STRIDE = 512, 64  # the panorama pipeline's defaults (64 and 8 latents)
+
+
+def redeploy(config: ClusterConfig, replicas: int) -> None:
+    """The app again with `quality` at exactly `replicas` replicas."""
+    data = config.model_dump(mode="json")
+    data["models"][MODEL]["autoscaling"].update(min_replicas=replicas, max_replicas=replicas)
+    fixed = ClusterConfig.model_validate(data)
+    serve.run(application(fixed), name=APP_NAME, route_prefix="/", blocking=False)
+    wait_replicas(APP_NAME, MODEL, replicas)
+
+
+def difference(ours: np.ndarray, theirs: np.ndarray) -> dict[str, float]:
+    """Mean and largest absolute difference in levels, and PSNR in dB."""
+    delta = ours.astype(np.float64) - theirs.astype(np.float64)
+    mse = float(np.mean(delta**2))
+    psnr = float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
+    return {"mean": float(np.abs(delta).mean()), "max": float(np.abs(delta).max()), "psnr": psnr}
+
+
+def fused_sweep(
+    args: argparse.Namespace, config: ClusterConfig, ours: Ours, theirs: np.ndarray
+) -> dict:
+    """Fused walls at each replica count (best of `--repeats`) and, at the last count, the
+    uniform output's difference from the panorama's (tiled decode, then whole decode)."""
+    uniform = {"fuse": "uniform", "tile_size": WINDOW, "overlap": WINDOW - STRIDE}
+    walls: dict[int, dict[str, float]] = {}
+    for replicas in args.fused_replicas:
+        redeploy(config, replicas)
+        ours.render("fused", 512, 256)  # warm-up: first fused calls on every replica
+        best = {"gaussian": float("inf"), "uniform": float("inf")}
+        for repeat in range(args.repeats):
+            for name, fields in (("gaussian", {"tile_size": WINDOW}), ("uniform", uniform)):
+                wall, pixels, timings = ours.render("fused", WIDTH, HEIGHT, **fields)
+                best[name] = min(best[name], wall)
+                if name == "uniform":
+                    tiled_decode = pixels
+                print(
+                    f"  {replicas} replica(s), repeat {repeat} ours fused {name}: wall "
+                    f"{wall:.2f} s, router {timings}"
+                )
+        walls[replicas] = best
+    _, whole, _ = ours.render("fused", WIDTH, HEIGHT, decode_tile=WIDTH, **uniform)
+    return {
+        "walls": walls,
+        "tiled decode": difference(tiled_decode, theirs),
+        "whole decode": difference(whole, theirs),
+    }
+
+
+def report_fused(fused: dict, panorama_wall: float, repeats: int) -> None:
+    """Print fused walls by replica count against the panorama, redundancy and differences."""
+    gaussian = latent_plan(WIDTH, HEIGHT, WINDOW, None, 8)
+    native = latent_plan(WIDTH, HEIGHT, TILE, None, 8)
+    uniform = latent_plan(WIDTH, HEIGHT, WINDOW, WINDOW - STRIDE, 8)
+    print(
+        f"fused: gaussian in {len(gaussian.tiles)} tiles of {WINDOW} px (default overlap "
+        f"{gaussian.overlap * 8} px): redundancy {gaussian.redundancy:.2f} "
+        f"({'meets' if gaussian.redundancy <= 1.5 else 'misses'} target <= 1.5; in the "
+        f"model's native {TILE} px tiles {native.redundancy:.2f}); uniform in the panorama's "
+        f"{len(uniform.tiles)} views: redundancy {uniform.redundancy:.2f}"
+    )
+    for replicas, best in fused["walls"].items():
+        print(
+            f"  {replicas} replica(s): gaussian wall {best['gaussian']:6.2f} s, uniform wall "
+            f"{best['uniform']:6.2f} s (best of {repeats}); panorama / gaussian "
+            f"{panorama_wall / best['gaussian']:.2f}x, panorama / uniform "
+            f"{panorama_wall / best['uniform']:.2f}x"
+        )
+    for name in ("tiled decode", "whole decode"):
+        d = fused[name]
+        print(
+            f"  uniform vs panorama output ({name}): mean |difference| {d['mean']:.3f} levels, "
+            f"max {d['max']:.0f}, PSNR {d['psnr']:.1f} dB"
+        )
 
 
 def report(

@@ -88,8 +88,9 @@ async def render_fused(
     wave = Wavefront(ctx, job, calls, FusionWeights(grid, job.fuse), setup, sampler)
     ctx.progress.total += wave.calls_per_step * len(sampler.timesteps)
     shape = (1, setup.latent_channels, grid.height, grid.width)
+    encode_started = time.perf_counter()
     init = await _encode_base(job, ctx, calls, grid, shape[1]) if img2img else None
-    base_s = time.perf_counter() - ctx.started - prompt_s
+    base_s = time.perf_counter() - encode_started  # encoding the base image (img2img)
     latents = sampler.start(shape, init)
     ctx.progress.phase = "denoise"
     latents = await wave.run(latents, calls.share(setup.conditioning))

@@ -7,11 +7,14 @@ test_large_format.py, and restores the original app at the end.
 from __future__ import annotations
 
 import functools
+import json
+from io import BytesIO
 
 import numpy as np
 import pytest
 import torch
 from diffusers import StableDiffusionPanoramaPipeline
+from PIL import Image
 from ray import serve
 
 from core.config import APP_NAME
@@ -116,3 +119,17 @@ def test_bad_fused_requests_are_422(solo, patch, field, fragment):
     assert response.status_code == 422, response.text
     error = response.json()["error"]
     assert error["field"] == field and fragment in error["message"]
+
+
+def test_the_readme_fused_example_works_as_written(solo, tmp_path):
+    from tests.integration.test_readme import run, section_commands
+
+    (command,) = section_commands("Large-format renders")
+    assert '"mode": "fused"' in command
+    result = run(command.replace("curl -s", "curl -sf"), solo, tmp_path)
+    assert result.returncode == 0, result.stderr
+    view = json.loads(result.stdout)
+    assert view["status"] == "done", view
+    with solo.client() as http:
+        image = Image.open(BytesIO(http.get(view["result"]["url"]).content))
+    assert image.size == (1000, 300)
