@@ -88,9 +88,9 @@ def main(workdir: Path, port: int) -> dict:
         wait_running()
         ensure_supervisor(config, APP_NAME)
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
-            job_id = http.post("/v1/renders", json=JOB).json()["id"]
+            job_id = http.post("/v1/renders", json=JOB, timeout=300).json()["id"]
             _until(
-                lambda: http.get(f"/v1/jobs/{job_id}").json()["progress"]["done"] >= 2,
+                lambda: (_job(http, job_id) or {}).get("progress", {}).get("done", 0) >= 2,
                 "2 tiles",
             )
             router = next(
@@ -102,11 +102,8 @@ def main(workdir: Path, port: int) -> dict:
             victim = next(w for w in workers if w.node_id == router_node)
             replicas_there = _replicas_on(router_node)
             cluster.remove_node(victim)
-            job = _until(
-                lambda: _ended(http.get(f"/v1/jobs/{job_id}", timeout=10)),
-                "the job to end",
-            )
-            view = http.get(f"/v1/renders/{job_id}").json()
+            job = _until(lambda: _ended(_job(http, job_id)), "the job to end", timeout_s=600)
+            view = http.get(f"/v1/renders/{job_id}", timeout=60).json()
         return {
             "status": job["status"],
             "attempts": job["attempts"],
@@ -127,11 +124,17 @@ def _replicas_on(node_id: str) -> int:
     return sum(1 for r in deployment.replicas if r.node_id == node_id and r.state == "RUNNING")
 
 
-def _ended(answer: httpx.Response) -> dict | None:
-    if answer.status_code != 200:
+def _job(http: httpx.Client, job_id: str) -> dict | None:
+    """The job, or None while no ingress answers (one may have gone with the node)."""
+    try:
+        answer = http.get(f"/v1/jobs/{job_id}", timeout=10)
+    except httpx.HTTPError:
         return None
-    job = answer.json()
-    return job if job["status"] in ("done", "failed", "cancelled") else None
+    return answer.json() if answer.status_code == 200 else None
+
+
+def _ended(job: dict | None) -> dict | None:
+    return job if job is not None and job["status"] in ("done", "failed", "cancelled") else None
 
 
 if __name__ == "__main__":
