@@ -59,6 +59,27 @@ def cache_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("models")
 
 
+@pytest.fixture(scope="module")
+def tiny(cache_dir):
+    """The tiny model loaded once for the module; a test that swaps its scheduler puts the
+    original (kept as `tiny.original`) back."""
+    torch.set_num_threads(1)
+    model = load_model(ModelConfig(source="tiny:0"), cache_dir)
+    model.original = model.txt2img.scheduler
+    return model
+
+
+@pytest.fixture(scope="module")
+def panorama(cache_dir):
+    """The panorama pipeline of the same saved model, windows of 32 latents, stride 8."""
+    pipe = StableDiffusionPanoramaPipeline.from_pretrained(
+        tiny_pipeline_dir(cache_dir, 0), safety_checker=None, requires_safety_checker=False
+    )
+    pipe.set_progress_bar_config(disable=True)
+    pipe.get_views = functools.partial(pipe.get_views, window_size=32, stride=8)
+    return pipe
+
+
 def engine_calls(engine: FusedEngine, decoded: list[np.ndarray] | None = None) -> FusedCalls:
     """The engine's methods as the router's model calls (a thread each, like a replica)."""
 
@@ -110,12 +131,16 @@ def fused_job(width: int, height: int, **overrides) -> LargeRenderJob:
 
 
 @pytest.mark.parametrize("scheduler", sorted(LINEAR))
-def test_uniform_fusion_matches_the_panorama_pipeline(tmp_path, cache_dir, scheduler):
-    torch.set_num_threads(1)
-    model = load_model(ModelConfig(source="tiny:0", scheduler=scheduler), cache_dir)
-    spec = model.txt2img.scheduler = type(model.txt2img.scheduler).from_config(
-        model.txt2img.scheduler.config, **LINEAR[scheduler]
-    )
+def test_uniform_fusion_matches_the_panorama_pipeline(tmp_path, tiny, panorama, scheduler):
+    cls = type(tiny.original) if scheduler == "default" else SCHEDULERS[scheduler]
+    spec = tiny.txt2img.scheduler = cls.from_config(tiny.original.config, **LINEAR[scheduler])
+    try:
+        _match_the_panorama(tmp_path, tiny, panorama, spec)
+    finally:
+        tiny.txt2img.scheduler = panorama.scheduler = tiny.original
+
+
+def _match_the_panorama(tmp_path, model, pipe, spec) -> None:
     assert fuses_exactly(SchedulerSpec(type(spec).__name__, dict(spec.config)))[0]
     # 384x256: the panorama's windows of 32 latents at a stride of 8 are our tiles of
     # 256 px overlapping by 192; one decode tile covers the canvas
@@ -123,12 +148,7 @@ def test_uniform_fusion_matches_the_panorama_pipeline(tmp_path, cache_dir, sched
     decoded: list[np.ndarray] = []
     _, ours = run_fused(tmp_path, FusedEngine(model, "sd"), job, decoded)
 
-    pipe = StableDiffusionPanoramaPipeline.from_pretrained(
-        tiny_pipeline_dir(cache_dir, 0), safety_checker=None, requires_safety_checker=False
-    )
     pipe.scheduler = type(spec).from_config(spec.config)
-    pipe.set_progress_bar_config(disable=True)
-    pipe.get_views = functools.partial(pipe.get_views, window_size=32, stride=8)
     kwargs = dict(width=384, height=256, num_inference_steps=3, guidance_scale=5.0)
 
     def theirs(output_type: str) -> np.ndarray:
@@ -144,9 +164,9 @@ def test_uniform_fusion_matches_the_panorama_pipeline(tmp_path, cache_dir, sched
 
 
 @pytest.mark.parametrize("name", sorted(SCHEDULERS))
-def test_fuses_exactly_agrees_with_a_numerical_check(cache_dir, name):
+def test_fuses_exactly_agrees_with_a_numerical_check(tiny, name):
     """Two windows' steps averaged against one step of their averaged predictions."""
-    base = load_model(ModelConfig(source="tiny:0"), cache_dir).txt2img.scheduler.config
+    base = tiny.original.config
     cls = SCHEDULERS[name]
     rng = torch.Generator().manual_seed(0)
     sample = torch.randn((1, 4, 8, 8), generator=rng)
@@ -171,8 +191,8 @@ def test_fuses_exactly_agrees_with_a_numerical_check(cache_dir, name):
     assert fuses_exactly(SchedulerSpec(cls.__name__, config))[0] == equal
 
 
-def test_the_conditioning_is_installed_once_and_the_limits_hold(tmp_path, cache_dir):
-    model = load_model(ModelConfig(source="tiny:0"), cache_dir)
+def test_the_conditioning_is_installed_once_and_the_limits_hold(tmp_path, tiny):
+    model = tiny
     engine = FusedEngine(model, "sd")
     run_fused(tmp_path, engine, fused_job(400, 256, steps=2))
     assert engine.installs == 1
