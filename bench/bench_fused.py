@@ -21,6 +21,7 @@ Run: .venv/bin/python bench/bench_fused.py [--sleep S --steps N --max-ongoing N 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -129,9 +130,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--tile", type=int, default=1024, help="tile side in pixels")
     parser.add_argument("--max-ongoing", type=int, nargs="+", default=[2])
-    parser.add_argument("--tiles-per-call", type=int, nargs="+", default=[1])
+    parser.add_argument("--tiles-per-call", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     start_ray(gpus=REPLICAS)
     try:
         with tempfile.TemporaryDirectory(prefix="bench-fused-") as tmp:
@@ -145,6 +147,7 @@ def main() -> None:
     finally:
         serve.shutdown()
         ray.shutdown()
+    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

@@ -264,6 +264,7 @@ def resolve_large(
         max_call_pixels=max_call_pixels(model),
         fuse=body.fuse or "gaussian",
         replica_requests=model.max_ongoing_requests,
+        tiles_per_call=fused_tiles_per_call(model, tile),
     )
     return job, model
 
@@ -310,6 +311,21 @@ def check_fused(body: RenderRequestBody, model_name: str, model: ModelConfig) ->
             f"fused renders need a model of family {' or '.join(FUSED_FAMILIES)}; "
             f"model {model_name!r} is family {model.family!r} (use mode 'hires' or 'tiled')",
         )
+
+
+FUSED_TILES_PER_CALL = 2
+"""Tiles of a fused render per denoiser call: halves the calls (and the router's per-call
+cost) at a batch of 4 with guidance; see bench/bench_fused.py."""
+
+
+def fused_tiles_per_call(model: ModelConfig, tile: int) -> int:
+    """`FUSED_TILES_PER_CALL`, or 1 where that many tiles are over the model's call limit.
+
+    A function of the request and the config only, so a job's grouping (and its bytes)
+    never depends on its replicas."""
+    limit = model.max_pixels_per_call
+    fits = limit is None or FUSED_TILES_PER_CALL * tile * tile <= limit
+    return FUSED_TILES_PER_CALL if fits else 1
 
 
 def check_fused_overlap(overlap: int, tile: int, factor: int) -> None:

@@ -51,6 +51,17 @@ def test_a_fused_request_becomes_a_fused_job(config):
     assert (uniform.fuse, uniform.overlap) == ("uniform", 224)
     xl = _large(config, model="xl", mode="fused", width=8192, height=8192)
     assert (xl.tile_size, xl.align) == (1024, 8)
+    assert (job.tiles_per_call, job.replica_requests) == (2, 4)  # 2 tiles a call, per the bench
+
+
+def test_fused_tiles_go_one_per_call_where_two_are_over_the_call_limit():
+    capped = parse_config(
+        CONFIG.replace(
+            "native_resolution: 256}", "native_resolution: 256, max_pixels_per_call: 100000}", 1
+        )
+    )
+    job = _large(capped, mode="fused", width=1000, height=300)
+    assert job.tiles_per_call == 1  # 2 x 256 x 256 > 100000
 
 
 def test_fused_img2img_takes_a_base_image_at_img2img_strength(config):
