@@ -43,6 +43,7 @@ def start_local_cluster(
     started = time.perf_counter()
     if not ray.is_initialized():
         ray.init(
+            address="local",  # always a new embedded cluster, never another one running here
             num_gpus=gpus,
             num_cpus=cpus if cpus is not None else max(8, gpus * 2),
             include_dashboard=False,
