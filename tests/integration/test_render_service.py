@@ -227,7 +227,11 @@ def _b64_of(image: Image.Image, fmt: str = "PNG") -> str:
             "init_image",
             "not a decodable",
         ),
-        ({"init_image": _b64_of(Image.new("RGB", (64, 64)), "GIF")}, "init_image", "GIF"),
+        (
+            {"init_image": _b64_of(Image.new("RGB", (64, 64)), "GIF")},
+            "init_image",
+            "not a decodable PNG, JPEG or WebP image",  # GIF is not on the allow-list
+        ),
         (
             {"init_image": base64.b64encode(b"\x89PNG" + b"0" * (17 * 2**20)).decode()},
             "init_image",
