@@ -91,7 +91,7 @@ def test_bytes_identical_on_one_and_four_replicas(solo):
 
 def test_wide_hires_render_runs_on_several_replicas_at_once(solo):
     deploy_quality_only(solo.config, 4)
-    body = {**JOB, "width": 2048, "height": 1024, "steps": 2, "format": "tiff", "dpi": 150}
+    body = {**JOB, "width": 2048, "height": 1024, "steps": 3, "format": "tiff", "dpi": 150}
     with solo.client() as http:
         view, image = render_large(http, body)
     metrics = view["result"]["metrics"]

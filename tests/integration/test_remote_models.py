@@ -61,7 +61,7 @@ PIPELINE = {
         {"name": "final", "model": "quality", "width": 256, "height": 128, "steps": 2,
          "strength": 0.5, "consumes": ["previous"]},
         {"name": "hires", "kind": "hires", "model": "quality", "width": 512, "height": 256,
-         "steps": 2, "strength": 0.3, "consumes": ["previous"]},
+         "steps": 4, "strength": 0.3, "consumes": ["previous"]},
     ],
 }  # fmt: skip
 
