@@ -94,7 +94,7 @@ def test_fused_img2img_and_a_hires_render_of_any_size(solo):
     deploy_quality_only(solo.config, 4)
     base = png_b64(scene(200, 100))
     fused = {**FUSED, "width": 517, "height": 263, "base_image": base, "strength": 0.6}
-    hires = {**FUSED, "mode": "hires", "width": 701, "height": 301, "steps": 2}
+    hires = {**FUSED, "mode": "hires", "width": 701, "height": 301, "steps": 3}
     with solo.client() as http:
         fused_view, fused_image = render_large(http, fused)
         _, hires_image = render_large(http, hires)
