@@ -19,8 +19,8 @@ import numpy as np
 
 from core.config import ClusterConfig, ModelConfig
 from core.errors import RequestError
+from core.fused_validation import check_fused, check_fused_overlap, fused_tiles_per_call
 from core.imaging import decode_base64_image
-from core.largeformat.fused_schemas import FUSED_FAMILIES
 from core.schemas import (
     MAX_CALL_AREA,
     MAX_SEED,
@@ -296,46 +296,6 @@ def _large_tile(body: RenderRequestBody, model: ModelConfig) -> int:
             "overlap", f"must be less than half the tile ({tile // 2}), got {body.overlap}"
         )
     return tile
-
-
-def check_fused(body: RenderRequestBody, model_name: str, model: ModelConfig) -> None:
-    """`fuse` only with mode 'fused', and a fused render only on a model whose replicas
-    answer the fused calls (a UNet family)."""
-    if body.mode != "fused":
-        if body.fuse is not None:
-            raise RequestError("fuse", "is only used by fused renders (mode 'fused')")
-        return
-    if model.family not in FUSED_FAMILIES:
-        raise RequestError(
-            "mode",
-            f"fused renders need a model of family {' or '.join(FUSED_FAMILIES)}; "
-            f"model {model_name!r} is family {model.family!r} (use mode 'hires' or 'tiled')",
-        )
-
-
-FUSED_TILES_PER_CALL = 2
-"""Tiles of a fused render per denoiser call: halves the calls (and the router's per-call
-cost) at a batch of 4 with guidance; see bench/bench_fused.py."""
-
-
-def fused_tiles_per_call(model: ModelConfig, tile: int) -> int:
-    """`FUSED_TILES_PER_CALL`, or 1 where that many tiles are over the model's call limit.
-
-    A function of the request and the config only, so a job's grouping (and its bytes)
-    never depends on its replicas."""
-    limit = model.max_pixels_per_call
-    fits = limit is None or FUSED_TILES_PER_CALL * tile * tile <= limit
-    return FUSED_TILES_PER_CALL if fits else 1
-
-
-def check_fused_overlap(overlap: int, tile: int, factor: int) -> None:
-    """A fused overlap is on the latent grid and leaves a stride of at least one cell."""
-    if overlap % factor or overlap > tile - factor:
-        raise RequestError(
-            "overlap",
-            f"a fused overlap must be a multiple of {factor} (the latent factor) and at most "
-            f"{tile - factor} for tiles of {tile}, got {overlap}",
-        )
 
 
 def check_size(
