@@ -1,7 +1,9 @@
 """`JobSupervisor`: the detached actor that runs every durable job of a cluster.
 
-One per cluster, named ``job-supervisor`` in the jobs namespace, restarted by
-Ray whenever it dies (`max_restarts=-1`). Its loop (`core.jobs.supervision`)
+One per Serve application, named ``job-supervisor-<application>`` in the jobs
+namespace, restarted by Ray whenever it dies (`max_restarts=-1`); it runs only
+the jobs of its application, so applications sharing a store and a Ray cluster
+never run each other's jobs with the wrong config. Its loop (`core.jobs.supervision`)
 starts in the constructor, so a restarted supervisor picks the queue up again
 and adopts the jobs its previous incarnation held. The API only writes jobs to
 the store and nudges it; status calls never reach it.
@@ -22,9 +24,18 @@ from core.jobs.store import JobStore
 from core.jobs.supervision import Holder, Supervision
 from core.store import open_store
 
-__all__ = ["JOBS_NAMESPACE", "SUPERVISOR_NAME", "JobSupervisor", "ensure_supervisor", "supervisor"]
+__all__ = [
+    "JOBS_NAMESPACE",
+    "JobSupervisor",
+    "ensure_supervisor",
+    "supervisor",
+    "supervisor_name",
+]
 
-SUPERVISOR_NAME = "job-supervisor"
+
+def supervisor_name(app_name: str) -> str:
+    """The supervisor actor's name for a Serve application."""
+    return f"job-supervisor-{app_name}"
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=1000)
@@ -32,19 +43,20 @@ class JobSupervisor:
     """Runs, resumes and adopts the jobs kept in the cluster's store."""
 
     def __init__(self, config: dict[str, Any], app_name: str, cluster_id: str):
-        self._configured = (config, app_name)
+        self.app_name = app_name
+        self._configured = config
         jobs, settings, work = _parts(config, app_name)
         holder = Holder(cluster_id, uuid.uuid4().hex[:8])
-        self.supervision = Supervision(jobs, settings, holder, work)
+        self.supervision = Supervision(jobs, settings, holder, work, app=app_name)
         self._loop = asyncio.get_running_loop().create_task(self.supervision.run_forever())
 
-    async def configure(self, config: dict[str, Any], app_name: str) -> None:
+    async def configure(self, config: dict[str, Any]) -> None:
         """Run jobs with this config from now on (the application was deployed again)."""
-        if (config, app_name) == self._configured:
+        if config == self._configured:
             return
-        parts = await asyncio.to_thread(_parts, config, app_name)
+        parts = await asyncio.to_thread(_parts, config, self.app_name)
         await self.supervision.reconfigure(*parts)
-        self._configured = (config, app_name)
+        self._configured = config
 
     async def nudge(self) -> None:
         """Look at the queue now."""
@@ -73,15 +85,18 @@ def _parts(config: dict[str, Any], app_name: str) -> tuple[JobStore, Any, dict]:
 
 
 def ensure_supervisor(config: ClusterConfig, app_name: str = APP_NAME) -> Any:
-    """The cluster's supervisor, started (detached) if there is none, running `config`."""
+    """The application's supervisor, started (detached) if there is none, running `config`."""
     data = config.model_dump(mode="json")
     handle = JobSupervisor.options(
-        name=SUPERVISOR_NAME, namespace=JOBS_NAMESPACE, lifetime="detached", get_if_exists=True
+        name=supervisor_name(app_name),
+        namespace=JOBS_NAMESPACE,
+        lifetime="detached",
+        get_if_exists=True,
     ).remote(data, app_name, uuid.uuid4().hex[:12])
-    handle.configure.remote(data, app_name)
+    handle.configure.remote(data)
     return handle
 
 
-def supervisor() -> Any:
-    """The running supervisor's handle; `ValueError` if none was started."""
-    return ray.get_actor(SUPERVISOR_NAME, namespace=JOBS_NAMESPACE)
+def supervisor(app_name: str = APP_NAME) -> Any:
+    """The application's running supervisor; `ValueError` if none was started."""
+    return ray.get_actor(supervisor_name(app_name), namespace=JOBS_NAMESPACE)

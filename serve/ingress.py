@@ -40,11 +40,12 @@ class Ingress:
     def __init__(self, config: dict[str, Any], model_handles: dict[str, DeploymentHandle]):
         self.config: ClusterConfig = config_from_dict(config, source="application args")
         gate.configure(ApiKeys(self.config.auth), self.config.limits.max_body_bytes)
-        self.dispatcher = ServeModelCalls(APP_NAME, model_handles)
+        app_name = serve.get_replica_context().app_name or APP_NAME
+        self.dispatcher = ServeModelCalls(app_name, model_handles)
         self.store = open_store(self.config.storage)
-        self.renders = RenderService(self.config, self.store, self.dispatcher.render)
+        self.renders = RenderService(self.config, self.store, self.dispatcher.render, app_name)
         self.renders.links.secret()  # read (or made) now, not on the event loop later
-        ensure_supervisor(self.config, APP_NAME)
+        ensure_supervisor(self.config, app_name)
         threading.Thread(
             target=offload.warm, args=("core.campaign.submit",), name="offload", daemon=True
         ).start()
@@ -55,6 +56,6 @@ class Ingress:
                 registry=self.renders.registry,
                 dispatcher=self.dispatcher,
                 renders=self.renders,
-                app_name=APP_NAME,
+                app_name=app_name,
             )
         )

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from actors.job_supervisor import supervisor
-from core.config import ClusterConfig
+from core.config import APP_NAME, ClusterConfig
 from core.errors import NotFoundError, OverloadedError, QueueFull, QuotaExceeded, RequestError
 from core.jobs.model import Job, JobKind
 from core.jobs.store import JobStore
@@ -32,8 +32,15 @@ SETTLED = frozenset({"done", "failed", "cancelled", "awaiting_approval"})
 class JobDesk:
     """Admits jobs and answers for them from the store."""
 
-    def __init__(self, config: ClusterConfig, registry: RunRegistry, capacity: Capacity):
+    def __init__(
+        self,
+        config: ClusterConfig,
+        registry: RunRegistry,
+        capacity: Capacity,
+        app_name: str = APP_NAME,
+    ):
         self.config = config
+        self.app_name = app_name
         self.registry = registry
         self.jobs = JobStore(registry.store)
         self.capacity = capacity
@@ -60,6 +67,7 @@ class JobDesk:
             request=request,
             callback_url=callback_url,
             owner=owner,
+            app=self.app_name,
         )
         if idempotency is not None:
             job = job.model_copy(update={"idempotency_key": idempotency[0]})
@@ -99,7 +107,7 @@ class JobDesk:
     def nudge(self) -> None:
         """Tell the supervisor to look at the queue (fire and forget)."""
         try:
-            supervisor().nudge.remote()
+            supervisor(self.app_name).nudge.remote()
         except ValueError:  # no supervisor yet: it reads the queue when it starts
             logger.warning("no job supervisor is running; the job waits in the store")
 
@@ -128,7 +136,7 @@ class JobDesk:
         if job.terminal:
             raise RequestError("id", f"job {job_id} is already {job.status}")
         try:
-            call = supervisor().cancel.remote(job_id, code, message)
+            call = supervisor(job.app).cancel.remote(job_id, code, message)
         except ValueError:
             raise OverloadedError("job-supervisor", 5, "no job supervisor runs") from None
         cancelled = Job.model_validate(await asyncio.wait_for(call, timeout=30))
@@ -142,7 +150,9 @@ class JobDesk:
         return cancelled
 
     async def resume(self, job_id: str) -> Job:
-        state = await asyncio.wait_for(supervisor().resume.remote(job_id), timeout=30)
+        """Continue a job that waits for approval, through its application's supervisor."""
+        job = await self.get(job_id)
+        state = await asyncio.wait_for(supervisor(job.app).resume.remote(job_id), timeout=30)
         return Job.model_validate(state)
 
     async def claimed(self, key: str | None, body: dict) -> str | None:

@@ -51,7 +51,7 @@ class RenderService:
         self.registry = RunRegistry(store)
         target = ServeTarget(config.storage, app_name)
         self.calls = RenderCalls(config, self.registry, ModelCalls(target, model_render))
-        self.jobs = JobDesk(config, self.registry, Capacity(config, app_name))
+        self.jobs = JobDesk(config, self.registry, Capacity(config, app_name), app_name)
         self.links = LinkSigner(config.auth, store)
         self.pixels = PixelLedger(store)
 

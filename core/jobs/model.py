@@ -16,6 +16,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, HttpUrl, JsonV
 from core.records import RUN_ID_PATTERN
 
 __all__ = [
+    "DEFAULT_APP",
     "TERMINAL",
     "Delivery",
     "Job",
@@ -33,6 +34,7 @@ JobStatus = Literal["queued", "running", "awaiting_approval", "done", "failed", 
 TERMINAL: frozenset[str] = frozenset({"done", "failed", "cancelled"})
 _RANK = {"queued": 0, "running": 1, "awaiting_approval": 1, "done": 2, "failed": 2, "cancelled": 2}
 _ID = re.compile(RUN_ID_PATTERN)
+DEFAULT_APP = "render-cluster"  # jobs stored before they named their application
 
 
 def now() -> datetime:
@@ -91,6 +93,9 @@ class Job(_Model):
     id: str = Field(pattern=RUN_ID_PATTERN, description="Also the id of its run record.")
     kind: JobKind
     owner: str | None = Field(None, description="Tenant of the API key that made the job.")
+    app: str = Field(
+        DEFAULT_APP, max_length=200, description="Serve application whose supervisor runs it."
+    )
     model: str | None = Field(None, description="Model whose concurrency bound the job counts in.")
     request: dict[str, JsonValue] = Field(description="What was asked (images as store keys).")
     status: JobStatus = "queued"

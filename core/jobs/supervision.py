@@ -1,7 +1,9 @@
 """The supervisor's loop, no Ray: start queued jobs, renew leases, adopt orphans, cancel.
 
-One `Supervision` runs per cluster (inside the supervisor actor). Every tick it
-reads the unfinished jobs from the store and
+One `Supervision` runs per Serve application (inside that application's
+supervisor actor). Every tick it reads the application's unfinished jobs from
+the store (other applications sharing the store have supervisors of their own)
+and
 
 - renews the leases of the jobs it works on and saves their progress;
 - adopts every job whose lease has expired, or that a previous incarnation of
@@ -26,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.errors import JobFailed, RenderClusterError, TypographyGateFailed
-from core.jobs.model import Job, JobError, Progress, now
+from core.jobs.model import DEFAULT_APP, Job, JobError, Progress, now
 from core.jobs.store import JobStore
 from core.jobs.webhooks import deliver, pending_delivery
 from core.jobs_config import JobsConfig
@@ -72,8 +74,16 @@ class Holder:
 class Supervision:
     """Runs jobs from `jobs` with the `work` of their kind (see the module)."""
 
-    def __init__(self, jobs: JobStore, settings: JobsConfig, holder: Holder, work: dict[str, Work]):
+    def __init__(
+        self,
+        jobs: JobStore,
+        settings: JobsConfig,
+        holder: Holder,
+        work: dict[str, Work],
+        app: str = DEFAULT_APP,
+    ):
         self.jobs = jobs
+        self.app = app
         self.settings = settings
         self.holder = holder
         self.work = work
@@ -111,7 +121,9 @@ class Supervision:
 
     async def tick(self) -> None:
         async with self._lock:
-            unfinished = await asyncio.to_thread(self.jobs.unfinished)
+            unfinished = [
+                job for job in await asyncio.to_thread(self.jobs.unfinished) if job.app == self.app
+            ]
             running = Counter()
             for job in unfinished:
                 if job.status == "running" and job.id in self.tasks:
@@ -291,7 +303,8 @@ class Supervision:
         ids = await asyncio.to_thread(self.jobs.ids)
         for job_id in ids[-1000:]:
             job = await asyncio.to_thread(self.jobs.find, job_id)
-            if job is not None and pending_delivery(job, self.settings.webhook_max_attempts):
+            owed = job is not None and job.app == self.app
+            if owed and pending_delivery(job, self.settings.webhook_max_attempts):
                 self._schedule_delivery(job)
 
     async def _save(self, job: Job) -> Job:

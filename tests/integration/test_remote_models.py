@@ -288,7 +288,7 @@ def test_a_campaign_of_40_on_a_model_bounded_to_2_in_flight(hosted, double):
             elapsed = time.perf_counter() - started
             handle = serve.get_deployment_handle(deployment_name("ideo"), app_name=APP_NAME)
             limits = handle.limits.remote().result(timeout_s=30)
-            summary = http.get(view["report_url"].replace("report.html", "summary.csv"))
+            summary = http.get(view["csv_url"])  # links are signed: each its own
             page = http.get(view["report_url"]).text
     finally:
         double.latency_s = 0.05
@@ -301,6 +301,7 @@ def test_a_campaign_of_40_on_a_model_bounded_to_2_in_flight(hosted, double):
     assert double.max_in_flight["ideogram"] == 2  # never exceeded, and used
     assert limits["max_in_flight"] <= 2 and limits["cool_downs"] >= 1
     assert len(calls) == 41  # 40 images and the one 429, no storm of them
+    assert summary.status_code == 200, summary.text
     rows = list(csv.DictReader(io.StringIO(summary.text)))
     assert len(rows) == 40 and {row["cost_usd"] for row in rows} == {"0.08"}
     assert 'hosted calls <b class="cost">$3.2000</b>' in page

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import threading
 import time
@@ -11,9 +12,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+import ray
 from PIL import Image
 from ray import serve
 
+from actors.job_supervisor import supervisor
 from core.config import APP_NAME, ClusterConfig, deployment_name
 from core.schemas import GenerateRequest
 from tests.waiting import wait_until
@@ -309,6 +312,12 @@ def test_full_queue_answers_503_with_retry_after(cluster):
         rejected = next(r for r in responses if r.status_code == 503)
         assert rejected.headers["retry-after"] == "1"
         assert "at capacity" in rejected.json()["error"]["message"]
+        # The second application has a supervisor of its own: ours keeps our config.
+        holders = [supervisor(app).holder.remote() for app in ("backpressure", APP_NAME)]
+        theirs, ours = ray.get(holders, timeout=30)
+        assert theirs != ours
     finally:
         serve.delete("backpressure")
+        with contextlib.suppress(ValueError):
+            ray.kill(supervisor("backpressure"), no_restart=True)
         time.sleep(0.5)

@@ -111,6 +111,31 @@ def test_a_crashed_attempt_is_started_again_and_a_failure_is_final(tmp_path):
     asyncio.run(scenario())
 
 
+def test_applications_sharing_a_store_run_only_their_own_jobs(tmp_path):
+    """A second Serve application on the same store (another config) never takes our jobs."""
+
+    async def scenario():
+        ours, theirs = FakeWork(), FakeWork()
+        ours.release.set()
+        theirs.release.set()
+        main = _supervision(tmp_path, ours)
+        jobs = main.jobs
+        other = Supervision(jobs, SETTINGS, Holder("cluster-b", "one"), {"hires": theirs}, app="bp")
+        mine = [jobs.save(_job()) for _ in range(3)]
+        foreign = jobs.save(_job(app="bp"))
+        loops = [asyncio.create_task(s.run_forever()) for s in (main, other)]
+        await _until(
+            lambda: all(jobs.get(j.id).status == "done" for j in [*mine, foreign]), "all done"
+        )
+        for loop in loops:
+            loop.cancel()
+        assert sorted(ours.started) == sorted(j.id for j in mine)
+        assert theirs.started == [foreign.id]
+        assert jobs.get(mine[0].id).app == "render-cluster"
+
+    asyncio.run(scenario())
+
+
 def test_orphans_are_adopted_by_lease_and_by_a_dead_incarnation(tmp_path):
     async def scenario():
         work = FakeWork()
