@@ -84,7 +84,7 @@ def install(config: ClusterConfig, monkeypatch: pytest.MonkeyPatch) -> RenderSer
     renders = RenderService(config, store, flat_render)
     renders.jobs.capacity = FakeCapacity()
     fake = FakeSupervisor(renders.jobs.jobs)
-    monkeypatch.setattr("serve.jobs.supervisor", lambda: fake)
+    monkeypatch.setattr("serve.jobs.supervisor", lambda app_name=None: fake)
     monkeypatch.setattr("serve.routes.campaigns.runner_alive", lambda name: False)
     monkeypatch.setattr("serve.routes.campaigns.start_runner", lambda *a, **k: None)
     monkeypatch.setattr("serve.routes.campaigns.runner_alive", lambda name: False)
