@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic_core import from_json
+from starlette.exceptions import HTTPException
 
 from actors.serve_calls import ServeModelCalls
 from core.config import ClusterConfig
@@ -102,6 +103,12 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
         "request_id": request_id(request),
     }
     return JSONResponse(status_code=422, content=body)
+
+
+@api.exception_handler(HTTPException)
+async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    """Starlette's own answers (no such path, method not allowed) in the same error shape."""
+    return error_response(exc.status_code, None, str(exc.detail), exc.headers, request)
 
 
 @api.exception_handler(AuthError)

@@ -20,16 +20,20 @@ from serve import api_app, gate, offload
 from serve.api_app import IngressContext, api
 from serve.auth import ApiKeys
 from serve.render_service import RenderService
+from serve.responses import ERRORS
 from serve.routes import campaigns, jobs, pipelines, renders, runs, system, upscale
 
-api.include_router(system.router)
-api.include_router(system.keyed)
-api.include_router(renders.router)
-api.include_router(jobs.router)
-api.include_router(runs.router)
-api.include_router(campaigns.router)
-api.include_router(pipelines.router)
-api.include_router(upscale.router)
+for _routes in (
+    system.router,
+    system.keyed,
+    renders.router,
+    jobs.router,
+    runs.router,
+    campaigns.router,
+    pipelines.router,
+    upscale.router,
+):
+    api.include_router(_routes, responses=ERRORS)
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=1000)

@@ -33,6 +33,7 @@ from core.tenants import current_tenant, visible
 from serve.api_app import Context, IngressContext, JsonRoute, authorized, base_url, error_response
 from serve.links import campaign_owner_key
 from serve.offload import off_loop
+from serve.responses import ANSWER, CampaignReport, CampaignSubmitted, CampaignView
 
 router = APIRouter(dependencies=[Depends(authorized)], route_class=JsonRoute)
 
@@ -121,7 +122,7 @@ def _prepare(ctx: IngressContext, planned: PlannedCampaign) -> bool:
     return True
 
 
-@router.post("/v1/campaigns", status_code=202, response_model=None)
+@router.post("/v1/campaigns", status_code=202, response_model=CampaignSubmitted, **ANSWER)
 async def submit_campaign(
     body: Annotated[dict[str, Any], Body()],
     request: Request,
@@ -210,7 +211,7 @@ class CallbackUrl(BaseModel):
     callback_url: HttpUrl
 
 
-@router.get("/v1/campaigns/{name}")
+@router.get("/v1/campaigns/{name}", response_model=CampaignView, **ANSWER)
 async def campaign_status(name: str, request: Request, ctx: Context) -> dict[str, Any]:
     """Done, failed, in flight, renders per minute and ETA; the report's URLs once finished."""
     await asyncio.to_thread(_own, ctx, name)
@@ -226,7 +227,7 @@ async def campaign_status(name: str, request: Request, ctx: Context) -> dict[str
     return view | urls
 
 
-@router.post("/v1/campaigns/{name}/report")
+@router.post("/v1/campaigns/{name}/report", response_model=CampaignReport, **ANSWER)
 async def campaign_report(name: str, request: Request, ctx: Context) -> dict[str, Any]:
     """Write the report now (mid-campaign too) from the saved manifest; return its URLs."""
     await asyncio.to_thread(_own, ctx, name)

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from core.jobs.model import Job, JobKind, JobStatus
 from core.redact import public_message
 from serve.api_app import Context, JsonRoute, authorized, tenant_of
+from serve.responses import ANSWER, JobList, JobView
 
 router = APIRouter(dependencies=[Depends(authorized)], route_class=JsonRoute)
 
@@ -25,13 +26,13 @@ def job_view(job: Job) -> dict[str, Any]:
     return view
 
 
-@router.get("/v1/jobs/{job_id}")
+@router.get("/v1/jobs/{job_id}", response_model=JobView, **ANSWER)
 async def get_job(job_id: str, ctx: Context) -> dict[str, Any]:
     """One job: status, progress, result or error, attempts, webhook deliveries."""
     return job_view(await ctx.renders.jobs.get(job_id))
 
 
-@router.get("/v1/jobs")
+@router.get("/v1/jobs", response_model=JobList, **ANSWER)
 async def list_jobs(
     ctx: Context,
     request: Request,
@@ -46,7 +47,7 @@ async def list_jobs(
     return {"jobs": [job_view(job) for job in page.jobs], "next_cursor": page.next_cursor}
 
 
-@router.post("/v1/jobs/{job_id}/cancel")
+@router.post("/v1/jobs/{job_id}/cancel", response_model=JobView, **ANSWER)
 async def cancel_job(job_id: str, ctx: Context) -> dict[str, Any]:
     """Stop a job: tiles in flight are abandoned, nothing is delivered."""
     return job_view(await ctx.renders.jobs.cancel(job_id))

@@ -26,6 +26,7 @@ from core.schemas import MAX_SEED
 from core.tenants import current_tenant, visible
 from core.typography.schema import TextBox
 from serve.api_app import Context, IngressContext, JsonRoute, authorized, base_url
+from serve.responses import ANSWER, PipelineList, PipelineRunView, accepted_as
 
 router = APIRouter(dependencies=[Depends(authorized)], route_class=JsonRoute)
 MAX_TEXT = 100_000  # the bound of limits.max_prompt_chars; the runner checks the configured one
@@ -43,9 +44,7 @@ class PipelineRunBody(_Body):
     seed: int | None = Field(None, ge=0, le=MAX_SEED, description="Seed (random if unset).")
     reference: str | None = Field(None, description="Reference image, base64 (or a data URL).")
     mask: str | None = Field(None, description="Mask, base64 (white: repaint).")
-    campaign: str | None = Field(
-        None, max_length=200, description="Campaign the run belongs to."
-    )
+    campaign: str | None = Field(None, max_length=200, description="Campaign the run belongs to.")
     text_boxes: list[TextBox] = Field(
         default_factory=list,
         description="Copy typeset into anchor boxes after the last stage, then gated.",
@@ -94,7 +93,7 @@ def pipeline_runner(request: Request, ctx: Context) -> PipelineRunner:
 Runner = Annotated[PipelineRunner, Depends(pipeline_runner)]
 
 
-@router.get("/v1/pipelines")
+@router.get("/v1/pipelines", response_model=PipelineList, **ANSWER)
 async def list_pipelines(ctx: Context) -> dict[str, Any]:
     """Every configured pipeline with its stages."""
     return {
@@ -109,7 +108,12 @@ async def list_pipelines(ctx: Context) -> dict[str, Any]:
     }
 
 
-@router.post("/v1/pipelines/{name}/runs", response_model=None)
+@router.post(
+    "/v1/pipelines/{name}/runs",
+    response_model=PipelineRunView,
+    responses=accepted_as(PipelineRunView, "The run"),
+    **ANSWER,
+)
 async def start_run(
     name: str,
     body: PipelineRunBody,
@@ -146,14 +150,19 @@ async def start_run(
     return await _answer(run, body.wait, request, ctx)
 
 
-@router.get("/v1/pipelines/runs/{run_id}")
+@router.get("/v1/pipelines/runs/{run_id}", response_model=PipelineRunView, **ANSWER)
 async def get_run(run_id: str, request: Request, ctx: Context, runner: Runner) -> dict[str, Any]:
     """A pipeline run with every stage's status, cache hit or miss and artifact URL."""
     run = await asyncio.to_thread(_own_run, runner, run_id)
     return await asyncio.to_thread(run_view, run, request, ctx)
 
 
-@router.post("/v1/renders/{run_id}/approve", response_model=None)
+@router.post(
+    "/v1/renders/{run_id}/approve",
+    response_model=PipelineRunView,
+    responses=accepted_as(PipelineRunView, "The run"),
+    **ANSWER,
+)
 async def approve(
     run_id: str, request: Request, ctx: Context, runner: Runner, body: ApproveBody | None = None
 ) -> Any:
@@ -167,7 +176,7 @@ async def approve(
     return await _answer(running, bool(body and body.wait), request, ctx)
 
 
-@router.post("/v1/renders/{run_id}/reject")
+@router.post("/v1/renders/{run_id}/reject", response_model=PipelineRunView, **ANSWER)
 async def reject(
     run_id: str, request: Request, ctx: Context, runner: Runner, body: RejectBody | None = None
 ) -> dict[str, Any]:
@@ -179,7 +188,12 @@ async def reject(
     return await asyncio.to_thread(run_view, run, request, ctx)
 
 
-@router.post("/v1/renders/{run_id}/rerun", response_model=None)
+@router.post(
+    "/v1/renders/{run_id}/rerun",
+    response_model=PipelineRunView,
+    responses=accepted_as(PipelineRunView, "The run"),
+    **ANSWER,
+)
 async def rerun(
     run_id: str, body: RerunBody, request: Request, ctx: Context, runner: Runner
 ) -> Any:

@@ -19,6 +19,7 @@ from core.jobs.model import Job
 from core.records import RunRecord
 from core.schemas import RenderRequestBody, RenderResponse
 from serve.api_app import Context, IngressContext, JsonRoute, authorized, base_url, error_response
+from serve.responses import ANSWER, BINARY, RenderAnswer, RenderView, accepted_as
 
 router = APIRouter(dependencies=[Depends(authorized)], route_class=JsonRoute)
 
@@ -37,7 +38,15 @@ def accepted(content: dict[str, Any], job_id: str) -> JSONResponse:
     return JSONResponse(status_code=202, content=content, headers=headers)
 
 
-@router.post("/v1/renders", response_model=None)
+@router.post(
+    "/v1/renders",
+    response_model=RenderAnswer,
+    responses={
+        200: {"content": {media_type: BINARY for media_type in MEDIA_TYPES.values()}},
+        **accepted_as(RenderView, "A large render's job"),
+    },
+    **ANSWER,
+)
 async def render(
     body: RenderRequestBody,
     request: Request,
@@ -110,7 +119,7 @@ async def finished(
     return await ctx.renders.job_view(job.id, base_url(request))
 
 
-@router.get("/v1/renders/{render_id}")
+@router.get("/v1/renders/{render_id}", response_model=RenderView, **ANSWER)
 async def render_status(render_id: str, request: Request, ctx: Context) -> dict[str, Any]:
     """A render's (or a large render job's) status, progress and result."""
     return await ctx.renders.job_view(render_id, base_url(request))

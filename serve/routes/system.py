@@ -20,6 +20,7 @@ from core.tenants import visible
 from serve.api_app import Context, JsonRoute, authorized, caller_of, error_response, tenant_of
 from serve.cluster_status import deployment_status
 from serve.gate import RATES
+from serve.responses import ANSWER, BINARY, ClusterStatus, ModelsAnswer
 from serve.routes.renders import artifact_response
 
 router = APIRouter(route_class=JsonRoute)
@@ -56,7 +57,7 @@ async def readyz(ctx: Context) -> JSONResponse:
     return JSONResponse(status_code=503 if problems else 200, content=body)
 
 
-@keyed.get("/v1/models")
+@keyed.get("/v1/models", response_model=ModelsAnswer, **ANSWER)
 async def models(ctx: Context) -> dict[str, Any]:
     """The models, styles and request limits."""
     config = ctx.config
@@ -83,7 +84,7 @@ async def models(ctx: Context) -> dict[str, Any]:
     }
 
 
-@keyed.get("/v1/status")
+@keyed.get("/v1/status", response_model=ClusterStatus, **ANSWER)
 async def status(ctx: Context) -> dict[str, Any]:
     """Deployments and replicas (asked of the Serve controller off the event loop)."""
     names = {deployment_name(model): model for model in ctx.config.models}
@@ -111,8 +112,14 @@ async def usage(ctx: Context, request: Request) -> Usage:
 
 @router.get(
     "/v1/artifacts/{key:path}",
-    response_model=None,
-    responses={200: {"content": {"application/octet-stream": {}}}, 307: {}},
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The artifact's bytes (media type from its name).",
+            "content": {"application/octet-stream": BINARY},
+        },
+        307: {"description": "Redirect to a presigned S3 URL."},
+    },
 )
 async def artifact(
     key: str,

@@ -6,12 +6,18 @@ from fastapi import APIRouter, Depends, Header, Request
 
 from core.schemas import UpscaleRequestBody
 from serve.api_app import Context, JsonRoute, authorized, base_url
+from serve.responses import ANSWER, RenderView, accepted_as
 from serve.routes.renders import accepted, finished
 
 router = APIRouter(dependencies=[Depends(authorized)], route_class=JsonRoute)
 
 
-@router.post("/v1/upscale", response_model=None)
+@router.post(
+    "/v1/upscale",
+    response_model=RenderView,
+    responses=accepted_as(RenderView, "The upscale job"),
+    **ANSWER,
+)
 async def upscale(
     body: UpscaleRequestBody,
     request: Request,
