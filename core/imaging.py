@@ -16,6 +16,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from core.errors import RequestError
+from core.image_metadata import ImageMetadata
+from core.image_tags import pil_save_options
 
 ALLOWED_UPLOAD_FORMATS = ("PNG", "JPEG", "WEBP")  # never EPS (Ghostscript) or others
 _PIL_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP", "tiff": "TIFF"}
@@ -102,12 +104,21 @@ def _flatten_on_white(image: Image.Image) -> Image.Image:
     return Image.alpha_composite(background, rgba).convert("RGB")
 
 
-def encode_image(pixels: np.ndarray, fmt: str, quality: int = 92, dpi: int = 300) -> bytes:
-    """Encode a uint8 array as PNG, JPEG, WebP or TIFF bytes with the given DPI."""
+def encode_image(
+    pixels: np.ndarray,
+    fmt: str,
+    quality: int = 92,
+    dpi: int = 300,
+    metadata: ImageMetadata | None = None,
+) -> bytes:
+    """Encode a uint8 array as PNG, JPEG, WebP or TIFF bytes with the given DPI, carrying
+    `metadata` (its run id and parameters, see `core.image_tags`) when given."""
     buffer = io.BytesIO()
     options: dict = {"dpi": (dpi, dpi)}
     if fmt in ("jpeg", "webp"):
         options["quality"] = quality
+    if metadata is not None:
+        options.update(pil_save_options(fmt, metadata))
     Image.fromarray(pixels).save(buffer, format=_PIL_FORMATS[fmt], **options)
     return buffer.getvalue()
 
