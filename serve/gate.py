@@ -3,7 +3,8 @@
 It runs before FastAPI reads or parses a body, so an unauthenticated or oversized
 request costs nothing: a body announced (or found, while streaming) larger than
 `limits.max_body_bytes` is a 413; a missing or wrong key a 401; a key past its
-`requests_per_minute` a 429 with Retry-After naming the limit. The caller's tenant
+`requests_per_minute` a 429 with Retry-After naming the limit (counted in one window
+that every ingress replica shares, `actors.rate_limiter`). The caller's tenant
 and the request id are put in the request state and in the context variables that
 stamp run records and jobs.
 """
@@ -14,15 +15,14 @@ import json
 import secrets
 from contextvars import ContextVar
 
+from actors.rate_limiter import LocalRates, Rates
 from core.errors import AuthError, QuotaExceeded
 from core.tenants import current_request_id, current_tenant
-from core.usage import RateWindow
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/openapi.json", "/redoc"})
 SIGNED_PREFIX = "/v1/artifacts/"
 DEFAULT_MAX_BODY = 64 * 2**20
 current_caller: ContextVar = ContextVar("current_caller", default=None)  # serve.auth.Caller
-RATES = RateWindow()  # requests per key in this process (GET /v1/usage reads it)
 
 
 class _TooLarge(Exception):
@@ -39,14 +39,17 @@ class GateSettings:
 
     api_keys = None  # serve.auth.ApiKeys; None: keys off
     max_body_bytes = DEFAULT_MAX_BODY
+    rates: Rates = LocalRates()  # requests per key per minute (GET /v1/usage reads it)
 
 
 SETTINGS = GateSettings()
 
 
-def configure(api_keys, max_body_bytes: int) -> None:
+def configure(api_keys, max_body_bytes: int, rates: Rates | None = None) -> None:
     SETTINGS.api_keys = api_keys
     SETTINGS.max_body_bytes = max_body_bytes
+    if rates is not None:
+        SETTINGS.rates = rates
 
 
 def error_body(status: int, field: str | None, message: str, request_id: str) -> bytes:
@@ -59,7 +62,6 @@ class ApiGate:
 
     def __init__(self, app):
         self.app = app
-        self.rates = RATES
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -79,6 +81,8 @@ class ApiGate:
         reply = _Reply(send_with_id, request_id)
         try:
             caller = self._caller(scope)
+            if caller is not None:
+                await SETTINGS.rates.hit(caller.key_hash, caller.limits.requests_per_minute)
         except AuthError as exc:
             return await reply(401, "authorization", str(exc), {"www-authenticate": "Bearer"})
         except QuotaExceeded as exc:
@@ -104,7 +108,7 @@ class ApiGate:
 
     def _caller(self, scope):
         keys = SETTINGS.api_keys
-        path = scope.get("path", "")
+        path = _route_path(scope)
         if keys is None or not keys.enabled or path in OPEN_PATHS:
             return None
         query = scope.get("query_string", b"")
@@ -113,10 +117,13 @@ class ApiGate:
         headers = dict(scope.get("headers", []))
         authorization = headers.get(b"authorization", b"").decode("latin-1") or None
         api_key = headers.get(b"x-api-key", b"").decode("latin-1") or None
-        caller = keys.check(authorization, api_key)
-        if caller is not None:
-            self.rates.hit(caller.key_hash, caller.limits.requests_per_minute)
-        return caller
+        return keys.check(authorization, api_key)
+
+
+def _route_path(scope) -> str:
+    """The path the routes match: without the application's route prefix (`root_path`)."""
+    path, root = scope.get("path", ""), scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
 
 
 class _Reply:

@@ -12,6 +12,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from actors.job_supervisor import ensure_supervisor
+from actors.rate_limiter import rates_for
 from actors.serve_calls import ServeModelCalls
 from core.config import APP_NAME, ClusterConfig
 from core.config_file import config_from_dict
@@ -43,8 +44,9 @@ class Ingress:
 
     def __init__(self, config: dict[str, Any], model_handles: dict[str, DeploymentHandle]):
         self.config: ClusterConfig = config_from_dict(config, source="application args")
-        gate.configure(ApiKeys(self.config.auth), self.config.limits.max_body_bytes)
         app_name = serve.get_replica_context().app_name or APP_NAME
+        limits = self.config.limits
+        gate.configure(ApiKeys(self.config.auth), limits.max_body_bytes, rates_for(app_name))
         self.dispatcher = ServeModelCalls(app_name, model_handles)
         self.store = open_store(self.config.storage)
         self.renders = RenderService(self.config, self.store, self.dispatcher.render, app_name)

@@ -19,7 +19,7 @@ from core.schemas import ModelSummary
 from core.tenants import visible
 from serve.api_app import Context, JsonRoute, authorized, caller_of, error_response, tenant_of
 from serve.cluster_status import deployment_status
-from serve.gate import RATES
+from serve.gate import SETTINGS
 from serve.responses import ANSWER, BINARY, ClusterStatus, ModelsAnswer
 from serve.routes.renders import artifact_response
 
@@ -40,7 +40,7 @@ class Usage(BaseModel):
     tenant: str | None = Field(description="Tenant of the key (None: keys are off).")
     limits: dict[str, int | None] | None = Field(description="The key's limits.")
     usage: dict[str, int] | None = Field(
-        description="requests_last_minute (this replica), concurrent_jobs, pixels_today."
+        description="requests_last_minute (every replica), concurrent_jobs, pixels_today."
     )
 
 
@@ -103,7 +103,7 @@ async def usage(ctx: Context, request: Request) -> Usage:
         tenant=caller.tenant,
         limits=caller.limits.model_dump(),
         usage={
-            "requests_last_minute": RATES.count(caller.key_hash),
+            "requests_last_minute": await SETTINGS.rates.count(caller.key_hash),
             "concurrent_jobs": sum(1 for job in jobs if job.owner == caller.tenant),
             "pixels_today": pixels,
         },

@@ -156,3 +156,15 @@ def test_keys_rotate_without_a_restart(tenants):
     keys.write_text(text[:start] + text[end:])
     time.sleep(0.01)
     assert client.get("/v1/runs", headers=a).status_code == 401
+
+
+def test_open_paths_and_signed_links_hold_under_a_route_prefix(tenants):
+    """Serve passes the application's route prefix as root_path (and in the path)."""
+    _, a, _, _, _ = tenants
+    prefixed = TestClient(api, root_path="/keys", base_url="http://testserver/keys/")
+    body = {"prompt": "a cat", "width": 64, "height": 64, "seed": 1}
+    url = prefixed.post("v1/renders", json=body, headers=a).json()["url"]
+    assert urlsplit(url).path.startswith("/keys/v1/artifacts/")
+    assert prefixed.get(url).status_code == 200  # no key
+    assert prefixed.get("healthz").status_code == 200
+    assert prefixed.get("v1/runs").status_code == 401
