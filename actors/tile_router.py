@@ -48,9 +48,12 @@ class TileRouter:
     async def run(self, job: LargeRenderJob) -> LargeRenderResult:
         """Render a hires, tiled or fused job into the store; raise `JobFailed` with a reason."""
         call = deployment_call(self.app_name, job.model_name, "render")
+        base = job.base_model_name
+        base_call = None if base is None else deployment_call(self.app_name, base, "render")
         if job.mode == "fused":
-            return await self.runner.fused(job, self._fused_calls(job.model_name, call))
-        return await self.runner.render(job, call)
+            calls = self._fused_calls(job.model_name, call)
+            return await self.runner.fused(job, calls, base_call)
+        return await self.runner.render(job, call, base_call)
 
     def _fused_calls(self, model_name: str, render: Any) -> FusedCalls:
         """The model's fused-render methods; the job's conditioning goes to the object store

@@ -23,7 +23,12 @@ from pydantic import (
 from core.auth_config import AuthConfig
 from core.jobs_config import JobsConfig
 from core.pipelines import PipelineConfig, PipelineName, check_pipeline_references
-from core.remote.config import RemoteConfig, remote_defaults, remote_problems
+from core.remote.config import (
+    RemoteConfig,
+    refine_model_problems,
+    remote_defaults,
+    remote_problems,
+)
 from core.typography.schema import DEFAULT_FONT_DIR, GateThresholds, TextBox, TextSpec
 from core.upscaler_variants import REALESRGAN_VARIANTS
 
@@ -350,6 +355,14 @@ class ClusterConfig(_Strict):
     pipelines: dict[PipelineName, PipelineConfig] = Field(
         default_factory=dict, description="Named pipelines of stages (draft -> ... -> hires)."
     )
+
+    @field_validator("models")
+    @classmethod
+    def _refiners_are_local(cls, models: dict[str, ModelConfig]) -> dict[str, ModelConfig]:
+        problems = refine_model_problems(models)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return models
 
     @field_validator("styles")
     @classmethod

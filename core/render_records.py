@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from core.config import ModelConfig
 from core.records import RunRecord, model_fields, with_typography
+from core.remote.record import provider_fields
 from core.schemas import LargeRenderJob, LargeRenderResult, RenderRequestBody, UpscaleJob
 from core.typography.delivery import TypographyReport
 from core.validation import ResolvedRender
@@ -99,11 +100,13 @@ def large_record(
         "colour_match": job.colour_match,
         **_text_params(body),
     }
+    if job.base_model_name is not None:  # a hosted base, refined by a local model
+        params["refine_model"] = job.model_name
     return RunRecord(
         id=job.job_id,
         kind=labels.kind or "hires",
         status="running",
-        **model_fields(job.model_name, model),
+        **model_fields(job.base_model_name or job.model_name, model),
         style=body.style,
         prompt=job.prompt,
         negative_prompt=job.negative_prompt,
@@ -146,6 +149,7 @@ def finished_large_record(record: RunRecord, result: LargeRenderResult) -> RunRe
             "timings": result.timings,
             "metrics": result.metrics(),
             "outputs": {"image": result.output_key},
+            **provider_fields(result.provider),
         }
     )
     return with_report(final, result.typography)

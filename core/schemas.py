@@ -233,6 +233,8 @@ class LargeRenderJob:
     text: TextSpec | None = None  # copy composited into the finished canvas, then gated
     max_call_pixels: int = 0  # most pixels one integrated text call sends (0: the default)
     checkpoint: bool = False  # keep finished tiles in the store so a new attempt resumes
+    base_model_name: str | None = None  # a hosted model draws the base; model_name refines it
+    base_resolution: int = 0  # the base's side at about its area (0: native_resolution)
 
     def __post_init__(self) -> None:
         if not self.max_call_pixels:
@@ -260,6 +262,7 @@ class LargeRenderResult:
     timings: dict[str, float]
     typography: TypographyReport | None = None
     tiles_reused: int = 0  # pieces taken from an earlier attempt's checkpoints
+    provider: dict[str, Any] | None = None  # the hosted call that drew the base, if one did
 
     def metrics(self) -> dict[str, float]:
         """The figures a run record keeps of this render."""

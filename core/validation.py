@@ -159,14 +159,33 @@ def check_denoising_steps(steps: int, strength: float) -> None:
         )
 
 
-def _refuse_hosted(model_name: str, model: ModelConfig) -> None:
-    """Large renders run on local models: a hosted one (family 'remote') is a 422."""
-    if model.family == "remote":
+def _refiner(
+    body: RenderRequestBody, config: ClusterConfig, model_name: str, model: ModelConfig
+) -> tuple[str | None, str, ModelConfig]:
+    """(hosted base model or None, tile model, its config) of a large render.
+
+    A hosted model (family 'remote') draws the base image in one call; its
+    `remote.refine_model`, a local model, refines it tile by tile.
+    """
+    if model.family != "remote":
+        return None, model_name, model
+    refiner = model.remote.refine_model if model.remote is not None else None
+    if refiner is None:
         raise RequestError(
             "mode",
             f"model {model_name!r} is hosted: large renders refine tile by tile on a local "
-            "model; send this model's image to a local one as base_image, or use a pipeline",
+            f"model; set models.{model_name}.remote.refine_model, send this model's image to "
+            "a local one as base_image, or use a pipeline",
         )
+    if body.mode == "tiled":
+        raise RequestError(
+            "mode",
+            f"model {model_name!r} is hosted: 'tiled' draws every tile locally from noise; "
+            "use 'hires' or 'fused' (a hosted base image refined by "
+            f"{refiner!r})",
+        )
+    base = None if body.base_image is not None else model_name
+    return base, refiner, config.models[refiner]
 
 
 SINGLE_PASS_AREA = 1.25
@@ -198,7 +217,7 @@ def is_large(body: RenderRequestBody, config: ClusterConfig) -> bool:
     except KeyError:
         return False  # resolve_render reports the unknown name
     if model.family == "remote":
-        return False  # one provider call at any size, resized to exact (resolve_large refuses)
+        return False  # one provider call at any size, resized to exact
     native = model.native_resolution
     area = (body.width or native) * (body.height or native)
     return area > single_pass_pixels(model)
@@ -207,9 +226,11 @@ def is_large(body: RenderRequestBody, config: ClusterConfig) -> bool:
 def resolve_large(
     body: RenderRequestBody, config: ClusterConfig, job_id: str, output_key: str
 ) -> tuple[LargeRenderJob, ModelConfig]:
-    """Validate a large-format request into a `LargeRenderJob`; raise `RequestError`."""
-    model_name, model = _model_and_prompt(body, config)
-    _refuse_hosted(model_name, model)
+    """Validate a large-format request into a `LargeRenderJob` and the config of the model
+    its record names (a hosted model drawing the base, else the tile model); raise
+    `RequestError`."""
+    requested, hosted = _model_and_prompt(body, config)
+    base_model, model_name, model = _refiner(body, config, requested, hosted)
     for name in ("init_image", "mask"):
         if getattr(body, name) is not None:
             raise RequestError(name, "is not used by large-format renders (use base_image)")
@@ -265,8 +286,10 @@ def resolve_large(
         fuse=body.fuse or "gaussian",
         replica_requests=model.max_ongoing_requests,
         tiles_per_call=fused_tiles_per_call(model, tile),
+        base_model_name=base_model,
+        base_resolution=hosted.native_resolution if base_model else 0,
     )
-    return job, model
+    return job, hosted if base_model else model
 
 
 def _large_strength(body: RenderRequestBody, config: ClusterConfig) -> float:

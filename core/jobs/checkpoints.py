@@ -1,7 +1,8 @@
 """Finished pieces of a job kept in the store, so a resumed job redoes only what is missing.
 
 A piece is a uint8 image (a tile, a base render, an upscale pass's tile) stored
-losslessly as PNG under ``job-pieces/<id>/<name>.png``; a resumed job that finds
+losslessly as PNG under ``job-pieces/<id>/<name>.png`` (with, where a piece
+came from a hosted call, a JSON note of that call beside it); a resumed job that finds
 a piece uses it instead of calling the model, which gives the same bytes as an
 undisturbed run because every piece is a pure function of the job and its place.
 """
@@ -9,7 +10,9 @@ undisturbed run because every piece is a pure function of the job and its place.
 from __future__ import annotations
 
 import io
+import json
 import re
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -48,6 +51,18 @@ class Checkpoints:
         Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, "PNG", compress_level=1)
         self.store.put_bytes(self._key(name), buffer.getvalue())
         self.saved += 1
+
+    def save_note(self, name: str, note: dict[str, Any]) -> None:
+        """Keep a small JSON note about the piece `name` (e.g. the hosted call that drew it)."""
+        self.store.put_bytes(self._note_key(name), json.dumps(note).encode())
+
+    def load_note(self, name: str) -> dict[str, Any] | None:
+        """The note kept about the piece `name`, if any."""
+        key = self._note_key(name)
+        return json.loads(self.store.get_bytes(key)) if self.store.exists(key) else None
+
+    def _note_key(self, name: str) -> str:
+        return f"{self.prefix}{_NAME.sub('_', name)}.json"
 
     def clear(self) -> None:
         """Drop every piece (the job is over)."""

@@ -54,6 +54,8 @@ class JobContext:
     stats: CallStats = field(default_factory=CallStats)
     started: float = field(default_factory=time.perf_counter)
     checkpoints: Checkpoints | None = None  # finished pieces kept for a resumed attempt
+    base_call: ModelCall | None = None  # the hosted model that draws the base, if not `call`
+    base_provider: dict[str, Any] | None = None  # that hosted call, as its record keeps it
 
     async def piece(self, name: str, make: Callable[[], Awaitable[np.ndarray]]) -> np.ndarray:
         """The piece `name` from an earlier attempt's checkpoint, or `make()` and keep it."""
@@ -66,10 +68,11 @@ class JobContext:
         await asyncio.to_thread(self.checkpoints.save, name, pixels)
         return pixels
 
-    async def call_model(self, request: Any, name: str) -> Any:
-        """One model call for the part of the job called `name`, retried per the policy."""
+    async def call_model(self, request: Any, name: str, call: ModelCall | None = None) -> Any:
+        """One call (default: the tile model's) for the part of the job called `name`,
+        retried per the policy."""
         return await call_with_retries(
-            self.call, request, name, self.job_id, self.retry, self.stats
+            call or self.call, request, name, self.job_id, self.retry, self.stats
         )
 
     def spool(self, name: str) -> Path:

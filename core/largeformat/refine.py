@@ -27,7 +27,7 @@ from core.largeformat.tiling import Tile, TilePlan, plan_tiles, tile_seed
 from core.schemas import GenerateRequest, LargeRenderJob, LargeRenderResult
 from core.typography.delivery import deliver_text, inpaint_pass
 
-__all__ = ["MAX_SPLIT_DEPTH", "Region", "render_large", "split_plan"]
+__all__ = ["MAX_SPLIT_DEPTH", "Region", "draw_base", "render_large", "split_plan"]
 
 MAX_SPLIT_DEPTH = 2
 
@@ -87,17 +87,31 @@ async def _base(
     """The base image for the hires path (rendered at native size or supplied)."""
     if job.mode == "tiled":
         return None, None
-    if job.base_image is not None:
-        image = job.base_image
-    else:
-        width, height = base_size(job.width, job.height, job.native_resolution, job.align)
-        request = txt2img(job, width, height, job.seed)
-
-        async def render() -> np.ndarray:
-            return (await ctx.call_model(request, "base")).image
-
-        image = await ctx.piece("base", render)
+    image = job.base_image if job.base_image is not None else await draw_base(job, ctx)
     return Image.fromarray(image), (image.shape[1], image.shape[0])
+
+
+async def draw_base(job: LargeRenderJob, ctx: JobContext) -> np.ndarray:
+    """The base image: the target's aspect ratio at about the drawing model's native area,
+    drawn by the job's model or by the hosted `base_model_name` (its call kept in
+    `ctx.base_provider`), and checkpointed, so a resumed job neither redraws nor re-pays it."""
+    side = job.base_resolution or job.native_resolution
+    width, height = base_size(job.width, job.height, side, job.align)
+    request = txt2img(job, width, height, job.seed)
+    hosted = job.base_model_name is not None
+    pieces = ctx.checkpoints
+
+    async def render() -> np.ndarray:
+        result = await ctx.call_model(request, "base", ctx.base_call if hosted else None)
+        ctx.base_provider = result.provider
+        if pieces is not None and result.provider is not None:
+            await asyncio.to_thread(pieces.save_note, "base", result.provider)
+        return result.image
+
+    image = await ctx.piece("base", render)
+    if hosted and ctx.base_provider is None and pieces is not None:
+        ctx.base_provider = await asyncio.to_thread(pieces.load_note, "base")
+    return image
 
 
 async def _tile(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
+from dataclasses import replace
 from pathlib import Path
 
 from core.errors import JobFailed, RenderClusterError
@@ -17,7 +18,7 @@ from core.jobs.checkpoints import Checkpoints
 from core.largeformat.fanout import JobProgress, ModelCall, RetryPolicy
 from core.largeformat.fused_schemas import FusedCalls
 from core.largeformat.job_context import JobContext
-from core.largeformat.refine import render_large
+from core.largeformat.refine import draw_base, render_large
 from core.largeformat.upscale_job import upscale_image
 from core.schemas import LargeRenderJob, LargeRenderResult, UpscaleJob
 from core.store import ArtifactStore
@@ -34,28 +35,51 @@ class TileJobRunner:
         self.retry = retry or RetryPolicy()
         self.progress = JobProgress()
 
-    async def render(self, job: LargeRenderJob, call: ModelCall) -> LargeRenderResult:
-        """Render a hires or tiled job; raise `JobFailed` with a reason."""
-        ctx = self._context(job, call)
+    async def render(
+        self, job: LargeRenderJob, call: ModelCall, base_call: ModelCall | None = None
+    ) -> LargeRenderResult:
+        """Render a hires or tiled job (`base_call`: the hosted model of its base); raise
+        `JobFailed` with a reason."""
+        ctx = self._context(job, call, base_call)
         return await self._guarded(ctx, render_large(job, ctx))
 
-    async def fused(self, job: LargeRenderJob, calls: FusedCalls) -> LargeRenderResult:
-        """Render a fused job (tiles fused at every step); raise `JobFailed` with a reason."""
+    async def fused(
+        self, job: LargeRenderJob, calls: FusedCalls, base_call: ModelCall | None = None
+    ) -> LargeRenderResult:
+        """Render a fused job (tiles fused at every step; a hosted model's base first, when
+        the job has one); raise `JobFailed` with a reason."""
         from core.largeformat.fused import render_fused  # torch and diffusers: fused jobs only
 
-        ctx = self._context(job, calls.render)
-        return await self._guarded(ctx, render_fused(job, ctx, calls))
+        ctx = self._context(job, calls.render, base_call)
+
+        async def work() -> LargeRenderResult:
+            drawn = job
+            if job.base_model_name is not None and job.base_image is None:
+                ctx.progress.phase = "base"
+                drawn = replace(job, base_image=await draw_base(job, ctx))
+            return await render_fused(drawn, ctx, calls)
+
+        return await self._guarded(ctx, work())
 
     async def upscale(self, job: UpscaleJob, call: ModelCall) -> LargeRenderResult:
         """Upscale an image (tiled, chained passes); raise `JobFailed` with a reason."""
         ctx = self._context(job, call)
         return await self._guarded(ctx, upscale_image(job, ctx))
 
-    def _context(self, job: LargeRenderJob | UpscaleJob, call: ModelCall) -> JobContext:
+    def _context(
+        self, job: LargeRenderJob | UpscaleJob, call: ModelCall, base_call: ModelCall | None = None
+    ) -> JobContext:
         retry = RetryPolicy(job.max_attempts, self.retry.backoff_s, self.retry.sleep)
         pieces = Checkpoints(self.store, job.job_id) if job.checkpoint else None
         return JobContext(
-            job.job_id, call, self.store, self.spool_dir, self.progress, retry, checkpoints=pieces
+            job.job_id,
+            call,
+            self.store,
+            self.spool_dir,
+            self.progress,
+            retry,
+            checkpoints=pieces,
+            base_call=base_call,
         )
 
     async def _guarded(
@@ -71,6 +95,7 @@ class TileJobRunner:
         except RenderClusterError as exc:
             self.progress.status = self.progress.phase = "failed"
             raise JobFailed(job_id, str(exc)) from None
+        result.provider = ctx.base_provider
         if ctx.checkpoints is not None:
             await asyncio.to_thread(ctx.checkpoints.clear)
         self.progress.status = self.progress.phase = "done"

@@ -13,6 +13,7 @@ models:
       requests_per_minute: 60
       timeout_s: 120
       cost_per_image: 0.08      # in USD, recorded with every image
+      refine_model: quality     # optional: the local model that refines its large renders
 ```
 
 The key itself is never in the config: only the name of the environment variable
@@ -30,6 +31,7 @@ __all__ = [
     "PROVIDERS",
     "Provider",
     "RemoteConfig",
+    "refine_model_problems",
     "remote_defaults",
     "remote_problems",
     "remote_source",
@@ -98,6 +100,13 @@ class RemoteConfig(BaseModel):
         "and exponential backoff (with jitter) is capped at it.",
     )
 
+    refine_model: str | None = Field(
+        None,
+        max_length=64,
+        description="A local model of the cluster that refines this model's large renders "
+        "(hires, fused) tile by tile over the hosted base image; unset, they are a 422.",
+    )
+
     @property
     def key_env(self) -> str:
         """The environment variable the API key is read from."""
@@ -152,4 +161,22 @@ def remote_problems(
             problems.append(f"a 'remote' section needs family 'remote', not {family!r}")
         if source.startswith(REMOTE_SOURCE_PREFIX):
             problems.append(f"source {source!r} is a hosted model: set family 'remote'")
+    return problems
+
+
+def refine_model_problems(models: dict[str, Any]) -> list[str]:
+    """Hosted models whose `refine_model` is not a local image model of the cluster."""
+    problems = []
+    for name, model in models.items():
+        refiner = model.remote.refine_model if model.remote is not None else None
+        if refiner is None:
+            continue
+        found = models.get(refiner)
+        if found is None:
+            problems.append(f"models.{name}.remote.refine_model {refiner!r} is not a model")
+        elif found.family in ("remote", "upscaler"):
+            problems.append(
+                f"models.{name}.remote.refine_model {refiner!r} must be a local image model, "
+                f"not family {found.family!r}"
+            )
     return problems

@@ -37,6 +37,7 @@ from actors.job_supervisor import ensure_supervisor, supervisor
 from actors.remote_limiter import LIMITER_NAMESPACE, limiter_name
 from cli.main import app as cli_app
 from core.config import APP_NAME, ClusterConfig, deployment_name
+from core.largeformat.hires import base_size
 from core.typography import tesseract_available
 from serve.app import application
 from serve.local_cluster import wait_running
@@ -52,8 +53,9 @@ HOSTED = {  # model name -> (provider, provider model, replicas, remote override
     "ideo3": ("ideogram", "V_3", 1, {"cost_per_image": 0.06}),
     "gpt": ("openai", "gpt-image-1", 1, {"cost_per_image": 0.04}),
     "imagen": ("imagen", "imagen-4.0-generate-001", 1, {"timeout_s": 2, "cost_per_image": 0.04}),
-    "nano": ("gemini", "gemini-2.5-flash-image", 1, {"cost_per_image": 0.039}),
-}
+    "nano": ("gemini", "gemini-2.5-flash-image", 1,
+             {"cost_per_image": 0.039, "refine_model": "quality"}),
+}  # fmt: skip
 PIPELINE = {
     "description": "hosted layout (Ideogram) -> local final (img2img) -> local hires",
     "stages": [
@@ -247,6 +249,25 @@ def test_provider_failures_become_clear_http_errors(hosted, double):
     assert "Traceback" not in refused.text + malformed.text + slow.text
 
 
+def test_a_large_render_draws_its_base_on_the_hosted_model_and_its_tiles_locally(hosted, double):
+    body = {"model": "nano", "mode": "hires", "width": 900, "height": 381, "steps": 4, "seed": 3}
+    with hosted.client() as http:
+        response = render(http, **body)
+        assert response.status_code == 200, response.text
+        view = response.json()
+        image = http.get(view["result"]["url"])
+        record = http.get(f"/v1/runs/{view['id']}").json()
+    assert image.status_code == 200
+    assert np.asarray(Image.open(io.BytesIO(image.content))).shape == (381, 900, 3)
+    (seen,) = double.requests_to("gemini")  # one hosted call: the base
+    assert record["model"] == "nano" and record["params"]["refine_model"] == "quality"
+    # the base at the hosted model's native area (1024²), capped at the target, any size
+    assert record["provider"]["size"]["asked"] == list(base_size(900, 381, 1024, 8))
+    assert record["cost_usd"] == 0.039 and record["status"] == "done"
+    assert record["metrics"]["tiles"] > 1 and record["metrics"]["replicas_used"] >= 1
+    assert double.violations == []
+
+
 def test_a_pipeline_with_a_hosted_layout_and_local_final_and_hires_stages(hosted, double):
     with hosted.client() as http:
         response = http.post(
@@ -263,6 +284,8 @@ def test_a_pipeline_with_a_hosted_layout_and_local_final_and_hires_stages(hosted
         assert run["status"] == "done", run.get("error")
         stages = {s["name"]: http.get(f"/v1/runs/{s['run_id']}").json() for s in run["stages"]}
         image = http.get(run["result"]["url"])
+        paid = http.get(f"/v1/runs/{run['id']}").json()["cost_usd"]
+    assert paid == 0.08  # the run's record sums its stages' hosted calls
     layout, final, hires = stages["layout"], stages["final"], stages["hires"]
     assert layout["provider"]["provider"] == "ideogram" and layout["cost_usd"] == 0.08
     assert final["model"] == "quality" and final["provider"] is None

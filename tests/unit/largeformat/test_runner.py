@@ -226,6 +226,42 @@ def test_a_base_render_goes_through_the_same_call(tmp_path):
     assert model.calls[result.base_size] == 1
 
 
+class HostedModel(PureModel):
+    """A hosted model's replica: a flat image at any size, with its provider record."""
+
+    def _render(self, request: GenerateRequest) -> GenerateResult:
+        result = super()._render(request)
+        result.provider = {"provider": "ideogram", "provider_model": "V_2", "cost_usd": 0.08}
+        return result
+
+
+def test_a_hosted_base_is_drawn_by_the_hosted_model_and_refined_by_the_local_one(tmp_path):
+    job = _job(base_image=None, base_model_name="ideo", base_resolution=128)
+    local, hosted = PureModel(), HostedModel()
+    runner = _runner(tmp_path)
+    result = asyncio.run(runner.render(job, local, hosted))
+    hosted_size = base_size(256, 128, 128, 8)  # the hosted model's native area, not 64's
+    assert result.base_size == hosted_size and dict(hosted.calls) == {hosted_size: 1}
+    assert sum(local.calls.values()) == result.tiles and hosted_size not in local.calls
+    assert result.provider == {"provider": "ideogram", "provider_model": "V_2", "cost_usd": 0.08}
+    base = np.broadcast_to(np.array([11, 11, 11], dtype=np.uint8), (128, 256, 3))
+    assert np.array_equal(_decoded(runner, job.output_key), base)  # the hosted base, refined
+
+
+def test_a_resumed_job_reuses_the_hosted_base_and_keeps_what_it_cost(tmp_path):
+    job = _job(base_image=None, base_model_name="ideo", base_resolution=128, checkpoint=True)
+    failing = FailingTiles(job, {"r0c1": [ValueError("the replica broke")]})
+    hosted = HostedModel()
+    runner = _runner(tmp_path)
+    with pytest.raises(JobFailed, match="the replica broke"):
+        asyncio.run(runner.render(job, failing, hosted))
+    again, hosted_again = _runner(tmp_path), HostedModel()
+    result = asyncio.run(again.render(job, PureModel(), hosted_again))
+    assert sum(hosted.calls.values()) == 1 and not hosted_again.calls  # paid once
+    assert result.provider["cost_usd"] == 0.08
+    assert not again.store.list_keys(f"job-pieces/{job.job_id}/")  # cleared when done
+
+
 def test_an_upscale_chains_passes_of_a_pure_upscaler(tmp_path):
     source = _base(48, 40)
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import base64
+import io
+
 import pytest
+from PIL import Image
 from pydantic import ValidationError
 
 from core.config import ClusterConfig, ModelConfig
 from core.config_file import parse_config
 from core.errors import ConfigError, RequestError
 from core.model_source import parse_source
+from core.render_records import RecordLabels, large_record
 from core.schemas import RenderRequestBody
 from core.validation import is_large, resolve_large
 
@@ -111,3 +116,59 @@ def test_hosted_renders_are_one_call_at_any_size_and_large_modes_are_refused():
     assert is_large(hires, config)
     with pytest.raises(RequestError, match="is hosted: large renders refine tile by tile"):
         resolve_large(hires, config, "20250101-120000-000000-1a2b3c4d", "out.png")
+
+
+REFINED_YAML = ISSUE_YAML.replace(
+    "      cost_per_image: 0.08      # in USD, recorded with every image\n",
+    "      cost_per_image: 0.08      # in USD, recorded with every image\n"
+    "      refine_model: quality\n",
+)
+
+
+@pytest.mark.parametrize(
+    ("refiner", "message"),
+    [
+        ("nope", "models.layout-ideogram.remote.refine_model 'nope' is not a model"),
+        ("layout-ideogram", "must be a local image model, not family 'remote'"),
+    ],
+)
+def test_a_refine_model_must_be_a_local_model_of_the_cluster(refiner, message):
+    bad = REFINED_YAML.replace("refine_model: quality", f"refine_model: {refiner}")
+    with pytest.raises(ConfigError, match=message):
+        parse_config(bad, source="bad")
+
+
+def test_a_large_render_on_a_hosted_model_draws_the_base_there_and_refines_locally():
+    config: ClusterConfig = parse_config(REFINED_YAML, source="issue")
+    body = RenderRequestBody(
+        prompt="x", model="layout-ideogram", width=1500, height=619, mode="hires", steps=4
+    )
+    job, model = resolve_large(body, config, "20250101-120000-000000-1a2b3c4d", "out.png")
+    assert (job.base_model_name, job.model_name) == ("layout-ideogram", "quality")
+    assert (job.base_resolution, job.native_resolution, job.tile_size) == (1024, 256, 256)
+    assert model.family == "remote"  # the record names the model asked for
+    record = large_record(job, model, body, RecordLabels())
+    assert record.model == "layout-ideogram" and record.params["refine_model"] == "quality"
+    fused = body.model_copy(update={"mode": "fused"})
+    assert resolve_large(fused, config, "j", "out.png")[0].base_model_name == "layout-ideogram"
+    tiled = body.model_copy(update={"mode": "tiled"})
+    with pytest.raises(RequestError, match="'tiled' draws every tile locally from noise"):
+        resolve_large(tiled, config, "j", "out.png")
+
+
+def test_a_supplied_base_on_a_hosted_model_never_calls_it():
+    config: ClusterConfig = parse_config(REFINED_YAML, source="issue")
+    base = base64.b64encode(_png(300, 124)).decode()
+    body = RenderRequestBody(
+        prompt="x", model="layout-ideogram", width=1500, height=619, mode="hires", steps=4,
+        base_image=base,
+    )  # fmt: skip
+    job, model = resolve_large(body, config, "20250101-120000-000000-1a2b3c4d", "out.png")
+    assert job.base_model_name is None and job.model_name == "quality"
+    assert model.family == "sd"  # the record names the model that drew every pixel
+
+
+def _png(width: int, height: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (20, 40, 60)).save(buffer, "PNG")
+    return buffer.getvalue()
