@@ -57,6 +57,7 @@ from core.imaging import ALLOWED_UPLOAD_FORMATS
 from core.pipelines import PipelineConfig, StageConfig, StageContractError, check_mask_input
 from core.preprocess import normalise_image, normalise_mask
 from core.records import RunRecord, RunRegistry, model_fields
+from core.remote.record import total_cost
 from core.schemas import MAX_SEED
 from core.store import ArtifactStore
 from core.validation import check_size, resolve_text
@@ -355,6 +356,7 @@ class PipelineRunner:
                     "total_s": round(run.timings.get("total_s", 0.0) + elapsed, 4),
                 },
                 "metrics": {**run.metrics, counter: run.metrics.get(counter, 0) + 1},
+                "cost_usd": total_cost([run.cost_usd, record.cost_usd]),  # hosted calls
             }
         )
 

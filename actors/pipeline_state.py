@@ -87,6 +87,7 @@ class StageOutput:
     metrics: dict[str, float] = field(default_factory=dict)
     typography: TypographyReport | None = None  # the gate's report, when the stage set text
     provider: dict[str, Any] | None = None  # a hosted model's call (core.remote.record)
+    extra_providers: list[dict[str, Any]] = field(default_factory=list)  # its further calls
 
 
 RenderStage = Callable[[StageJob], Awaitable[StageOutput]]

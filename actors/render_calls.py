@@ -172,10 +172,11 @@ class RenderCalls:
         if fmt is not None:
             resolved.format = fmt
         result = await self.models.call_model(resolved.model_name, resolved.request)
-        image, report = result.image, None
+        image, report, extra_calls = result.image, None, []
         if resolved.text is not None:
             image = np.array(result.image, copy=True)
-            report = await deliver_text(image, resolved.text, self._integrating(resolved))
+            integrating = self._integrating(resolved, extra_calls)
+            report = await deliver_text(image, resolved.text, integrating)
         encoded = await asyncio.to_thread(encode_image, image, resolved.format, dpi=body.dpi)
         key = output_key or default_output_key(run_id, resolved.format)
         await asyncio.to_thread(self.store.put_bytes, key, encoded)
@@ -192,7 +193,7 @@ class RenderCalls:
             },
             metrics={"batch_size": result.batch_size},
             outputs={"image": key},
-            **provider_fields(result.provider),
+            **provider_fields(result.provider, extra_calls),
         )
         return RenderOutcome(self._save_gated(with_report(record, report)), encoded)
 
@@ -226,13 +227,16 @@ class RenderCalls:
             raise failed
         return record
 
-
-    def _integrating(self, resolved: ResolvedRender) -> Img2Img:
-        """The integrated pass of a one-call render's boxes: its model, prompt and seed."""
+    def _integrating(self, resolved: ResolvedRender, hosted_calls: list[dict]) -> Img2Img:
+        """The integrated pass of a one-call render's boxes: its model, prompt and seed (a
+        hosted model's calls are added to `hosted_calls`, to be paid for in the record)."""
         model_name, model = resolved.model_name, resolved.model
 
         async def render(request: GenerateRequest) -> np.ndarray:
-            return (await self.models.call_model(model_name, request)).image
+            result = await self.models.call_model(model_name, request)
+            if result.provider is not None:
+                hosted_calls.append(result.provider)
+            return result.image
 
         return inpaint_pass(render, resolved.request, model.latent_factor, max_call_pixels(model))
 

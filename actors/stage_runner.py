@@ -15,7 +15,7 @@ import dataclasses
 import functools
 import json
 import time
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
@@ -30,13 +30,19 @@ from actors.pipeline_state import (
     StageJob,
     StageOutput,
     decode_png,
-    failure_reason,
     save_quietly,
     sha256_hex,
     stage_model,
     stage_params,
 )
-from core.config import ClusterConfig, ModelConfig
+from actors.stage_call import (
+    StageCall,
+    cache_hit_record,
+    done_record,
+    failed_record,
+    reviewed_record,
+)
+from core.config import ClusterConfig
 from core.errors import NotFoundError, StorageError
 from core.imaging import encode_image
 from core.model_source import parse_source
@@ -49,8 +55,7 @@ from core.pipelines import (
     stage_cache_key,
 )
 from core.preprocess import normalise_image, normalise_mask
-from core.records import RunRecord, RunRegistry, model_fields, with_typography
-from core.remote.record import provider_fields
+from core.records import RunRecord, RunRegistry, model_fields
 from core.schemas import GenerateRequest, LargeRenderJob
 from core.store import ArtifactStore
 from core.typography.delivery import deliver_text, inpaint_pass
@@ -96,19 +101,20 @@ class StageRunner:
         call = self._prepare(run, state, index, previous)
         entry = None if call.forced else self._cache_entry(call.entry_key)
         if entry is not None:
-            return self._save(_cache_hit(call, entry)), StageImage(entry["output"], entry["sha256"])
+            cached = StageImage(entry["output"], entry["sha256"])
+            return self._save(cache_hit_record(call, entry)), cached
         call.record = call.record.model_copy(update={"cache": "miss"})
         try:
             result, output = await self._render(call)
         except GateFailed as exc:  # kept for review, never cached nor passed on
-            return self._save(_reviewed(call, exc)), None
+            return self._save(reviewed_record(call, exc)), None
         except Exception as exc:
-            failed = _failed(call, exc)
+            failed = failed_record(call, exc)
             if isinstance(exc, StorageError):
                 save_quietly(self.registry, failed)
                 raise
             return self._save(failed), None
-        return self._save(_done(call, result, output)), output
+        return self._save(done_record(call, result, output)), output
 
     def _prepare(
         self,
@@ -116,7 +122,7 @@ class StageRunner:
         state: PipelineRunState,
         index: int,
         previous: StageImage | None,
-    ) -> _StageCall:
+    ) -> StageCall:
         """The stage's model, seed, inputs, parameters and cache key, and its record so far."""
         started = time.perf_counter()
         stage = state.stages[index]
@@ -149,11 +155,11 @@ class StageRunner:
             parent_id=run.id,
             campaign=run.campaign,
         )
-        return _StageCall(
+        return StageCall(
             run, state, index, previous, model_name, model, seed, params, key, record, started
         )
 
-    async def _render(self, call: _StageCall) -> tuple[StageOutput, StageImage]:
+    async def _render(self, call: StageCall) -> tuple[StageOutput, StageImage]:
         """Render the stage (text included), check and store its output, write its cache entry.
 
         Raises `GateFailed` when its text failed the gate: the output is stored, not cached.
@@ -208,19 +214,23 @@ class StageRunner:
         assert result.image is not None
         spec = self.config.typography.spec(state.text_boxes)
         image, timings, report = result.image, dict(result.timings), None
+        hosted: list[dict] = []  # the stage model's further hosted calls, paid for too
+        render = functools.partial(self._render_call, job, hosted)
         if job.stage.quiet_zone == "inpaint":
             started = time.perf_counter()
-            image = await self._quiet_zone(job, request, image, quiet_boxes(spec, state.final_size))
+            boxes = quiet_boxes(spec, state.final_size)
+            image = await self._quiet_zone(job, request, image, boxes, render)
             timings["quiet_zone_s"] = round(time.perf_counter() - started, 4)
         if index == len(state.stages) - 1:
             started = time.perf_counter()
             _, model = stage_model(self.config, job.stage)
-            render = functools.partial(self._render_call, job)
             img2img = inpaint_pass(render, request, model.latent_factor, max_call_pixels(model))
             image = np.array(image, copy=True)
             report = await deliver_text(image, spec, img2img)
             timings["text_s"] = round(time.perf_counter() - started, 4)
-        return dataclasses.replace(result, image=image, timings=timings, typography=report)
+        return dataclasses.replace(
+            result, image=image, timings=timings, typography=report, extra_providers=hosted
+        )
 
     async def _quiet_zone(
         self,
@@ -228,6 +238,7 @@ class StageRunner:
         request: GenerateRequest,
         image: np.ndarray,
         boxes: list[tuple[float, float, float, float]],
+        render: Callable[[GenerateRequest], Awaitable[np.ndarray]],
     ) -> np.ndarray:
         """`image` with the text boxes (canvas fractions) inpainted free of the model's letters."""
         typography = self.config.typography
@@ -239,12 +250,17 @@ class StageRunner:
             mask=quiet_zone_mask(boxes, size, typography.quiet_margin),
             strength=typography.quiet_strength,
         )
-        return await self._render_call(job, quiet)
+        return await render(quiet)
 
-    async def _render_call(self, job: StageJob, request: GenerateRequest) -> np.ndarray:
-        """One more model call of `job`'s model and stage: the image `request` renders."""
+    async def _render_call(
+        self, job: StageJob, hosted_calls: list[dict], request: GenerateRequest
+    ) -> np.ndarray:
+        """One more model call of `job`'s model and stage: the image `request` renders (a
+        hosted model's call is added to `hosted_calls`, to be paid for in the record)."""
         rendered = await self.render_stage(dataclasses.replace(job, request=request))
         assert rendered.image is not None
+        if rendered.provider is not None:
+            hosted_calls.append(rendered.provider)
         return rendered.image
 
     def _cache_entry(self, entry_key: str) -> dict[str, Any] | None:
@@ -278,7 +294,7 @@ class StageRunner:
                 hashes[item] = run.inputs[item]
         return hashes
 
-    def _job(self, call: _StageCall) -> StageJob:
+    def _job(self, call: StageCall) -> StageJob:
         """The stage's inputs prepared and checked, as a job for `render_stage`."""
         stage, params, model = call.stage, call.params, call.model
         image, mask = self._inputs(call)
@@ -321,7 +337,7 @@ class StageRunner:
             )
         return StageJob(str(call.run.pipeline), stage, call.model_name, request)
 
-    def _inputs(self, call: _StageCall) -> tuple[np.ndarray | None, np.ndarray | None]:
+    def _inputs(self, call: StageCall) -> tuple[np.ndarray | None, np.ndarray | None]:
         """The stage's image input and mask, read and sized for it, and checked."""
         stage, input_keys = call.stage, call.state.input_keys
         image = mask = None
@@ -363,84 +379,3 @@ class StageRunner:
             self.store.delete(key)
             raise
         return StageImage(key, sha)
-
-
-@dataclass
-class _StageCall:
-    """One stage of one run on its way through `StageRunner.run`."""
-
-    run: RunRecord
-    state: PipelineRunState
-    index: int
-    previous: StageImage | None
-    model_name: str
-    model: ModelConfig
-    seed: int
-    params: dict[str, Any]  # every parameter it renders with (its cache key's)
-    key: str  # the stage cache key
-    record: RunRecord  # the stage's record so far
-    started: float  # time.perf_counter() when the stage began
-
-    @property
-    def stage(self) -> StageConfig:
-        return self.state.stages[self.index]
-
-    @property
-    def entry_key(self) -> str:
-        """Where the stage's cache entry is stored."""
-        return f"{CACHE_PREFIX}/{self.key[:2]}/{self.key}.json"
-
-    @property
-    def forced(self) -> bool:
-        """A re-run recomputes this stage, cache or not."""
-        force_from = self.state.force_from
-        return force_from is not None and self.index >= force_from
-
-    def total_s(self) -> float:
-        return round(time.perf_counter() - self.started, 4)
-
-
-def _cache_hit(call: _StageCall, entry: dict[str, Any]) -> RunRecord:
-    """The stage's record when its output comes from cache entry `entry`."""
-    return call.record.model_copy(
-        update={
-            "cache": "hit",
-            "outputs": {"image": entry["output"], "cache_entry": call.entry_key},
-            "metrics": entry["metrics"],
-            "timings": {"total_s": call.total_s()},
-            "typography": entry.get("typography"),
-        }
-    )
-
-
-def _reviewed(call: _StageCall, failed: GateFailed) -> RunRecord:
-    """The stage's record when its text failed the gate: the output is kept for review."""
-    reviewed = call.record.model_copy(
-        update={"outputs": {"image": failed.output_key}, "timings": {"total_s": call.total_s()}}
-    )
-    return with_typography(reviewed, failed.report)
-
-
-def _failed(call: _StageCall, exc: BaseException) -> RunRecord:
-    """The stage's record when it failed with `exc`."""
-    return call.record.model_copy(
-        update={
-            "status": "failed",
-            "error": failure_reason(call.stage, exc),
-            "timings": {"total_s": call.total_s()},
-        }
-    )
-
-
-def _done(call: _StageCall, result: StageOutput, output: StageImage) -> RunRecord:
-    """The stage's record when it rendered `result`, stored as `output`."""
-    record = call.record.model_copy(
-        update={
-            "outputs": {"image": output.key, "cache_entry": call.entry_key},
-            "metrics": result.metrics,
-            "timings": {**result.timings, "total_s": call.total_s()},
-            **provider_fields(result.provider),
-        }
-    )
-    report = result.typography
-    return record if report is None else with_typography(record, report)

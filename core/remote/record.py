@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, NonNegativeFloat
@@ -40,11 +41,19 @@ class ProviderCall(BaseModel):
     )
 
 
-def provider_fields(provider: dict[str, Any] | None) -> dict[str, Any]:
-    """A run record's fields for a model call's `GenerateResult.provider` (none if local)."""
+def provider_fields(
+    provider: dict[str, Any] | None, extra: Sequence[dict[str, Any]] = ()
+) -> dict[str, Any]:
+    """A run record's fields for a model call's `GenerateResult.provider` (none if local).
+
+    `extra`: the same model's further hosted calls for the same image (an integrated text
+    box's masked pass, a quiet-zone inpaint); their cost is added to `cost_usd`.
+    """
     if provider is None:
         return {}
-    return {"provider": provider, "cost_usd": provider.get("cost_usd", 0.0)}
+    costs = [call.get("cost_usd", 0.0) for call in (provider, *extra)]
+    # validated here: records are also updated with `model_copy`, which does not validate
+    return {"provider": ProviderCall.model_validate(provider), "cost_usd": round(sum(costs), 6)}
 
 
 def total_cost(costs: list[float | None]) -> float | None:

@@ -143,6 +143,26 @@ def test_text_is_delivered_after_the_last_stage_and_gated_in_its_record(store):
     assert [s.cache for s in stricter.stage_records(fourth.id)] == ["hit", "hit", "miss"]
 
 
+class PricedRenderer(SceneRenderer):
+    """Every call is a hosted one that costs 0.05 USD."""
+
+    async def __call__(self, job: StageJob) -> StageOutput:
+        output = await super().__call__(job)
+        output.provider = {"provider": "ideogram", "provider_model": "V_2", "cost_usd": 0.05}
+        return output
+
+
+def test_every_hosted_call_of_a_run_is_paid_for_in_its_stages_and_the_run(store):
+    runner = PipelineRunner(_config(), store, PricedRenderer(store))
+    record = asyncio.run(runner.run("poster", _request(BOX)))
+    assert record.status == "done", record.error
+    draft, layout, final = runner.stage_records(record.id)
+    assert (draft.cost_usd, layout.cost_usd, final.cost_usd) == (0.05, 0.1, 0.05)  # + quiet zone
+    assert record.cost_usd == 0.2
+    again = asyncio.run(runner.run("poster", _request(BOX)))
+    assert again.cost_usd is None  # every stage from the cache: nothing paid
+
+
 def test_copy_that_cannot_fit_is_refused_before_any_stage(store):
     renderer = SceneRenderer(store)
     runner = PipelineRunner(_config(), store, renderer)

@@ -32,7 +32,9 @@ class SceneDispatcher:
         return GenerateResult(image, request.seed, 0.01, 1, "replica-1", ["0"])
 
 
-def _service(tmp_path, **gate) -> tuple[RenderService, SceneDispatcher]:
+def _service(
+    tmp_path, dispatcher: SceneDispatcher | None = None, **gate
+) -> tuple[RenderService, SceneDispatcher]:
     config = ClusterConfig.model_validate(
         {
             "models": {"quality": {"source": "tiny:0", "native_resolution": 512}},
@@ -40,7 +42,7 @@ def _service(tmp_path, **gate) -> tuple[RenderService, SceneDispatcher]:
             "typography": {"gate": gate},
         }
     )
-    dispatcher = SceneDispatcher()
+    dispatcher = dispatcher or SceneDispatcher()
     return RenderService(config, open_store(config.storage), dispatcher.render), dispatcher
 
 
@@ -67,3 +69,24 @@ def test_a_failed_gate_is_a_422_and_the_image_is_kept_for_review(tmp_path):
     assert record.outputs["review_image"] == error.review_image
     assert service.store.exists(error.review_image)
     assert record.typography == error.report and record.typography["passed"] is False
+
+
+class PricedDispatcher(SceneDispatcher):
+    """A hosted model: every call costs 0.08 USD."""
+
+    async def render(self, model_name: str, request: GenerateRequest) -> GenerateResult:
+        result = await super().render(model_name, request)
+        result.provider = {"provider": "ideogram", "provider_model": "V_2", "cost_usd": 0.08}
+        return result
+
+
+def test_an_integrated_box_s_extra_hosted_call_is_paid_for_in_the_record(tmp_path):
+    service, priced = _service(tmp_path, PricedDispatcher())
+    box = {**BOX, "mode": "integrated"}
+    body = RenderRequestBody(prompt="a poster", width=512, height=256, seed=2, text_boxes=[box])
+    try:
+        record = asyncio.run(service.render_single(body))[0]
+    except TypographyGateFailed as failed:  # the scene model paints over the copy: kept
+        record = service.registry.get(failed.run_id)
+    assert [r.mode for r in priced.requests] == ["txt2img", "inpaint"]
+    assert record.cost_usd == 0.16 and record.provider.provider == "ideogram"
