@@ -21,13 +21,17 @@ def signature(secret: bytes, key: str, expires: int) -> str:
     return hmac.new(secret, message, hashlib.sha256).hexdigest()
 
 
+def signed_query(secret: bytes, key: str, expires: int) -> str:
+    """The query string (``expires=…&sig=…``) of a link to `key` valid until `expires`."""
+    return urlencode({"expires": expires, "sig": signature(secret, key, expires)})
+
+
 def signed_url(
     secret: bytes, key: str, ttl_s: int, base_url: str = "", now: float | None = None
 ) -> str:
     """The signed link to `key`, valid for `ttl_s` seconds."""
     expires = int((time.time() if now is None else now) + ttl_s)
-    query = urlencode({"expires": expires, "sig": signature(secret, key, expires)})
-    return f"{base_url}{ARTIFACTS_PATH}{quote(key)}?{query}"
+    return f"{base_url}{ARTIFACTS_PATH}{quote(key)}?{signed_query(secret, key, expires)}"
 
 
 def check_signature(

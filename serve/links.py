@@ -11,11 +11,12 @@ import os
 import re
 import secrets
 import threading
+import time
 
 from core.campaign import layout
 from core.config import AuthConfig
 from core.errors import NotFoundError, RequestError
-from core.links import check_signature, signed_url
+from core.links import check_signature, signed_query, signed_url
 from core.records import RUN_ID_PATTERN, RunRegistry
 from core.store import ArtifactStore
 
@@ -55,6 +56,11 @@ class LinkSigner:
     def url(self, key: str, base_url: str = "") -> str:
         """A signed link to `key` that works for `auth.link_ttl_s` seconds."""
         return signed_url(self.secret(), key, self.config.link_ttl_s, base_url.rstrip("/"))
+
+    def query(self, key: str, expires: int | None = None) -> str:
+        """The signed query of a link to `key` until `expires` (default: `link_ttl_s` on)."""
+        until = int(time.time()) + self.config.link_ttl_s if expires is None else expires
+        return signed_query(self.secret(), key, until)
 
     def problem(self, key: str, expires: str, sig: str) -> str | None:
         """None for a good link to `key`; else why it is refused."""

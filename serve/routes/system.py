@@ -10,16 +10,25 @@ import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
 from core.config import deployment_name
 from core.errors import NotFoundError
 from core.schemas import ModelSummary
 from core.tenants import visible
-from serve.api_app import Context, JsonRoute, authorized, caller_of, error_response, tenant_of
+from serve.api_app import (
+    Context,
+    IngressContext,
+    JsonRoute,
+    authorized,
+    caller_of,
+    error_response,
+    tenant_of,
+)
 from serve.cluster_status import deployment_status
 from serve.gate import SETTINGS
+from serve.report_links import is_report, sign_report_links
 from serve.responses import ANSWER, BINARY, ClusterStatus, ModelsAnswer
 from serve.routes.renders import artifact_response
 
@@ -115,8 +124,9 @@ async def usage(ctx: Context, request: Request) -> Usage:
     response_class=Response,
     responses={
         200: {
-            "description": "The artifact's bytes (media type from its name).",
-            "content": {"application/octet-stream": BINARY},
+            "description": "The artifact's bytes (media type from its name); a campaign's "
+            "report.html with its relative links signed.",
+            "content": {"application/octet-stream": BINARY, "text/html": {"schema": {}}},
         },
         307: {"description": "Redirect to a presigned S3 URL."},
     },
@@ -143,7 +153,17 @@ async def artifact(
         owner = await asyncio.to_thread(ctx.links.owner, key, ctx.registry)
         if not visible(owner, tenant_of(request)):
             raise NotFoundError("key", f"no artifact {key!r}")
+    if is_report(key):  # its relative links get signatures of their own, on S3 too
+        until = int(expires) if expires is not None else None
+        page = await asyncio.to_thread(_signed_report, ctx, key, until)
+        return HTMLResponse(page)
     if ctx.config.storage.kind == "s3":
         url = await asyncio.to_thread(ctx.store.url, key)
         return RedirectResponse(url, status_code=307)
     return await artifact_response(ctx, key)
+
+
+def _signed_report(ctx: IngressContext, key: str, expires: int | None) -> str:
+    """The campaign report at `key` with its relative links signed until `expires`."""
+    page = ctx.store.get_bytes(key).decode()
+    return sign_report_links(page, key, lambda linked: ctx.links.query(linked, expires))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import html
+import re
 import time
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
 
+from core.campaign.report import relative_to_report
 from core.links import signed_url
 from core.tenants import TenantLimits, add_key, hash_key, read_keys_file
 from serve.api_app import api
@@ -142,6 +145,34 @@ def test_signed_links_work_without_a_key_until_they_expire(tenants):
     expired = signed_url(renders.links.secret(), key, -10)
     response = client.get(expired)
     assert response.status_code == 403 and "expired" in response.json()["error"]["message"]
+
+
+def test_a_signed_campaign_report_shows_its_images_without_a_key(tenants):
+    """The report links its files by relative paths: each is signed when the report is served."""
+    client, a, b, renders, _ = tenants
+    manifest = {"campaign": "spring", "items": [{"prompt": "a cat", "sizes": ["64x64"]}]}
+    assert client.post("/v1/campaigns", json=manifest, headers=a).status_code == 202
+    image_key = urlsplit(_render(client, a)["url"]).path.removeprefix("/v1/artifacts/")
+    report_key, thumb_key = "campaigns/spring/report.html", "campaigns/spring/thumbs/i1.jpg"
+    renders.store.put_bytes(thumb_key, b"thumbnail bytes")
+    relative = relative_to_report("spring")
+    page = (
+        f'<a href="#item-i1">i1</a><img src="{relative(thumb_key)}" alt="i1">'
+        f'<a href="{relative(image_key)}">full size</a><a href="https://example.org/">x</a>'
+    )
+    renders.store.put_bytes(report_key, page.encode())
+    report_url = renders.links.url(report_key)
+    served = client.get(report_url)  # no key, as a browser opening a shared link
+    assert served.status_code == 200 and served.headers["content-type"].startswith("text/html")
+    links = re.findall(r'(?:src|href)="([^"]+)"', served.text)
+    assert links[0] == "#item-i1" and links[3] == "https://example.org/"
+    thumb, image = (urljoin(report_url, html.unescape(link)) for link in links[1:3])
+    assert client.get(thumb).content == b"thumbnail bytes"
+    assert client.get(image).headers["content-type"] == "image/png"
+    assert urlsplit(thumb).query.split("&")[0] == urlsplit(report_url).query.split("&")[0]
+    unsigned = urljoin(report_url, relative(thumb_key))
+    assert client.get(unsigned).status_code == 401  # the bare relative link needs a key
+    assert client.get(f"/v1/artifacts/{report_key}", headers=b).status_code == 404
 
 
 def test_keys_rotate_without_a_restart(tenants):
