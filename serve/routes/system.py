@@ -9,12 +9,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
 from core.config import deployment_name
-from core.errors import NotFoundError
+from core.errors import AuthError, NotFoundError
 from core.schemas import ModelSummary
 from core.tenants import visible
 from serve.api_app import (
@@ -42,7 +42,11 @@ class Health(BaseModel):
 
 class Readiness(BaseModel):
     ready: bool
-    not_running: dict[str, str] = Field(description="Model -> why it has no replica.")
+    not_running: dict[str, str] | None = Field(
+        None,
+        description="Model -> why it has no replica; with keys on, told only to a caller "
+        "with a valid key (probes send none).",
+    )
 
 
 class Usage(BaseModel):
@@ -59,11 +63,28 @@ async def healthz() -> Health:
 
 
 @router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
-async def readyz(ctx: Context) -> JSONResponse:
-    """200 when every model deployment runs a replica; 503 naming those that do not."""
+async def readyz(
+    ctx: Context,
+    authorization: str | None = Header(None),
+    x_api_key: str | None = Header(None),
+) -> JSONResponse:
+    """200 when every model deployment runs a replica, else 503 (naming them to a caller
+    with a valid key, or to anyone when keys are off). Open, as Kubernetes probes are."""
     problems = await ctx.renders.jobs.capacity.not_ready()
-    body = {"ready": not problems, "not_running": problems}
+    body: dict[str, Any] = {"ready": not problems}
+    if _may_see_details(authorization, x_api_key):
+        body["not_running"] = problems
     return JSONResponse(status_code=503 if problems else 200, content=body)
+
+
+def _may_see_details(authorization: str | None, x_api_key: str | None) -> bool:
+    keys = SETTINGS.api_keys
+    if keys is None or not keys.enabled:
+        return True
+    try:
+        return keys.check(authorization, x_api_key) is not None
+    except AuthError:
+        return False
 
 
 @keyed.get("/v1/models", response_model=ModelsAnswer, **ANSWER)

@@ -61,6 +61,20 @@ def test_every_route_but_health_needs_a_key(tenants):
         assert response.json()["request_id"].startswith("req_")
 
 
+def test_readiness_is_open_to_probes_but_names_models_only_to_a_key(tenants, monkeypatch):
+    client, a, *_ = tenants
+
+    async def not_ready() -> dict[str, str]:
+        return {"quality": "no replica running"}
+
+    monkeypatch.setattr(tenants[3].jobs.capacity, "not_ready", not_ready)
+    probe = client.get("/readyz")
+    assert probe.status_code == 503 and probe.json() == {"ready": False}
+    keyed = client.get("/readyz", headers=a)
+    assert keyed.json() == {"ready": False, "not_running": {"quality": "no replica running"}}
+    assert client.get("/readyz", headers={"X-API-Key": "nope"}).json() == {"ready": False}
+
+
 def test_a_wrong_or_non_ascii_key_is_a_401_not_a_500(tenants):
     client, *_ = tenants
     for key in ["nope", "k\u00e9y", "x" * 5000]:
