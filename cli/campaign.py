@@ -14,6 +14,8 @@ from rich.table import Table
 from cli.client import RenderClient
 from cli.embedded import cluster_url
 from cli.errors import one_line_errors, stderr
+from cli.exit_codes import ExitCode
+from cli.options import DEFAULT_URL, JsonOption, OptionalUrlOption, UrlOption, emit
 from core.campaign import format_of, layout, load_manifest
 from core.config_file import load_config
 
@@ -24,7 +26,6 @@ campaign_app = typer.Typer(
     help="Campaigns: render a manifest of prompts x sizes once each, with a review report.",
     no_args_is_help=True,
 )
-DEFAULT_URL = "http://127.0.0.1:8000"
 
 
 def _duration(seconds: float | None) -> str:
@@ -48,8 +49,10 @@ def _fields(view: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def follow(client: RenderClient, name: str, interval_s: float) -> dict[str, Any]:
-    """Poll the campaign's status with a live bar until it is no longer running."""
+def follow(
+    client: RenderClient, name: str, interval_s: float, quiet: bool = False
+) -> dict[str, Any]:
+    """Poll the campaign's status with a live bar (unless `quiet`) until it stops running."""
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -57,7 +60,7 @@ def follow(client: RenderClient, name: str, interval_s: float) -> dict[str, Any]
         TextColumn("failed {task.fields[failed]} · in flight {task.fields[in_flight]}"),
         TextColumn("· {task.fields[rate]} · ETA {task.fields[eta]}"),
     )
-    with Progress(*columns, console=console) as progress:
+    with Progress(*columns, console=console, disable=quiet) as progress:
         task = progress.add_task(name, total=None, failed="0", in_flight="0", rate="-", eta="-")
         while True:
             view = client.get(f"/v1/campaigns/{name}")
@@ -85,10 +88,7 @@ def run(
     manifest: Annotated[
         Path, typer.Argument(help="Manifest file (.yaml, .json, .jsonl or .csv).", exists=True)
     ],
-    url: Annotated[
-        str | None,
-        typer.Option("--url", help="A running cluster's URL; without it an embedded one starts."),
-    ] = None,
+    url: OptionalUrlOption = None,
     config: Annotated[
         Path, typer.Option("--config", "-c", help="Cluster config of an embedded cluster.")
     ] = Path("configs/local.yaml"),
@@ -97,10 +97,14 @@ def run(
         int | None, typer.Option(help="Most renders in flight (default: the server's).")
     ] = None,
     interval: Annotated[float, typer.Option(help="Seconds between status polls.")] = 0.5,
+    as_json: JsonOption = False,
 ) -> None:
-    """Render every item x size of MANIFEST once, showing live progress; resumes if re-run."""
+    """Render every item x size of MANIFEST once, showing live progress; resumes if re-run.
+
+    Exits 1 when the campaign stopped before its end or any render failed.
+    """
     started = time.perf_counter()
-    with one_line_errors():
+    with one_line_errors(as_json):
         fmt = format_of(manifest)
         name = load_manifest(manifest, fmt).campaign  # syntax and fields, before any cluster
         body: dict[str, Any] = {"manifest": manifest.read_text(encoding="utf-8-sig")}
@@ -109,38 +113,46 @@ def run(
             with cluster_url(url, config, gpus) as base:
                 client = RenderClient(base)
                 submitted = client.post("/v1/campaigns", body)
-                console.print(
-                    f"campaign [bold]{name}[/]: {submitted['total']} renders, "
-                    f"{submitted['done']} already done"
-                )
-                view = follow(client, name, interval)
+                if not as_json:
+                    console.print(
+                        f"campaign [bold]{name}[/]: {submitted['total']} renders, "
+                        f"{submitted['done']} already done"
+                    )
+                view = follow(client, name, interval, quiet=as_json)
         except KeyboardInterrupt:
             where = "still runs in the cluster" if url else "stopped with the embedded cluster"
             stderr.print(f"interrupted: campaign {name} {where}; run it again to resume")
             raise typer.Exit(130) from None
+        view["report_location"] = _report_location(view, url, config)
+    if as_json:
+        emit(view)
     if view["state"] != "finished":
         stderr.print(
             f"[red]error:[/] campaign {name} stopped before its end; run it again to resume"
         )
-        raise typer.Exit(1)
-    elapsed = _duration(time.perf_counter() - started)
-    console.print(
-        f"{view['done']} done, {view['failed']} failed in {elapsed} ({_rate(view)}); "
-        f"report: [bold]{_report_location(view, url, config)}[/]"
-    )
+        raise typer.Exit(ExitCode.ERROR)
+    if not as_json:
+        elapsed = _duration(time.perf_counter() - started)
+        console.print(
+            f"{view['done']} done, {view['failed']} failed in {elapsed} ({_rate(view)}); "
+            f"report: [bold]{view['report_location']}[/]"
+        )
     if view["failed"]:
         stderr.print(f"[red]error:[/] {view['failed']} renders failed; the report lists why")
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.ERROR)
 
 
 @campaign_app.command("status")
 def status(
     name: Annotated[str, typer.Argument(help="Campaign name.")],
-    url: Annotated[str, typer.Option("--url", help="Cluster URL.")] = DEFAULT_URL,
+    url: UrlOption = DEFAULT_URL,
+    as_json: JsonOption = False,
 ) -> None:
     """Done, failed, in flight, renders per minute and ETA of a campaign."""
-    with one_line_errors():
+    with one_line_errors(as_json):
         view = RenderClient(url).get(f"/v1/campaigns/{name}")
+    if as_json:
+        return emit(view)
     table = Table(title=f"campaign {name} ({view['state']})", show_header=False)
     table.add_column("what")
     table.add_column("value", overflow="fold")

@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import os
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
+from cli.exit_codes import ExitCode, for_http_status
 from core.errors import RenderClusterError
+
+API_KEY_ENV = "RENDERCLUSTER_API_KEY"
+api_key_option: ContextVar[str | None] = ContextVar("api_key_option", default=None)
+"""The key given with `rendercluster --api-key` (wins over RENDERCLUSTER_API_KEY)."""
 
 
 class ClientError(RenderClusterError):
-    """The cluster could not be reached or refused the request."""
+    """The cluster could not be reached or refused the request; `exit_code` says which."""
+
+    def __init__(self, message: str, exit_code: ExitCode = ExitCode.ERROR):
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 @dataclass
@@ -29,7 +39,7 @@ class RenderClient:
 
     def __init__(self, url: str, api_key: str | None = None, timeout_s: float = 600.0):
         self.url = url.rstrip("/")
-        api_key = api_key or os.environ.get("RENDERCLUSTER_API_KEY")
+        api_key = api_key or api_key_option.get() or os.environ.get(API_KEY_ENV)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout_s)
 
@@ -38,12 +48,22 @@ class RenderClient:
             response = self._http.request(method, path, **kwargs)
         except httpx.ConnectError:
             raise ClientError(
-                f"cannot reach render-cluster at {self.url} (connection refused)"
+                f"cannot reach render-cluster at {self.url} (connection refused)",
+                ExitCode.UNREACHABLE,
             ) from None
         except httpx.TimeoutException:
-            raise ClientError(f"render-cluster at {self.url} did not answer in time") from None
+            raise ClientError(
+                f"render-cluster at {self.url} did not answer in time", ExitCode.UNREACHABLE
+            ) from None
+        except httpx.HTTPError as exc:
+            raise ClientError(
+                f"cannot talk to render-cluster at {self.url} ({type(exc).__name__})",
+                ExitCode.UNREACHABLE,
+            ) from None
         if response.status_code >= 400:
-            raise ClientError(f"HTTP {response.status_code}: {_message(response)}")
+            message = _message(response)
+            code = for_http_status(response.status_code, message)
+            raise ClientError(f"HTTP {response.status_code}: {message}", code)
         return response
 
     def render(self, body: dict[str, Any], fmt: str = "png") -> RenderedImage:
@@ -62,9 +82,10 @@ class RenderClient:
         try:  # a presigned URL carries its own credentials: send no API key there
             response = httpx.get(url, timeout=self._http.timeout)
         except httpx.HTTPError as exc:
-            raise ClientError(f"cannot fetch {url}: {exc}") from None
+            raise ClientError(f"cannot fetch {url}: {exc}", ExitCode.UNREACHABLE) from None
         if response.status_code >= 400:
-            raise ClientError(f"HTTP {response.status_code} fetching {url}")
+            code = for_http_status(response.status_code)
+            raise ClientError(f"HTTP {response.status_code} fetching {url}", code)
         return response.content
 
     def get(self, path: str, **params: Any) -> Any:

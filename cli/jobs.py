@@ -10,10 +10,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cli.client import ClientError, RenderClient
+from cli.exit_codes import ExitCode
 
 
-def follow_job(client: RenderClient, view: dict[str, Any], console: Console) -> dict[str, Any]:
-    """Poll `GET /v1/renders/{id}` until the job ends, showing tiles done / total."""
+def follow_job(
+    client: RenderClient, view: dict[str, Any], console: Console, quiet: bool = False
+) -> dict[str, Any]:
+    """Poll `GET /v1/renders/{id}` until the job ends, showing tiles done / total (unless
+    `quiet`); a job that did not finish raises `ClientError` (failed: code 7, or 5 when its
+    text failed the gate; cancelled: 1)."""
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -21,7 +26,7 @@ def follow_job(client: RenderClient, view: dict[str, Any], console: Console) -> 
         TextColumn("tiles"),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=console, transient=True) as progress:
+    with Progress(*columns, console=console, transient=True, disable=quiet) as progress:
         task = progress.add_task(view.get("phase", "queued"), total=None)
         while view["status"] in ("queued", "running"):
             time.sleep(0.5)
@@ -29,7 +34,9 @@ def follow_job(client: RenderClient, view: dict[str, Any], console: Console) -> 
             done, total = view["progress"]["done"], view["progress"]["total"]
             progress.update(task, completed=done, total=total or None, description=view["phase"])
     if view["status"] != "done":
-        raise ClientError(f"render {view['id']} {view['status']}: {view.get('error', '')}")
+        code = ExitCode.GATE_FAILED if "review" in view else ExitCode.SERVER_ERROR
+        code = ExitCode.ERROR if view["status"] == "cancelled" else code
+        raise ClientError(f"render {view['id']} {view['status']}: {view.get('error', '')}", code)
     return view
 
 

@@ -13,13 +13,13 @@ from rich.table import Table
 
 from cli.client import ClientError, RenderClient
 from cli.errors import one_line_errors
+from cli.exit_codes import ExitCode
+from cli.options import DEFAULT_URL, JsonOption, UrlOption, emit
 
 __all__ = ["jobs_app"]
 
 console = Console(highlight=False)
 jobs_app = typer.Typer(help="Durable jobs: list, show, cancel, wait.", no_args_is_help=True)
-UrlOption = Annotated[str, typer.Option("--url", help="Cluster URL.")]
-DEFAULT_URL = "http://127.0.0.1:8000"
 SETTLED = ("done", "failed", "cancelled", "awaiting_approval")
 
 
@@ -30,15 +30,14 @@ def list_jobs(
     kind: Annotated[str | None, typer.Option(help="hires, upscale, pipeline or campaign.")] = None,
     limit: Annotated[int, typer.Option(help="Jobs per page (newest first).", min=1)] = 50,
     cursor: Annotated[str | None, typer.Option(help="next_cursor of the previous page.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the page as JSON.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Jobs newest first, with their status and progress."""
     params = {"status": status, "kind": kind, "limit": limit, "cursor": cursor}
-    with one_line_errors():
+    with one_line_errors(as_json):
         page = RenderClient(url).get("/v1/jobs", **{k: v for k, v in params.items() if v})
     if as_json:
-        print(json.dumps(page))
-        return
+        return emit(page)
     table = Table("id", "kind", "status", "progress", "phase", "attempts", "error")
     for job in page["jobs"]:
         progress = job["progress"]
@@ -58,17 +57,20 @@ def list_jobs(
 
 
 @jobs_app.command("show")
-def show(job_id: str, url: UrlOption = DEFAULT_URL) -> None:
-    """One job as JSON."""
-    with one_line_errors():
-        print(json.dumps(RenderClient(url).get(f"/v1/jobs/{job_id}"), indent=2))
+def show(job_id: str, url: UrlOption = DEFAULT_URL, as_json: JsonOption = False) -> None:
+    """One job as JSON (`--json`: on one line)."""
+    with one_line_errors(as_json):
+        job = RenderClient(url).get(f"/v1/jobs/{job_id}")
+    print(json.dumps(job, indent=None if as_json else 2))
 
 
 @jobs_app.command("cancel")
-def cancel(job_id: str, url: UrlOption = DEFAULT_URL) -> None:
+def cancel(job_id: str, url: UrlOption = DEFAULT_URL, as_json: JsonOption = False) -> None:
     """Stop a job: tiles in flight are abandoned, nothing is delivered."""
-    with one_line_errors():
+    with one_line_errors(as_json):
         job = RenderClient(url).post(f"/v1/jobs/{job_id}/cancel", {})
+    if as_json:
+        return emit(job)
     console.print(f"job {job['id']} {job['status']}")
 
 
@@ -77,18 +79,32 @@ def wait(
     job_id: str,
     url: UrlOption = DEFAULT_URL,
     timeout: Annotated[float, typer.Option(help="Seconds to wait at most.", min=0)] = 86400,
+    as_json: JsonOption = False,
 ) -> None:
-    """Follow a job with a progress bar until it ends (or waits for approval)."""
-    with one_line_errors():
-        job = follow(RenderClient(url), job_id, timeout)
+    """Follow a job with a progress bar until it ends (or waits for approval); a job that
+    failed exits with code 7 (5 when its text failed the gate), one cancelled with 1."""
+    with one_line_errors(as_json):
+        job = follow(RenderClient(url), job_id, timeout, quiet=as_json)
         if job["status"] in ("failed", "cancelled"):
             reason = (job.get("error") or {}).get("message", "")
-            raise ClientError(f"job {job_id} {job['status']}: {reason}")
+            raise ClientError(f"job {job_id} {job['status']}: {reason}", job_exit_code(job))
+    if as_json:
+        return emit(job)
     console.print(f"job {job_id} {job['status']}")
 
 
-def follow(client: RenderClient, job_id: str, timeout_s: float) -> dict[str, Any]:
-    """Poll `GET /v1/jobs/{id}` until the job settles, showing its progress."""
+def job_exit_code(job: dict[str, Any]) -> ExitCode:
+    """The exit code of a job that ended without a result."""
+    if job["status"] == "cancelled":
+        return ExitCode.ERROR
+    code = (job.get("error") or {}).get("code")
+    return ExitCode.GATE_FAILED if code == "gate_failed" else ExitCode.SERVER_ERROR
+
+
+def follow(
+    client: RenderClient, job_id: str, timeout_s: float, quiet: bool = False
+) -> dict[str, Any]:
+    """Poll `GET /v1/jobs/{id}` until the job settles, showing its progress (unless `quiet`)."""
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -96,7 +112,7 @@ def follow(client: RenderClient, job_id: str, timeout_s: float) -> dict[str, Any
         TimeElapsedColumn(),
     )
     deadline = time.monotonic() + timeout_s
-    with Progress(*columns, console=console, transient=True) as bar:
+    with Progress(*columns, console=console, transient=True, disable=quiet) as bar:
         task = bar.add_task("queued", total=None)
         while True:
             job = client.get(f"/v1/jobs/{job_id}")
@@ -110,5 +126,8 @@ def follow(client: RenderClient, job_id: str, timeout_s: float) -> dict[str, Any
             if job["status"] in SETTLED:
                 return job
             if time.monotonic() > deadline:
-                raise ClientError(f"job {job_id} is still {job['status']} after {timeout_s:g}s")
+                raise ClientError(
+                    f"job {job_id} is still {job['status']} after {timeout_s:g}s",
+                    ExitCode.SERVER_ERROR,
+                )
             time.sleep(0.5)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -13,13 +14,14 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.campaign import campaign_app
-from cli.client import RenderClient
+from cli.client import API_KEY_ENV, RenderClient, api_key_option
 from cli.embedded import cluster_url
-from cli.errors import one_line_errors
+from cli.errors import exit_code_of, fail, one_line_errors, stderr
 from cli.jobs import describe, download, follow_job
 from cli.jobs_app import jobs_app
 from cli.k8s import app as k8s_app
 from cli.keys import keys_app
+from cli.options import DEFAULT_URL, JsonOption, OptionalUrlOption, UrlOption, emit
 from cli.runs import pipeline_app, register, runs_app
 from cli.text_boxes import TextBoxesOption, read_text_boxes
 from core.config_file import load_config
@@ -41,11 +43,32 @@ console = Console(highlight=False)
 ConfigOption = Annotated[
     Path, typer.Option("--config", "-c", help="Cluster config YAML.", show_default=True)
 ]
-UrlOption = Annotated[
-    str | None,
-    typer.Option("--url", help="A running cluster's URL; without it an embedded one starts."),
-]
 DEFAULT_CONFIG = Path("configs/local.yaml")
+
+
+@app.callback()
+def _options(
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key",
+            envvar=API_KEY_ENV,
+            help="API key sent as a Bearer token (or $RENDERCLUSTER_API_KEY).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Options for every command (exit codes: see README, "Exit codes")."""
+    api_key_option.set(api_key)
+
+
+def main() -> None:
+    """The `rendercluster` command: any error is one line and its exit code, no traceback."""
+    try:
+        app()
+    except Exception as exc:  # an error no command turned into its line
+        code = fail(f"unexpected {type(exc).__name__}", exit_code_of(exc)).exit_code
+        raise SystemExit(code) from None
 
 
 @app.command()
@@ -53,24 +76,31 @@ def up(
     config: ConfigOption = DEFAULT_CONFIG,
     gpus: Annotated[int, typer.Option(help="Logical GPUs to give Ray.", min=0)] = 4,
     port: Annotated[int | None, typer.Option(help="HTTP port (default: from config).")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON line once up (url, startup_s).")
+    ] = False,
 ) -> None:
     """Start Ray with logical GPUs and the Serve app; run until Ctrl-C."""
     from serve.local_cluster import start_local_cluster
 
-    with one_line_errors():
+    with one_line_errors(as_json):
         cluster_config = load_config(config)
         cluster = start_local_cluster(cluster_config, gpus=gpus, port=port)
-    console.print(f"render-cluster is up at [bold]{cluster.url}[/] ({cluster.startup_s:.1f} s)")
-    console.print("Ctrl-C stops it.")
+    if as_json:
+        emit({"url": cluster.url, "startup_s": round(cluster.startup_s, 2)})
+        sys.stdout.flush()
+    else:
+        console.print(f"render-cluster is up at [bold]{cluster.url}[/] ({cluster.startup_s:.1f} s)")
+        console.print("Ctrl-C stops it.")
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         while True:
             time.sleep(1)
     except KeyboardInterrupt:
-        console.print("shutting down ...")
+        stderr.print("shutting down ...")
     finally:
         cluster.shutdown()
-    console.print("stopped.")
+    stderr.print("stopped.")
 
 
 @app.command()
@@ -90,12 +120,13 @@ def render(
     mode: Annotated[str, typer.Option(help="auto, single, hires or tiled.")] = "auto",
     dpi: Annotated[int, typer.Option(help="DPI written into the file.")] = 300,
     text_boxes: TextBoxesOption = None,
-    url: UrlOption = None,
+    url: OptionalUrlOption = None,
     config: ConfigOption = DEFAULT_CONFIG,
     gpus: Annotated[int, typer.Option(help="Logical GPUs of an embedded cluster.")] = 4,
+    as_json: JsonOption = False,
 ) -> None:
     """Render through a running cluster (--url) or an embedded one; large sizes are tiled."""
-    with one_line_errors():
+    with one_line_errors(as_json):
         body = {
             "text_boxes": read_text_boxes(text_boxes) or None,
             "prompt": prompt,
@@ -121,15 +152,17 @@ def render(
             view = client.post("/v1/renders", {**body, "wait": False})
             if "image_base64" in view:  # a single render answers at once
                 out.parent.mkdir(parents=True, exist_ok=True)
-                out.write_bytes(base64.b64decode(view["image_base64"]))
+                out.write_bytes(base64.b64decode(view.pop("image_base64")))
                 line = (
                     f"wrote [bold]{out}[/] (render {view['id']}, model {view['model']}, "
                     f"seed {view['seed']}, {time.perf_counter() - started:.2f} s)"
                 )
             else:
-                view = follow_job(client, view, console)
+                view = follow_job(client, view, console, quiet=as_json)
                 download(client, view, out)
                 line = describe(view, out, time.perf_counter() - started)
+    if as_json:
+        return emit(view | {"out": str(out), "seconds": round(time.perf_counter() - started, 3)})
     console.print(line)
 
 
@@ -140,12 +173,13 @@ def upscale(
     scale: Annotated[int, typer.Option(help="Total scale (the model's, or a power of it).")] = 4,
     model: Annotated[str | None, typer.Option(help="Upscaler model name.")] = None,
     dpi: Annotated[int, typer.Option(help="DPI written into the file.")] = 300,
-    url: UrlOption = None,
+    url: OptionalUrlOption = None,
     config: ConfigOption = DEFAULT_CONFIG,
     gpus: Annotated[int, typer.Option(help="Logical GPUs of an embedded cluster.")] = 4,
+    as_json: JsonOption = False,
 ) -> None:
     """Make an image larger with a tiled upscaler model across its replicas."""
-    with one_line_errors():
+    with one_line_errors(as_json):
         body = {
             "image": base64.b64encode(image.read_bytes()).decode(),
             "scale": scale,
@@ -157,18 +191,20 @@ def upscale(
         started = time.perf_counter()
         with cluster_url(url, config, gpus) as base:
             client = RenderClient(base)
-            view = follow_job(client, client.post("/v1/upscale", body), console)
+            view = follow_job(client, client.post("/v1/upscale", body), console, quiet=as_json)
             download(client, view, out)
+    if as_json:
+        return emit(view | {"out": str(out), "seconds": round(time.perf_counter() - started, 3)})
     console.print(describe(view, out, time.perf_counter() - started))
 
 
 @app.command()
-def status(
-    url: Annotated[str, typer.Option(help="Cluster URL.")] = "http://127.0.0.1:8000",
-) -> None:
+def status(url: UrlOption = DEFAULT_URL, as_json: JsonOption = False) -> None:
     """Deployments, replicas (running / target) and requests in flight."""
-    with one_line_errors():
+    with one_line_errors(as_json):
         report = RenderClient(url).get("/v1/status")
+    if as_json:
+        return emit(report)
     table = Table(title=f"{report['application']} ({report['status']})")
     for column in ("deployment", "model", "status", "replicas running/target", "in flight"):
         table.add_column(column)

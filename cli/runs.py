@@ -23,6 +23,7 @@ from rich.table import Table
 
 from cli.client import RenderClient
 from cli.errors import one_line_errors
+from cli.options import DEFAULT_URL, JsonOption, UrlOption, emit
 from cli.text_boxes import TextBoxesOption, read_text_boxes
 from core.errors import RequestError
 from core.variance import layout_variance
@@ -35,11 +36,9 @@ pipeline_app = typer.Typer(
     help="Staged pipelines: list them, run one, show a run.", no_args_is_help=True
 )
 
-UrlOption = Annotated[str, typer.Option("--url", help="Cluster URL.")]
 WaitOption = Annotated[
     bool, typer.Option("--wait/--no-wait", help="Wait until the run stops (gate, end, failure).")
 ]
-DEFAULT_URL = "http://127.0.0.1:8000"
 
 
 def parse_settings(items: list[str]) -> dict[str, Any]:
@@ -77,6 +76,7 @@ def list_runs(
     until: Annotated[str | None, typer.Option(help="Before this time (ISO 8601, UTC).")] = None,
     limit: Annotated[int, typer.Option(help="At most this many runs.", min=1)] = 50,
     url: UrlOption = DEFAULT_URL,
+    as_json: JsonOption = False,
 ) -> None:
     """Run records matching every filter, newest first."""
     filters = {
@@ -90,10 +90,13 @@ def list_runs(
         "until": until,
         "limit": limit,
     }
-    with one_line_errors():
-        runs = RenderClient(url).get(
+    with one_line_errors(as_json):
+        page = RenderClient(url).get(
             "/v1/runs", **{k: v for k, v in filters.items() if v is not None}
-        )["runs"]
+        )
+    if as_json:
+        return emit(page)
+    runs = page["runs"]
     table = Table(title=f"{len(runs)} runs", box=box.SIMPLE_HEAD)
     table.add_column("id", no_wrap=True, min_width=31)
     for column in ("status", "pipeline/stage", "model", "cache", "seed", "cost", "prompt"):
@@ -119,11 +122,15 @@ def list_runs(
 
 @runs_app.command("show")
 def show_run(
-    run_id: Annotated[str, typer.Argument(help="Run id.")], url: UrlOption = DEFAULT_URL
+    run_id: Annotated[str, typer.Argument(help="Run id.")],
+    url: UrlOption = DEFAULT_URL,
+    as_json: JsonOption = False,
 ) -> None:
-    """One run record, as JSON."""
-    with one_line_errors():
+    """One run record, as JSON (`--json`: on one line, never wrapped)."""
+    with one_line_errors(as_json):
         record = RenderClient(url).get(f"/v1/runs/{run_id}")
+    if as_json:
+        return emit(record)
     console.print_json(data=record)
 
 
@@ -132,10 +139,14 @@ def diff_runs(
     run_a: Annotated[str, typer.Argument(help="First run id.")],
     run_b: Annotated[str, typer.Argument(help="Second run id.")],
     url: UrlOption = DEFAULT_URL,
+    as_json: JsonOption = False,
 ) -> None:
     """Every field that differs between two runs."""
-    with one_line_errors():
-        changes = RenderClient(url).get(f"/v1/runs/{run_a}/diff/{run_b}")["changes"]
+    with one_line_errors(as_json):
+        diff = RenderClient(url).get(f"/v1/runs/{run_a}/diff/{run_b}")
+    if as_json:
+        return emit(diff)
+    changes = diff["changes"]
     if not changes:
         console.print("no differences")
         return
@@ -151,10 +162,13 @@ def diff_runs(
 
 
 @pipeline_app.command("list")
-def list_pipelines(url: UrlOption = DEFAULT_URL) -> None:
+def list_pipelines(url: UrlOption = DEFAULT_URL, as_json: JsonOption = False) -> None:
     """Configured pipelines and their stages."""
-    with one_line_errors():
-        pipelines = RenderClient(url).get("/v1/pipelines")["pipelines"]
+    with one_line_errors(as_json):
+        listing = RenderClient(url).get("/v1/pipelines")
+    if as_json:
+        return emit(listing)
+    pipelines = listing["pipelines"]
     for pipeline in pipelines:
         stages = " -> ".join(
             stage["name"] + (" (approval)" if stage["approval"] == "required" else "")
@@ -175,29 +189,32 @@ def run_pipeline(
     text_boxes: TextBoxesOption = None,
     wait: WaitOption = True,
     url: UrlOption = DEFAULT_URL,
+    as_json: JsonOption = False,
 ) -> None:
     """Start a run of pipeline NAME; with --wait, show it once it stops."""
     body: dict[str, Any] = {"prompt": prompt, "negative_prompt": negative_prompt, "wait": wait}
     for field, value in (("seed", seed), ("campaign", campaign)):
         if value is not None:
             body[field] = value
-    with one_line_errors():
+    with one_line_errors(as_json):
         body["text_boxes"] = read_text_boxes(text_boxes)
         for field, path in (("reference", reference), ("mask", mask)):
             if path is not None:
                 body[field] = base64.b64encode(path.read_bytes()).decode()
         view = RenderClient(url).post(f"/v1/pipelines/{name}/runs", body)
-    _print_run(view)
+    _print_run(view, as_json)
 
 
 @pipeline_app.command("show")
 def show_pipeline_run(
-    run_id: Annotated[str, typer.Argument(help="Pipeline run id.")], url: UrlOption = DEFAULT_URL
+    run_id: Annotated[str, typer.Argument(help="Pipeline run id.")],
+    url: UrlOption = DEFAULT_URL,
+    as_json: JsonOption = False,
 ) -> None:
     """A pipeline run, stage by stage."""
-    with one_line_errors():
+    with one_line_errors(as_json):
         view = RenderClient(url).get(f"/v1/pipelines/runs/{run_id}")
-    _print_run(view)
+    _print_run(view, as_json)
 
 
 # -- top-level commands --------------------------------------------------------------
@@ -207,22 +224,24 @@ def approve(
     run_id: Annotated[str, typer.Argument(help="Pipeline run awaiting approval.")],
     wait: WaitOption = False,
     url: UrlOption = DEFAULT_URL,
+    as_json: JsonOption = False,
 ) -> None:
     """Approve a run waiting at a gate; it goes on to its next stages."""
-    with one_line_errors():
+    with one_line_errors(as_json):
         view = RenderClient(url).post(f"/v1/renders/{run_id}/approve", {"wait": wait})
-    _print_run(view)
+    _print_run(view, as_json)
 
 
 def reject(
     run_id: Annotated[str, typer.Argument(help="Pipeline run awaiting approval.")],
     reason: Annotated[str, typer.Option(help="Why (kept in the run's record).")] = "",
     url: UrlOption = DEFAULT_URL,
+    as_json: JsonOption = False,
 ) -> None:
     """Reject a run waiting at a gate; it ends with status rejected."""
-    with one_line_errors():
+    with one_line_errors(as_json):
         view = RenderClient(url).post(f"/v1/renders/{run_id}/reject", {"reason": reason})
-    _print_run(view)
+    _print_run(view, as_json)
 
 
 def rerun(
@@ -234,12 +253,13 @@ def rerun(
     ] = None,
     wait: WaitOption = True,
     url: UrlOption = DEFAULT_URL,
+    as_json: JsonOption = False,
 ) -> None:
     """Re-run a pipeline run from STAGE; earlier stages come from the stage cache."""
-    with one_line_errors():
+    with one_line_errors(as_json):
         body = {"stage": stage, "set": parse_settings(settings or []), "wait": wait}
         view = RenderClient(url).post(f"/v1/renders/{run_id}/rerun", body)
-    _print_run(view)
+    _print_run(view, as_json)
 
 
 def variance(
@@ -251,6 +271,7 @@ def variance(
     height: Annotated[int | None, typer.Option(help="Height (default: the model's).")] = None,
     steps: Annotated[int | None, typer.Option(help="Steps (default: the model's).")] = None,
     url: UrlOption = DEFAULT_URL,
+    as_json: JsonOption = False,
 ) -> None:
     """Render N seeds of one prompt and print the layout variance (0: same layout every time)."""
     body = {"prompt": prompt, "model": model, "width": width, "height": height, "steps": steps}
@@ -258,8 +279,8 @@ def variance(
     table = Table(title=f"{model}: {n} seeds")
     for column in ("seed", "render", "compute s", "wall s"):
         table.add_column(column)
-    images = []
-    with one_line_errors():
+    images, renders = [], []
+    with one_line_errors(as_json):
         client = RenderClient(url)
         for seed in range(first_seed, first_seed + n):
             started = time.perf_counter()
@@ -267,9 +288,12 @@ def variance(
             wall_s = time.perf_counter() - started
             images.append(_decode(answer["image_base64"]))
             compute_s = answer["timings"].get("compute_s")
+            renders.append({"seed": seed, "id": answer["id"], "compute_s": compute_s})
             compute = "-" if compute_s is None else f"{compute_s:.2f}"
             table.add_row(str(seed), answer["id"], compute, f"{wall_s:.2f}")
         figure = layout_variance(images)
+    if as_json:
+        return emit({"model": model, "renders": renders, "layout_variance": figure})
     console.print(table)
     console.print(f"layout variance: [bold]{figure:.4f}[/] (mean pairwise, 0..1)")
 
@@ -283,8 +307,10 @@ def register(app: typer.Typer) -> None:
 # -- output --------------------------------------------------------------------------
 
 
-def _print_run(view: dict[str, Any]) -> None:
+def _print_run(view: dict[str, Any], as_json: bool = False) -> None:
     """A pipeline run: one line for the run, a table of its stages, their image URLs."""
+    if as_json:
+        return emit(view)
     line = f"run [bold]{view['id']}[/] ({view['pipeline']}, seed {view['seed']}): {view['status']}"
     console.print(line)
     table = Table()

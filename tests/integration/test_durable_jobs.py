@@ -231,5 +231,5 @@ def test_the_jobs_commands_list_show_wait_and_cancel(cluster):
     shown = runner.invoke(app, ["jobs", "show", job_id, "--url", cluster.url])
     assert json.loads(shown.output)["status"] == "done"
     late = runner.invoke(app, ["jobs", "cancel", job_id, "--url", cluster.url])
-    assert late.exit_code == 1 and "already done" in late.output
+    assert late.exit_code == 4 and "already done" in late.output  # rejected input
     assert "Traceback" not in late.output

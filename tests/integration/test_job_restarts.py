@@ -164,6 +164,6 @@ def test_up_refuses_a_config_whose_minimum_replicas_need_more_gpus(tmp_path):
         timeout=120,
         env={**os.environ, "COLUMNS": "200"},
     )
-    assert result.returncode == 1
+    assert result.returncode == 2  # usage: the config cannot be used
     assert "need 3 GPUs" in result.stderr and "1 short" in result.stderr
     assert "Traceback" not in result.stderr

@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from typer.testing import CliRunner
 
+from cli.exit_codes import ExitCode
 from cli.main import app
 from cli.runs import parse_settings
 from core.errors import RequestError
@@ -48,7 +49,7 @@ def test_set_without_a_key_and_value_is_refused(item):
 
 def test_bad_set_is_one_line_before_any_request():
     result = runner.invoke(app, ["rerun", RUN_ID, "--stage", "final", "--set", "steps"])
-    assert result.exit_code == 1
+    assert result.exit_code == ExitCode.REJECTED
     assert result.output.strip() == "error: set: expected KEY=VALUE, got 'steps'"
 
 
@@ -60,9 +61,9 @@ def closed_url() -> str:
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c[:2]))
-def test_no_server_is_one_line_and_exit_1(command, closed_url):
+def test_no_server_is_one_line_and_exit_8(command, closed_url):
     result = runner.invoke(app, [*command, "--url", closed_url])
-    assert result.exit_code == 1
+    assert result.exit_code == ExitCode.UNREACHABLE
     assert (
         result.output.strip()
         == f"error: cannot reach render-cluster at {closed_url} (connection refused)"
@@ -97,7 +98,7 @@ def not_found_url() -> Iterator[str]:
 
 
 @pytest.mark.parametrize("command", [["runs", "show", RUN_ID], ["approve", RUN_ID]])
-def test_api_errors_are_one_line_and_exit_1(command, not_found_url):
+def test_api_errors_are_one_line_and_exit_3(command, not_found_url):
     result = runner.invoke(app, [*command, "--url", not_found_url])
-    assert result.exit_code == 1
+    assert result.exit_code == ExitCode.NOT_FOUND
     assert result.output.strip() == f"error: HTTP 404: id: no run {RUN_ID!r}"
