@@ -140,7 +140,11 @@ class _Reply:
 
 
 async def _bounded_body(scope, receive, limit: int):
-    """A `receive` replaying the body, read in full here; `_TooLarge` past `limit` bytes."""
+    """`receive` for a body that cannot pass `limit` bytes; `_TooLarge` past it.
+
+    A declared Content-Length is checked and the body left to stream (the server holds
+    the body to it); a body of no declared length is read in full here, and replayed.
+    """
     headers = dict(scope.get("headers", []))
     length = headers.get(b"content-length")
     if length is not None:
@@ -149,7 +153,8 @@ async def _bounded_body(scope, receive, limit: int):
                 raise _TooLarge
         except ValueError:
             raise _TooLarge from None
-    if scope.get("method") in ("GET", "HEAD", "OPTIONS", "DELETE") and length is None:
+        return receive
+    if scope.get("method") in ("GET", "HEAD", "OPTIONS", "DELETE"):
         return receive
     chunks, size = [], 0
     while True:
