@@ -31,6 +31,7 @@ from core.errors import TypographyGateFailed
 from core.imaging import EXTENSIONS, encode_image
 from core.records import RunRecord, RunRegistry
 from core.remote.record import provider_fields
+from core.render_metadata import render_metadata
 from core.render_records import (
     RecordLabels,
     finished_large_record,
@@ -177,7 +178,10 @@ class RenderCalls:
             image = np.array(result.image, copy=True)
             integrating = self._integrating(resolved, extra_calls)
             report = await deliver_text(image, resolved.text, integrating)
-        encoded = await asyncio.to_thread(encode_image, image, resolved.format, dpi=body.dpi)
+        tags = render_metadata(run_id, resolved, body, labels)  # the file leads to its record
+        encoded = await asyncio.to_thread(
+            encode_image, image, resolved.format, dpi=body.dpi, metadata=tags
+        )
         key = output_key or default_output_key(run_id, resolved.format)
         await asyncio.to_thread(self.store.put_bytes, key, encoded)
         total = time.perf_counter() - started

@@ -11,11 +11,6 @@ from serve.api_app import api
 from tests.api.inprocess import config_for, install
 from tests.unit.test_image_metadata import parse_a1111, read_metadata
 
-pytestmark = pytest.mark.xfail(
-    strict=True,
-    reason="until RenderCalls.render_single passes core.render_metadata's metadata to encode_image",
-)
-
 
 @pytest.fixture
 def client(tmp_path, monkeypatch):
