@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -29,6 +30,7 @@ from actors.tile_router import TileRouter
 from core.config import APP_NAME, ClusterConfig, StorageConfig
 from core.errors import TypographyGateFailed
 from core.imaging import EXTENSIONS, encode_image
+from core.record_metadata import record_metadata
 from core.records import RunRecord, RunRegistry
 from core.remote.record import provider_fields
 from core.render_metadata import render_metadata
@@ -219,7 +221,11 @@ class RenderCalls:
         job: LargeRenderJob | UpscaleJob,
         router: Any = None,
     ) -> RunRecord:
-        """Run a large job to its final record (written); a failed gate raises for review."""
+        """Run a large job to its final record (written); a failed gate raises for review.
+
+        The file carries the record's run id and parameters."""
+        scheduler = self.config.models[job.model_name].scheduler
+        job = dataclasses.replace(job, metadata=record_metadata(record, scheduler))
         result = await self.models.run_large(job, router)
         return self._save_gated(finished_large_record(record, result))
 

@@ -7,7 +7,8 @@ turns them into `ImageMetadata`.
 
 from __future__ import annotations
 
-from core.image_metadata import ImageMetadata, record_metadata
+from core.image_metadata import ImageMetadata
+from core.record_metadata import record_metadata
 from core.render_records import RecordLabels, single_record
 from core.schemas import RenderRequestBody
 from core.validation import ResolvedRender

@@ -12,6 +12,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
+from core.image_metadata import ImageMetadata
 from core.typography.results import TypographyReport
 from core.typography.schema import TextBox, TextSpec
 
@@ -235,6 +236,7 @@ class LargeRenderJob:
     checkpoint: bool = False  # keep finished tiles in the store so a new attempt resumes
     base_model_name: str | None = None  # a hosted model draws the base; model_name refines it
     base_resolution: int = 0  # the base's side at about its area (0: native_resolution)
+    metadata: ImageMetadata | None = None  # the run id and parameters the file carries
 
     def __post_init__(self) -> None:
         if not self.max_call_pixels:
@@ -297,6 +299,7 @@ class UpscaleJob:
     max_in_flight: int = 32
     max_attempts: int = 3
     checkpoint: bool = False  # keep finished tiles in the store so a new attempt resumes
+    metadata: ImageMetadata | None = None  # the run id and parameters the file carries
 
     @property
     def passes(self) -> int:

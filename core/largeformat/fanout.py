@@ -27,6 +27,7 @@ from core.errors import (
     TileError,
     TileOutOfMemory,
 )
+from core.image_metadata import ImageMetadata
 from core.largeformat.assembler import RowAssembler
 from core.largeformat.image_writer import StreamingImageWriter
 from core.largeformat.seams import SeamMeter
@@ -146,6 +147,7 @@ class OutputFile:
     path: Path
     format: str
     dpi: int = 300
+    metadata: ImageMetadata | None = None  # the run id and parameters the file carries
 
 
 @dataclass(frozen=True)
@@ -187,7 +189,10 @@ async def gather_to_file(
     """
     started = time.perf_counter()
     size = (plan.width, plan.height)
-    with StreamingImageWriter(output.path, *size, output.format, dpi=output.dpi) as writer:
+    writer = StreamingImageWriter(
+        output.path, *size, output.format, dpi=output.dpi, metadata=output.metadata
+    )
+    with writer:
         meter = SeamMeter(plan)
         blend_s = await _gather_rows(plan, render_tile, fanout, progress, writer, meter)
         tiles_s = time.perf_counter() - started

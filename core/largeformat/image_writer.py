@@ -24,6 +24,8 @@ import pyvips
 import tifffile
 
 from core.errors import RequestError
+from core.image_metadata import ImageMetadata
+from core.image_tags import vips_with_metadata
 
 __all__ = ["ImageFormat", "StreamingImageWriter"]
 
@@ -53,7 +55,9 @@ class StreamingImageWriter:
         dpi: int = 300,
         quality: int = 92,
         bands: int = 3,
+        metadata: ImageMetadata | None = None,
     ):
+        """`metadata`: the run id and parameters the file carries (see `core.image_tags`)."""
         _check(width, height, format, dpi, quality, bands)
         self.path = Path(path)
         self.width = width
@@ -62,6 +66,7 @@ class StreamingImageWriter:
         self.dpi = dpi
         self.quality = quality
         self.bands = bands
+        self.metadata = metadata
         self._rows_written = 0
         self._finished = False
         stem = self.path.parent / f".{self.path.name}.{secrets.token_hex(6)}"
@@ -142,6 +147,8 @@ class StreamingImageWriter:
             xres=pixels_per_mm,
             yres=pixels_per_mm,
         )
+        if self.metadata is not None:
+            image = vips_with_metadata(image, self.format, self.metadata)
         if self.format == "png":
             image.pngsave(str(target))
         elif self.format == "jpeg":

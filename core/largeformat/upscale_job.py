@@ -34,7 +34,8 @@ async def upscale_image(job: UpscaleJob, ctx: JobContext) -> LargeRenderResult:
         ctx.progress.phase = f"pass {index + 1}/{job.passes}"
         plan = plan_upscale(width, height, job.model_scale, job.tile_size, job.padding)
         fmt = job.format if last else "tiff"
-        output = OutputFile(ctx.spool(f"{job.job_id}.pass{index}.{fmt}"), fmt, job.dpi)
+        tags = job.metadata if last else None
+        output = OutputFile(ctx.spool(f"{job.job_id}.pass{index}.{fmt}"), fmt, job.dpi, tags)
         try:
             gathered = await _upscale_pass(job, ctx, plan, source, output)
         finally:

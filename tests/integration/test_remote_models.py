@@ -43,6 +43,7 @@ from serve.app import application
 from serve.local_cluster import wait_running
 from tests.integration.test_campaigns import submit, wait_finished
 from tests.remote_double import KEY, ProviderDouble
+from tests.unit.test_image_metadata import read_metadata
 from tests.waiting import wait_until
 
 KEY_ENV = "RC_TEST_PROVIDER_KEY"
@@ -259,6 +260,7 @@ def test_a_large_render_draws_its_base_on_the_hosted_model_and_its_tiles_locally
         record = http.get(f"/v1/runs/{view['id']}").json()
     assert image.status_code == 200
     assert np.asarray(Image.open(io.BytesIO(image.content))).shape == (381, 900, 3)
+    assert read_metadata(image.content)["run_id"] == view["id"]  # the file leads to its record
     (seen,) = double.requests_to("gemini")  # one hosted call: the base
     assert record["model"] == "nano" and record["params"]["refine_model"] == "quality"
     # the base at the hosted model's native area (1024²), capped at the target, any size

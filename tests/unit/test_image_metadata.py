@@ -13,9 +13,10 @@ import pyvips
 from PIL import Image
 
 from core.config import ClusterConfig
-from core.image_metadata import ImageMetadata, a1111_parameters, record_metadata
+from core.image_metadata import ImageMetadata
 from core.image_tags import XMP_NAMESPACE, vips_with_metadata
 from core.imaging import encode_image
+from core.record_metadata import a1111_parameters, record_metadata
 from core.records import RunRecord
 from core.render_metadata import render_metadata
 from core.schemas import RenderRequestBody

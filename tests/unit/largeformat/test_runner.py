@@ -18,6 +18,7 @@ from PIL import Image
 
 from core.config import StorageConfig
 from core.errors import JobFailed, OverloadedError, ReplicaUnavailable, TileOutOfMemory
+from core.image_metadata import ImageMetadata
 from core.largeformat.fanout import RetryPolicy
 from core.largeformat.hires import base_size
 from core.largeformat.refine import split_plan
@@ -26,6 +27,7 @@ from core.largeformat.tiling import plan_tiles, tile_seed
 from core.largeformat.upscaling import UpscaleRequest, UpscaleResult
 from core.schemas import GenerateRequest, GenerateResult, LargeRenderJob, UpscaleJob
 from core.store import open_store
+from tests.unit.test_image_metadata import read_metadata
 
 
 async def _no_sleep(_: float) -> None:
@@ -262,6 +264,15 @@ def test_a_resumed_job_reuses_the_hosted_base_and_keeps_what_it_cost(tmp_path):
     assert not again.store.list_keys(f"job-pieces/{job.job_id}/")  # cleared when done
 
 
+@pytest.mark.parametrize("fmt", ["png", "jpeg", "tiff"])
+def test_a_large_file_carries_its_run_id_and_parameters(tmp_path, fmt):
+    tags = ImageMetadata("job-1", "a harbour\nSteps: 2, Seed: 11", '{"run_id": "job-1"}')
+    job = _job(format=fmt, output_key=f"renders/job-1/image.{fmt}", metadata=tags)
+    runner, _ = _render(tmp_path, job, PureModel())
+    carried = read_metadata(runner.store.get_bytes(job.output_key))
+    assert carried == {"run_id": "job-1", "parameters": tags.parameters, "settings": tags.settings}
+
+
 def test_an_upscale_chains_passes_of_a_pure_upscaler(tmp_path):
     source = _base(48, 40)
 
@@ -280,6 +291,7 @@ def test_an_upscale_chains_passes_of_a_pure_upscaler(tmp_path):
         tile_size=16,
         padding=4,
         output_key="renders/up-1/image.png",
+        metadata=ImageMetadata("up-1", "x", "{}"),
     )
     runner = _runner(tmp_path)
     result = asyncio.run(runner.upscale(job, nearest_x2))
@@ -287,3 +299,4 @@ def test_an_upscale_chains_passes_of_a_pure_upscaler(tmp_path):
     assert (result.width, result.height) == (192, 160)
     assert np.array_equal(_decoded(runner, job.output_key), expected)
     assert runner.progress.phase == "done"
+    assert read_metadata(runner.store.get_bytes(job.output_key))["run_id"] == "up-1"
