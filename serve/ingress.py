@@ -22,7 +22,7 @@ from serve.api_app import IngressContext, api
 from serve.auth import ApiKeys
 from serve.render_service import RenderService
 from serve.responses import ERRORS
-from serve.routes import campaigns, jobs, pipelines, renders, runs, system, upscale
+from serve.routes import campaigns, jobs, openai_images, pipelines, renders, runs, system, upscale
 
 for _routes in (
     system.router,
@@ -35,6 +35,7 @@ for _routes in (
     upscale.router,
 ):
     api.include_router(_routes, responses=ERRORS)
+api.include_router(openai_images.router)  # errors in OpenAI's shape (its own `responses`)
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=1000)

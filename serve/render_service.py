@@ -24,7 +24,7 @@ from core.jobs.model import Job
 from core.jobs.requests import stash
 from core.records import RunRecord, RunRegistry, new_run_id
 from core.redact import public_message
-from core.render_records import upscale_record
+from core.render_records import RecordLabels, upscale_record
 from core.schemas import RenderRequestBody, UpscaleRequestBody
 from core.store import ArtifactStore
 from core.tenants import current_tenant, visible
@@ -75,9 +75,14 @@ class RenderService:
         return self.calls.is_large(body)
 
     async def render_single(
-        self, body: RenderRequestBody, fmt: str | None = None, run_id: str | None = None
+        self,
+        body: RenderRequestBody,
+        fmt: str | None = None,
+        run_id: str | None = None,
+        labels: RecordLabels | None = None,
     ) -> tuple[RunRecord, bytes, str]:
-        """Render one image; return its record, encoded bytes and format.
+        """Render one image; return its record, encoded bytes and format (`labels`: extra
+        params for its record, such as an OpenAI client's `user`).
 
         A model that has no replica and cannot get one is refused at once (503 naming
         why), never left to wait.
@@ -89,7 +94,9 @@ class RenderService:
         if model_name is not None:
             await self.jobs.check_placement(model_name)
         await self.charge(*self._size(body))
-        outcome = await self.calls.render_single(body, run_id or new_run_id(), fmt=fmt)
+        outcome = await self.calls.render_single(
+            body, run_id or new_run_id(), labels=labels, fmt=fmt
+        )
         assert outcome.encoded is not None
         return outcome.record, outcome.encoded, str(outcome.record.params["format"])
 
