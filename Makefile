@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 # Debian packages the project needs (installed only when missing): fonts for typeset copy,
 # tesseract for the typography gate, fribidi for Pillow's raqm text layout.
-APT_PACKAGES := fonts-dejavu-core tesseract-ocr tesseract-ocr-eng libfribidi0
+APT_PACKAGES := fonts-dejavu-core tesseract-ocr tesseract-ocr-eng libfribidi0 chromium chromium-driver
 
 .PHONY: demo test lint deps apt-deps clean
 

@@ -21,6 +21,7 @@ from core.tenants import current_request_id, current_tenant
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/openapi.json", "/redoc"})
 SIGNED_PREFIX = "/v1/artifacts/"
+UI_PREFIX = "/ui/"  # the review board: signed in by its session cookie (serve.ui.session)
 DEFAULT_MAX_BODY = 64 * 2**20
 current_caller: ContextVar = ContextVar("current_caller", default=None)  # serve.auth.Caller
 
@@ -40,6 +41,7 @@ class GateSettings:
     api_keys = None  # serve.auth.ApiKeys; None: keys off
     max_body_bytes = DEFAULT_MAX_BODY
     rates: Rates = LocalRates()  # requests per key per minute (GET /v1/usage reads it)
+    sessions = None  # serve.ui.session.SessionCheck once serve.ui is imported
 
 
 SETTINGS = GateSettings()
@@ -84,6 +86,8 @@ class ApiGate:
             if caller is not None:
                 await SETTINGS.rates.hit(caller.key_hash, caller.limits.requests_per_minute)
         except AuthError as exc:
+            if _route_path(scope).startswith(UI_PREFIX):  # a person: to the sign-in page
+                return await reply.redirect(scope.get("root_path", "") + "/ui/login")
             return await reply(401, "authorization", str(exc), {"www-authenticate": "Bearer"})
         except QuotaExceeded as exc:
             headers = {"retry-after": str(exc.retry_after_s)}
@@ -117,6 +121,9 @@ class ApiGate:
         headers = dict(scope.get("headers", []))
         authorization = headers.get(b"authorization", b"").decode("latin-1") or None
         api_key = headers.get(b"x-api-key", b"").decode("latin-1") or None
+        if path.startswith(UI_PREFIX) and SETTINGS.sessions is not None and not authorization:
+            if not api_key:  # the cookie stands for the key it was signed in with
+                return SETTINGS.sessions.caller(path, headers, keys)
         return keys.check(authorization, api_key)
 
 
@@ -137,6 +144,11 @@ class _Reply:
         raw += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
         await self.send({"type": "http.response.start", "status": status, "headers": raw})
         await self.send({"type": "http.response.body", "body": body})
+
+    async def redirect(self, location: str):
+        raw = [(b"location", location.encode()), (b"content-length", b"0")]
+        await self.send({"type": "http.response.start", "status": 303, "headers": raw})
+        await self.send({"type": "http.response.body", "body": b""})
 
 
 async def _bounded_body(scope, receive, limit: int):

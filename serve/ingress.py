@@ -17,7 +17,7 @@ from actors.serve_calls import ServeModelCalls
 from core.config import APP_NAME, ClusterConfig
 from core.config_file import config_from_dict
 from core.store import open_store
-from serve import api_app, gate, offload
+from serve import api_app, gate, offload, ui
 from serve.api_app import IngressContext, api
 from serve.auth import ApiKeys
 from serve.render_service import RenderService
@@ -35,6 +35,7 @@ for _routes in (
     upscale.router,
 ):
     api.include_router(_routes, responses=ERRORS)
+api.include_router(ui.router)
 api.include_router(openai_images.router)  # errors in OpenAI's shape (its own `responses`)
 
 

@@ -1,0 +1,134 @@
+"""Review board: approvals (approve, reject, re-run a stage), jobs, campaigns, experiments.
+
+Every action calls the API's own route function (`serve.routes.pipelines`,
+`serve.routes.jobs`, `serve.routes.campaigns`), so the board and the API cannot drift:
+same checks, same tenancy, same job handling.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, RedirectResponse
+
+from core.errors import RequestError
+from core.jobs.model import JobStatus
+from serve.routes import campaigns as campaigns_api
+from serve.routes import jobs as jobs_api
+from serve.routes import pipelines as pipelines_api
+from serve.ui import data, thumbs
+from serve.ui.pages import UiRoute, checked_form, ingress_context, off_loop, page, redirect
+
+router = APIRouter(route_class=UiRoute, include_in_schema=False)
+RERUN_FIELDS = ("steps", "guidance", "strength", "seed", "width", "height")
+
+
+def _runner(request: Request):
+    return pipelines_api.pipeline_runner(request, ingress_context(request))
+
+
+@router.get("/ui/approvals")
+async def approvals(request: Request):
+    """Pipeline runs waiting at a gate, each with its stage images and the three actions."""
+    ctx = ingress_context(request)
+    runs = await off_loop(data.awaiting, ctx.registry, request.state.tenant)
+    items = await off_loop(lambda: [(run, data.stage_rows(ctx.registry, run)) for run in runs])
+    return page(
+        request, "approvals.html", items=items, fields=RERUN_FIELDS, thumb=thumbs.image_output
+    )
+
+
+@router.post("/ui/approvals/{run_id}/approve")
+async def approve(run_id: str, request: Request):
+    await checked_form(request)
+    await pipelines_api.approve(run_id, request, ingress_context(request), _runner(request))
+    return redirect(request, f"/ui/runs/{run_id}")
+
+
+@router.post("/ui/approvals/{run_id}/reject")
+async def reject(run_id: str, request: Request):
+    form = await checked_form(request)
+    body = pipelines_api.RejectBody(reason=form.get("reason", "")[:2000])
+    await pipelines_api.reject(run_id, request, ingress_context(request), _runner(request), body)
+    return redirect(request, f"/ui/runs/{run_id}")
+
+
+@router.post("/ui/approvals/{run_id}/rerun")
+async def rerun(run_id: str, request: Request):
+    """A new run from one stage with the changed fields; earlier stages come from cache."""
+    form = await checked_form(request)
+    overrides = {
+        name: _value(name, form[name]) for name in RERUN_FIELDS if form.get(name, "").strip()
+    }
+    stage = form.get("stage", "")
+    body = pipelines_api.RerunBody.model_validate({"stage": stage, "set": overrides})
+    answer = await pipelines_api.rerun(
+        run_id, body, request, ingress_context(request), _runner(request)
+    )
+    new_id = json.loads(answer.body)["id"] if isinstance(answer, JSONResponse) else answer["id"]
+    return redirect(request, f"/ui/runs/{new_id}")
+
+
+def _value(name: str, text: str) -> Any:
+    try:
+        return float(text) if name in ("guidance", "strength") else int(text)
+    except ValueError:
+        raise RequestError(name, f"{text[:40]!r} is not a number") from None
+
+
+@router.get("/ui/jobs")
+async def jobs_page(request: Request):
+    """Running and recent jobs; the page polls `/ui/jobs.json` for live progress."""
+    return page(request, "jobs.html", jobs=await _jobs(request, None))
+
+
+@router.get("/ui/jobs.json")
+async def jobs_json(request: Request, status: JobStatus | None = None):
+    return {"jobs": await _jobs(request, status)}
+
+
+async def _jobs(request: Request, status: str | None) -> list[dict[str, Any]]:
+    ctx = ingress_context(request)
+    owner = request.state.tenant
+    found = await off_loop(ctx.renders.jobs.jobs.page, status, None, owner, None, 50)
+    return [jobs_api.job_view(job) for job in found.jobs]
+
+
+@router.post("/ui/jobs/{job_id}/cancel")
+async def cancel(job_id: str, request: Request):
+    await checked_form(request)
+    await jobs_api.cancel_job(job_id, ingress_context(request))
+    return redirect(request, "/ui/jobs")
+
+
+@router.get("/ui/campaigns/{name}")
+async def campaign_page(name: str, request: Request):
+    """Progress, the contact sheet (once written), failed and held-for-review items."""
+    ctx = ingress_context(request)
+    status = await campaigns_api.campaign_status(name, request, ctx)
+    failed = await off_loop(
+        ctx.registry.list, campaign=name, status="failed", owner=request.state.tenant, limit=200
+    )
+    return page(
+        request,
+        "campaign.html",
+        name=name,
+        status=status,
+        failed=failed,
+        thumb=thumbs.image_output,
+    )
+
+
+@router.post("/ui/campaigns/{name}/report")
+async def campaign_report(name: str, request: Request):
+    """Write the contact sheet now (mid-campaign too) and open it through its signed link."""
+    await checked_form(request)
+    answer = await campaigns_api.campaign_report(name, request, ingress_context(request))
+    return RedirectResponse(answer["report_url"], status_code=303)
+
+
+@router.get("/ui/experiments")
+async def experiments(request: Request):
+    return page(request, "experiments.html")

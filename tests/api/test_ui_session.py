@@ -1,0 +1,106 @@
+"""The review board's sign-in: session cookie, the gate on /ui/, CSRF, tenants apart."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from core.tenants import TenantLimits, add_key, hash_key
+from serve.api_app import api
+from serve.ui import session
+from tests.api.inprocess import config_for, install
+
+CSRF = re.compile(r'name="csrf" value="([0-9a-f]{64})"')
+
+
+@pytest.fixture
+def board(tmp_path, monkeypatch):
+    keys = tmp_path / "keys.yaml"
+    a = add_key(keys, "acme", TenantLimits())
+    b = add_key(keys, "globex", TenantLimits())
+    install(config_for(tmp_path / "store", {"keys_file": str(keys)}), monkeypatch)
+    return TestClient(api, base_url="https://testserver"), a, b, keys
+
+
+def _render(client, key, prompt):
+    body = {"prompt": prompt, "width": 64, "height": 64, "seed": 1}
+    response = client.post("/v1/renders", json=body, headers={"X-API-Key": key})
+    assert response.status_code == 200, response.text
+    return response.json()["id"]
+
+
+def sign_in(client: TestClient, key: str):
+    form = client.get("/ui/login")
+    assert form.status_code == 200
+    token = CSRF.search(form.text).group(1)
+    return client.post("/ui/login", data={"api_key": key, "csrf": token}, follow_redirects=False)
+
+
+def test_pages_need_a_session_and_send_people_to_sign_in(board):
+    client, *_ = board
+    for path in ["/ui/runs", "/ui/approvals", "/ui/jobs", "/ui/runs/x", "/ui/jobs.json"]:
+        response = client.get(path, follow_redirects=False)
+        assert response.status_code == 303, path
+        assert response.headers["location"] == "/ui/login"
+    assert client.get("/v1/runs").status_code == 401  # the API still wants its key
+
+
+def test_signing_in_sets_an_httponly_strict_cookie_that_acts_for_the_key(board):
+    client, a, b, _ = board
+    mine = _render(client, a, "acme's lighthouse")
+    theirs = _render(client, b, "globex's <script>alert(1)</script> tower")
+    answer = sign_in(client, a)
+    assert answer.status_code == 303 and answer.headers["location"] == "/ui/runs"
+    cookie = answer.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Secure" in cookie
+    assert a not in cookie and hash_key(a) in cookie  # the key itself is never in it
+    gallery = client.get("/ui/runs")
+    assert gallery.status_code == 200 and mine in gallery.text and theirs not in gallery.text
+    assert "acme" in gallery.text
+    for path in [f"/ui/runs/{theirs}", f"/ui/diff/{mine}/{theirs}", f"/ui/thumbs/{theirs}/image"]:
+        assert client.get(path).status_code == 404, path
+    assert client.get(f"/ui/runs/{mine}").status_code == 200
+    assert client.get(f"/ui/thumbs/{mine}/image").headers["content-type"] == "image/jpeg"
+
+
+def test_a_bad_key_forged_or_expired_cookie_or_revoked_key_is_not_a_session(board):
+    client, a, _, keys = board
+    assert sign_in(client, "rc_wrong").status_code == 401
+    client.cookies.set(session.COOKIE, f"{hash_key(a)}.00.9999999999.{'0' * 64}")
+    assert client.get("/ui/runs", follow_redirects=False).status_code == 303
+    secret = api.state.context.links.secret()
+    old = session.make_token(secret, hash_key(a), now=time.time() - session.SESSION_TTL_S - 5)
+    client.cookies.set(session.COOKIE, old)
+    assert client.get("/ui/runs", follow_redirects=False).status_code == 303
+    client.cookies.clear()
+    assert sign_in(client, a).status_code == 303
+    assert client.get("/ui/runs").status_code == 200
+    keys.write_text("keys: []\n")  # revoked: its sessions end with it
+    assert client.get("/ui/runs", follow_redirects=False).status_code == 303
+
+
+def test_every_post_needs_the_sessions_csrf_token(board):
+    client, a, *_ = board
+    assert client.post("/ui/login", data={"api_key": a}).status_code == 403
+    sign_in(client, a)
+    page = client.get("/ui/jobs")
+    token = CSRF.search(page.text).group(1)
+    assert client.post("/ui/logout", data={"csrf": "0" * 64}).status_code == 403
+    assert client.post("/ui/logout", data={}).status_code == 403
+    out = client.post("/ui/logout", data={"csrf": token}, follow_redirects=False)
+    assert out.status_code == 303
+    assert client.get("/ui/runs", follow_redirects=False).status_code == 303
+
+
+def test_without_keys_the_board_is_open(tmp_path, monkeypatch):
+    install(config_for(tmp_path / "store"), monkeypatch)
+    client = TestClient(api)
+    rid = _render(client, "unused", "an open <b>harbour</b>")
+    page = client.get("/ui/runs", params={"q": "HARBOUR"})
+    assert page.status_code == 200 and rid in page.text
+    assert "an open &lt;b&gt;harbour&lt;/b&gt;" in page.text  # escaped, never markup
+    assert rid not in client.get("/ui/runs", params={"q": "lighthouse"}).text
+    assert "does not exist yet" in client.get("/ui/experiments").text
