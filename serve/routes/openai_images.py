@@ -130,7 +130,7 @@ async def generations(
 ) -> ImagesResponse:
     """Render `n` images for a prompt (OpenAI's `images.generate`)."""
     fields = {"prompt": body.prompt, "format": body.output_format or "png"}
-    fields |= _route(ctx.config, body.model) | _size(body.size)
+    fields |= _route(ctx.config, body.model) | _size(body.size, ctx.config)
     return await _images(
         ctx, request, fields, (body.n or 1, body.seed), body.response_format, body.user
     )
@@ -162,7 +162,7 @@ async def edits(
     limits = ctx.config.limits
     uploads = [await _upload(image, "image", limits.max_upload_bytes)]
     uploads.append(None if mask is None else await _upload(mask, "mask", limits.max_upload_bytes))
-    wanted = _size(size)
+    wanted = _size(size, ctx.config)  # checked before any image is made at that size
     fitted = await asyncio.to_thread(
         edit_inputs,
         uploads[0],
@@ -196,12 +196,19 @@ def _route(config: ClusterConfig, name: str | None) -> dict[str, str]:
     raise RequestError("model", f"no model or style {name!r} (known: {known}); see /v1/models")
 
 
-def _size(size: str | None) -> dict[str, int]:
-    """'WxH' as width and height; None or 'auto': the default size."""
+def _size(size: str | None, config: ClusterConfig) -> dict[str, int]:
+    """'WxH' as width and height, within the config's limits; None or 'auto': the default."""
     if size is None or size == "auto":
         return {}
-    width, _, height = size.partition("x")
-    return {"width": int(width), "height": int(height)}
+    width, height = (int(side) for side in size.partition("x")[::2])
+    limits = config.limits
+    if width > limits.max_width or height > limits.max_height or width * height > limits.max_pixels:
+        raise RequestError(
+            "size",
+            f"{size} is over the limits of {limits.max_width}x{limits.max_height} and "
+            f"{limits.max_pixels} pixels",
+        )
+    return {"width": width, "height": height}
 
 
 def _body(fields: dict[str, Any]) -> RenderRequestBody:

@@ -186,6 +186,15 @@ def test_errors_come_in_openais_shape_as_the_clients_exceptions(cluster):
     with pytest.raises(openai.UnprocessableEntityError) as large:
         client.images.generate(prompt="a cat", size="256x256")
     assert large.value.body["param"] == "size" and "/v1/renders" in large.value.body["message"]
+    with pytest.raises(openai.UnprocessableEntityError) as over_limits:
+        client.images.edit(
+            image=("a.png", png(Image.new("RGB", (64, 64))), "image/png"),
+            prompt="x",
+            size="999999x999999",  # refused before an image of that size is made
+        )
+    assert (
+        over_limits.value.body["param"] == "size" and "limits" in over_limits.value.body["message"]
+    )
     with pytest.raises(openai.UnprocessableEntityError) as not_a_size:
         client.images.generate(prompt="a cat", size="big")
     assert not_a_size.value.body["param"] == "size"
@@ -203,7 +212,7 @@ def test_errors_come_in_openais_shape_as_the_clients_exceptions(cluster):
             prompt="x",
         )
     assert opaque.value.body["param"] == "mask"
-    for error in (bad_grid, large, not_a_size, too_many, unknown, opaque):
+    for error in (bad_grid, large, over_limits, not_a_size, too_many, unknown, opaque):
         assert set(error.value.body) == {"message", "type", "param", "code"}
         assert "Traceback" not in str(error.value.body) and "/tmp" not in str(error.value.body)
     assert SEEN == []  # nothing was rendered for a refused request
