@@ -31,6 +31,7 @@ from typing import Any
 import ray
 from ray import serve
 
+from actors import ray_metrics
 from actors.pipeline_runner import PipelineRunner
 from actors.pipeline_state import PipelineRequest
 from actors.render_calls import ModelCalls, RenderCalls, ServeTarget, default_spool_dir
@@ -198,6 +199,7 @@ class CampaignRunner:
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     ):
+        ray_metrics.install()
         cluster = config_from_dict(config, source="campaign runner")
         store = open_store(cluster.storage)
         parsed = (

@@ -17,6 +17,7 @@ from typing import Any
 
 import ray
 
+from actors import ray_metrics
 from actors.job_work import JOBS_NAMESPACE, JobWork
 from core.config import APP_NAME, ClusterConfig
 from core.config_file import config_from_dict
@@ -43,6 +44,7 @@ class JobSupervisor:
     """Runs, resumes and adopts the jobs kept in the cluster's store."""
 
     def __init__(self, config: dict[str, Any], app_name: str, cluster_id: str):
+        ray_metrics.install()
         self.app_name = app_name
         self._configured = config
         jobs, settings, work = _parts(config, app_name)

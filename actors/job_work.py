@@ -25,7 +25,7 @@ from actors.campaign_runner import CAMPAIGN_NAMESPACE, runner_alive, runner_name
 from actors.pipeline_runner import PipelineRunner
 from actors.render_calls import ModelCalls, RenderCalls, ServeTarget, default_spool_dir
 from actors.stage_renderers import ServeStageRenderer
-from core import tenants
+from core import telemetry, tenants
 from core.campaign import Manifest, load_status
 from core.campaign.plan import manifest_key
 from core.config import APP_NAME, ClusterConfig
@@ -122,6 +122,7 @@ class JobWork:
     async def _record_end(self, record: RunRecord, status: str, error: str) -> None:
         ended = record.model_copy(update={"status": status, "error": error})
         await asyncio.to_thread(self.registry.save, ended)
+        telemetry.count_ended_render(ended)
 
     # -- pipeline runs -----------------------------------------------------------------
 

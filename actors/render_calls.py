@@ -27,6 +27,7 @@ import ray
 
 from actors.serve_calls import ServeModelCalls
 from actors.tile_router import TileRouter
+from core import telemetry
 from core.config import APP_NAME, ClusterConfig, StorageConfig
 from core.errors import TypographyGateFailed
 from core.imaging import EXTENSIONS, encode_image
@@ -232,6 +233,7 @@ class RenderCalls:
     def _save_gated(self, record: RunRecord) -> RunRecord:
         """Write the record; `TypographyGateFailed` if its text failed (image kept for review)."""
         self.registry.save(record)
+        telemetry.count_ended_render(record)
         failed = gate_failure(record)
         if failed is not None:
             raise failed

@@ -42,6 +42,7 @@ from actors.stage_call import (
     failed_record,
     reviewed_record,
 )
+from core import telemetry
 from core.config import ClusterConfig
 from core.errors import NotFoundError, StorageError
 from core.imaging import encode_image
@@ -84,6 +85,8 @@ class StageRunner:
 
     def _save(self, record: RunRecord) -> RunRecord:
         self.registry.save(record)
+        if record.cache != "hit":  # a stage taken from the cache rendered nothing
+            telemetry.count_ended_render(record)
         return record
 
     async def run(

@@ -18,6 +18,7 @@ from typing import Any
 
 import ray
 
+from actors import ray_metrics
 from actors.serve_calls import deployment_call, running_replicas
 from core.config import StorageConfig
 from core.largeformat.fused_schemas import FusedCalls
@@ -33,6 +34,7 @@ class TileRouter:
     """Renders one large-format or upscale job across the replicas of one model."""
 
     def __init__(self, app_name: str, storage: dict, spool_dir: str):
+        ray_metrics.install()
         self.app_name = app_name
         store = open_store(StorageConfig.model_validate(storage))
         self.runner = TileJobRunner(store, Path(spool_dir))

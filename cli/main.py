@@ -76,6 +76,10 @@ def up(
     config: ConfigOption = DEFAULT_CONFIG,
     gpus: Annotated[int, typer.Option(help="Logical GPUs to give Ray.", min=0)] = 4,
     port: Annotated[int | None, typer.Option(help="HTTP port (default: from config).")] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Serve the rendercluster_* metrics on 127.0.0.1:N/metrics.", min=1),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON line once up (url, startup_s).")
     ] = False,
@@ -85,12 +89,17 @@ def up(
 
     with one_line_errors(as_json):
         cluster_config = load_config(config)
-        cluster = start_local_cluster(cluster_config, gpus=gpus, port=port)
+        cluster = start_local_cluster(
+            cluster_config, gpus=gpus, port=port, metrics_port=metrics_port
+        )
+    metrics_url = cluster.metrics.url if cluster.metrics is not None else None
     if as_json:
-        emit({"url": cluster.url, "startup_s": round(cluster.startup_s, 2)})
+        emit({"url": cluster.url, "startup_s": round(cluster.startup_s, 2), "metrics": metrics_url})
         sys.stdout.flush()
     else:
         console.print(f"render-cluster is up at [bold]{cluster.url}[/] ({cluster.startup_s:.1f} s)")
+        if metrics_url is not None:
+            console.print(f"metrics: {metrics_url}")
         console.print("Ctrl-C stops it.")
     signal.signal(signal.SIGTERM, _interrupt)
     try:

@@ -264,6 +264,16 @@ class ServiceMonitor(_Values):
     )
 
 
+class GrafanaDashboard(_Values):
+    """A ConfigMap holding the rendercluster_* dashboard, for Grafana's dashboard sidecar."""
+
+    enabled: bool = Field(False, description="Create the dashboard ConfigMap.")
+    labels: dict[str, str] = Field(
+        default_factory=lambda: {"grafana_dashboard": "1"},
+        description="Labels the sidecar finds dashboards by (its default: grafana_dashboard).",
+    )
+
+
 class PodDisruptionBudget(_Values):
     """Limits on voluntary evictions (node drains); the Ray autoscaler is not affected."""
 
@@ -323,6 +333,7 @@ class ChartValues(_Values):
     ingress: Ingress = Field(default_factory=Ingress)
     api: ApiReplicas = Field(default_factory=ApiReplicas)
     serviceMonitor: ServiceMonitor = Field(default_factory=ServiceMonitor)
+    grafanaDashboard: GrafanaDashboard = Field(default_factory=GrafanaDashboard)
     podDisruptionBudget: PodDisruptionBudget = Field(default_factory=PodDisruptionBudget)
     upgradeStrategy: UpgradeStrategy = Field(default_factory=UpgradeStrategy)
     podLabels: dict[str, str] = Field(default_factory=dict, description="Extra pod labels.")

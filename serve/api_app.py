@@ -38,6 +38,7 @@ from serve.gate import ApiGate
 from serve.json_body import LARGE_BODY, gather_body, parse_json_body
 from serve.links import LinkSigner
 from serve.render_service import RenderService
+from serve.request_metrics import RequestMetrics
 
 
 @dataclass
@@ -59,6 +60,7 @@ class IngressContext:
 logger = logging.getLogger("ray.serve")
 api = FastAPI(title="render-cluster", version="0.1.0")
 api.add_middleware(ApiGate)
+api.add_middleware(RequestMetrics)  # added last: outermost, counts the gate's answers
 
 
 def error_response(

@@ -11,6 +11,7 @@ from typing import Any
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from actors import ray_metrics
 from actors.job_supervisor import ensure_supervisor
 from actors.rate_limiter import rates_for
 from actors.serve_calls import ServeModelCalls
@@ -46,6 +47,7 @@ class Ingress:
 
     def __init__(self, config: dict[str, Any], model_handles: dict[str, DeploymentHandle]):
         self.config: ClusterConfig = config_from_dict(config, source="application args")
+        ray_metrics.install()
         app_name = serve.get_replica_context().app_name or APP_NAME
         limits = self.config.limits
         gate.configure(ApiKeys(self.config.auth), limits.max_body_bytes, rates_for(app_name))

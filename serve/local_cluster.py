@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from dataclasses import dataclass
 
@@ -13,6 +14,7 @@ from core.config import APP_NAME, ClusterConfig
 from core.deployment_options import gpu_shortfall
 from core.errors import ConfigError
 from serve.app import application
+from serve.metrics_endpoint import MetricsEndpoint
 
 
 @dataclass
@@ -21,28 +23,38 @@ class LocalCluster:
 
     url: str
     startup_s: float
+    metrics: MetricsEndpoint | None = None
 
     def shutdown(self) -> None:
-        """Stop Serve and Ray."""
+        """Stop Serve, Ray and the metrics endpoint."""
+        if self.metrics is not None:
+            self.metrics.close()
         serve.shutdown()
         ray.shutdown()
 
 
 def start_local_cluster(
-    config: ClusterConfig, gpus: int = 4, port: int | None = None, cpus: int | None = None
+    config: ClusterConfig,
+    gpus: int = 4,
+    port: int | None = None,
+    cpus: int | None = None,
+    metrics_port: int | None = None,
 ) -> LocalCluster:
     """Start Ray with `gpus` logical GPUs, deploy the app, and wait until it serves.
 
     `ConfigError` (before anything starts) when the GPUs cannot hold every model's
     minimum replicas. The job supervisor is started with the app; it resumes the
-    jobs an earlier run of the cluster left in the store.
+    jobs an earlier run of the cluster left in the store. `metrics_port`: serve the
+    application's metrics on 127.0.0.1:<metrics_port>/metrics.
     """
     shortfall = gpu_shortfall(config, gpus)
     if shortfall is not None:
         raise ConfigError("--gpus", [shortfall])
     started = time.perf_counter()
+    export_port = free_port() if metrics_port is not None else None
     if not ray.is_initialized():
         ray.init(
+            _metrics_export_port=export_port,
             address="local",  # always a new embedded cluster, never another one running here
             num_gpus=gpus,
             num_cpus=cpus if cpus is not None else max(8, gpus * 2),
@@ -55,9 +67,19 @@ def start_local_cluster(
     serve.run(application(config), name=APP_NAME, route_prefix="/", blocking=False)
     wait_running()
     ray.get(supervisor().holder.remote(), timeout=120)  # the ingress started it
+    metrics = None if export_port is None else MetricsEndpoint(metrics_port, export_port)
     return LocalCluster(
-        url=f"http://{config.http.host}:{port}", startup_s=time.perf_counter() - started
+        url=f"http://{config.http.host}:{port}",
+        startup_s=time.perf_counter() - started,
+        metrics=metrics,
     )
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def wait_running(timeout_s: float = 300.0) -> None:

@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from core import telemetry
 from core.errors import JobFailed, RenderClusterError, TypographyGateFailed
 from core.jobs.model import DEFAULT_APP, Job, JobError, Progress, now
 from core.jobs.store import JobStore
@@ -92,6 +93,7 @@ class Supervision:
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._deliveries: dict[str, asyncio.Task] = {}
+        self._queued_models: set[str] = set()
 
     # -- the loop -------------------------------------------------------------------
 
@@ -124,6 +126,7 @@ class Supervision:
             unfinished = [
                 job for job in await asyncio.to_thread(self.jobs.unfinished) if job.app == self.app
             ]
+            self._report_queue(unfinished)
             running = Counter()
             for job in unfinished:
                 if job.status == "running" and job.id in self.tasks:
@@ -146,6 +149,13 @@ class Supervision:
                     elif running[job.model] < self.settings.max_running_per_model:
                         await self._start(job)
                         running[job.model] += 1
+
+    def _report_queue(self, unfinished: list[Job]) -> None:
+        """The queue depth per model (0 for a model whose queue emptied)."""
+        queued = Counter(str(job.model) for job in unfinished if job.status == "queued")
+        for model in self._queued_models | set(queued):
+            telemetry.gauge("rendercluster_queue_depth", queued.get(model, 0), model=model)
+        self._queued_models = set(queued)
 
     async def _renew(self, job: Job) -> None:
         progress = self.progress.get(job.id, job.progress)
@@ -240,6 +250,11 @@ class Supervision:
         ended = await self._save(
             job.moved(status=status, error=error, result=result, progress=progress)
         )
+        if ended.started_at is not None and ended.finished_at is not None:
+            seconds = (ended.finished_at - ended.started_at).total_seconds()
+            telemetry.observe(
+                "rendercluster_job_duration_seconds", seconds, kind=ended.kind, status=status
+            )
         if pending_delivery(ended, self.settings.webhook_max_attempts):
             self._schedule_delivery(ended)
         return ended

@@ -13,6 +13,7 @@ from collections.abc import Awaitable
 from dataclasses import replace
 from pathlib import Path
 
+from core import telemetry
 from core.errors import JobFailed, RenderClusterError
 from core.jobs.checkpoints import Checkpoints
 from core.largeformat.fanout import JobProgress, ModelCall, RetryPolicy
@@ -41,7 +42,7 @@ class TileJobRunner:
         """Render a hires or tiled job (`base_call`: the hosted model of its base); raise
         `JobFailed` with a reason."""
         ctx = self._context(job, call, base_call)
-        return await self._guarded(ctx, render_large(job, ctx))
+        return await self._guarded(ctx, render_large(job, ctx), job.model_name)
 
     async def fused(
         self, job: LargeRenderJob, calls: FusedCalls, base_call: ModelCall | None = None
@@ -59,12 +60,12 @@ class TileJobRunner:
                 drawn = replace(job, base_image=await draw_base(job, ctx))
             return await render_fused(drawn, ctx, calls)
 
-        return await self._guarded(ctx, work())
+        return await self._guarded(ctx, work(), job.model_name)
 
     async def upscale(self, job: UpscaleJob, call: ModelCall) -> LargeRenderResult:
         """Upscale an image (tiled, chained passes); raise `JobFailed` with a reason."""
         ctx = self._context(job, call)
-        return await self._guarded(ctx, upscale_image(job, ctx))
+        return await self._guarded(ctx, upscale_image(job, ctx), job.model_name)
 
     def _context(
         self, job: LargeRenderJob | UpscaleJob, call: ModelCall, base_call: ModelCall | None = None
@@ -83,7 +84,7 @@ class TileJobRunner:
         )
 
     async def _guarded(
-        self, ctx: JobContext, work: Awaitable[LargeRenderResult]
+        self, ctx: JobContext, work: Awaitable[LargeRenderResult], model: str
     ) -> LargeRenderResult:
         job_id = ctx.job_id
         self.progress.status, self.progress.phase = "running", "starting"
@@ -95,6 +96,11 @@ class TileJobRunner:
         except RenderClusterError as exc:
             self.progress.status = self.progress.phase = "failed"
             raise JobFailed(job_id, str(exc)) from None
+        finally:
+            telemetry.count("rendercluster_tile_retries_total", ctx.stats.retries, model=model)
+        rendered = result.tiles - result.tiles_reused
+        telemetry.count("rendercluster_tiles_total", rendered, model=model)
+        telemetry.observe("rendercluster_seam_score", result.seam_score, model=model)
         result.provider = ctx.base_provider
         if ctx.checkpoints is not None:
             await asyncio.to_thread(ctx.checkpoints.clear)

@@ -22,6 +22,7 @@ class RunningCluster:
 
     url: str
     config: ClusterConfig
+    metrics_url: str = ""  # the rendercluster_* metrics (`up --metrics-port`)
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=120)
@@ -50,6 +51,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCluster
     )
     # Ray's worker processes (the job supervisor among them) inherit this environment.
     os.environ.setdefault(config.jobs.webhook_secret_env, WEBHOOK_SECRET)
-    running = start_local_cluster(config, gpus=4, port=free_port(), cpus=8)
-    yield RunningCluster(running.url, config)
+    running = start_local_cluster(config, gpus=4, port=free_port(), cpus=8, metrics_port=0)
+    yield RunningCluster(running.url, config, running.metrics.url)
     running.shutdown()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import helm_python
 import pytest
 import yaml
@@ -17,6 +20,8 @@ from k8s_support import (
     validate,
     values_for,
 )
+
+from core.telemetry import METRICS
 
 CASES = list(VALUES_FILES)
 
@@ -39,6 +44,7 @@ def test_every_object_validates(case, rendered_objects):
 def test_production_values_render_every_optional_object(rendered_objects):
     kinds = sorted(obj["kind"] for obj in rendered_objects["prod"])
     assert kinds == [
+        "ConfigMap",
         "Ingress",
         "PodDisruptionBudget",
         "PodDisruptionBudget",
@@ -152,3 +158,18 @@ def test_notes_tell_how_to_reach_the_api(rendered):
     assert "https://render.example.com/healthz" in prod_notes
     assert "Authorization: Bearer" in prod_notes
     assert "random-weight" not in prod_notes
+
+
+def test_the_metrics_keep_their_names_and_the_dashboard_charts_every_one(rendered_objects):
+    objs = rendered_objects["prod"]
+    (endpoint,) = one(objs, "ServiceMonitor")["spec"]["endpoints"]
+    (relabel,) = endpoint["metricRelabelings"]
+    assert re.sub(relabel["regex"], relabel["replacement"].replace("$1", r"\1"),
+                  "ray_rendercluster_tiles_total") == "rendercluster_tiles_total"  # fmt: skip
+    dashboard = one(objs, "ConfigMap")
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    panels = json.loads(dashboard["data"]["render-cluster.json"])["panels"]
+    queries = " ".join(target["expr"] for panel in panels for target in panel["targets"])
+    for name in METRICS:
+        assert name in queries, name
+    assert "ray_" not in queries

@@ -110,7 +110,7 @@ def test_render_prints_every_manifest():
     result = runner.invoke(app, ["render", "--values", str(DATA / "prod-values.yaml")])
     assert result.exit_code == 0, result.output
     docs = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
-    assert len(docs) == 9
+    assert len(docs) == 10  # the dashboard ConfigMap among them
     for doc in docs:
         validate(doc)
 

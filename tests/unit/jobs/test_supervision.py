@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
+from core import telemetry
 from core.config import StorageConfig
 from core.errors import JobFailed
 from core.jobs.model import Job, Lease, Progress, now
@@ -19,6 +20,7 @@ from core.jobs.webhooks import SIGNATURE_HEADER, sign, verify
 from core.jobs_config import JobsConfig
 from core.records import new_run_id
 from core.store import open_store
+from tests.unit.test_telemetry import Recorder
 
 SETTINGS = JobsConfig(
     max_running_per_model=2, lease_ttl_s=5, poll_interval_s=0.01, webhook_backoff_s=0.01
@@ -134,6 +136,30 @@ def test_applications_sharing_a_store_run_only_their_own_jobs(tmp_path):
         assert jobs.get(mine[0].id).app == "render-cluster"
 
     asyncio.run(scenario())
+
+
+def test_queue_depth_and_job_durations_are_measured(tmp_path):
+    recorder = Recorder()
+    telemetry.use_backend(recorder)
+    try:
+
+        async def scenario():
+            work = FakeWork()
+            sup = _supervision(tmp_path, work, max_running_per_model=1)
+            made = [sup.jobs.save(_job()) for _ in range(3)]
+            loop = asyncio.create_task(sup.run_forever())
+            await _until(lambda: len(work.started) == 1, "the first job")
+            await _until(lambda: recorder.last_gauge("quality") == 2, "two queued behind it")
+            work.release.set()
+            await _until(lambda: all(sup.jobs.get(j.id).status == "done" for j in made), "done")
+            await _until(lambda: recorder.last_gauge("quality") == 0, "an empty queue")
+            loop.cancel()
+
+        asyncio.run(scenario())
+    finally:
+        telemetry.use_backend(None)
+    durations = [v for n, v, t in recorder.seen if n == "rendercluster_job_duration_seconds"]
+    assert len(durations) == 3 and all(d >= 0 for d in durations)
 
 
 def test_orphans_are_adopted_by_lease_and_by_a_dead_incarnation(tmp_path):
