@@ -19,7 +19,8 @@ from actors.rate_limiter import LocalRates, Rates
 from core.errors import AuthError, QuotaExceeded
 from core.tenants import current_request_id, current_tenant
 
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/openapi.json", "/redoc"})
+# With keys on, only these answer without one (/readyz tells a keyless probe only "ready").
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 SIGNED_PREFIX = "/v1/artifacts/"
 UI_PREFIX = "/ui/"  # the review board: signed in by its session cookie (serve.ui.session)
 DEFAULT_MAX_BODY = 64 * 2**20

@@ -112,6 +112,9 @@ def ingress(tmp_path):
 
 @pytest.mark.timeout(300)
 def test_healthz_stays_fast_under_heavy_requests(ingress):
+    load = os.getloadavg()[0]
+    if load > (os.cpu_count() or 1):  # a latency bound means nothing on a starved machine
+        pytest.skip(f"machine too busy to measure: load average {load:.1f}")
     upload, manifest = _upload_50mb(), _manifest(9000)  # encoded before anything is timed
     idle = Poller(ingress).poll_for(1.0)  # the baseline: polls with nothing else running
     if max(idle) > BUDGET_S / 2:  # a latency bound means nothing on a starved machine

@@ -55,6 +55,8 @@ def test_every_route_but_health_needs_a_key(tenants):
         ("POST", "/v1/renders"),
         ("GET", "/v1/artifacts/renders/x/image.png"),
         ("POST", "/v1/campaigns"),
+        ("GET", "/openapi.json"),
+        ("GET", "/docs"),
     ]:
         response = client.request(method, path, json={})
         assert response.status_code == 401, (method, path)
