@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # tesseract for the typography gate, fribidi for Pillow's raqm text layout.
 APT_PACKAGES := fonts-dejavu-core tesseract-ocr tesseract-ocr-eng libfribidi0 chromium chromium-driver
 
-.PHONY: demo test lint deps apt-deps clean
+.PHONY: demo test lint deps apt-deps clean lock
 
 demo: deps
 	$(VENV)/bin/rendercluster demo --config configs/local.yaml
@@ -38,6 +38,13 @@ apt-deps:
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
+
+# Pin the installed tree (runtime and dev) for reproducible installs (torch: the CPU build).
+lock: deps
+	{ echo "# The whole dependency tree of render-cluster (runtime and the dev extra), pinned:"; \
+	  echo "# pip install -r requirements.lock && pip install --no-deps ."; \
+	  echo "# (Python 3.11, Linux x86_64; torch is the CPU build there). Regenerate: make lock"; \
+	  $(PIP) freeze --exclude-editable | sed 's/+cpu$$//' | sort -f; } > requirements.lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache

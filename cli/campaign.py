@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from cli.assets import default_config
 from cli.client import RenderClient
 from cli.embedded import cluster_url
 from cli.errors import one_line_errors, stderr
@@ -22,6 +23,7 @@ from core.config_file import load_config
 __all__ = ["campaign_app"]
 
 console = Console(highlight=False)
+DEFAULT_CONFIG = default_config()
 campaign_app = typer.Typer(
     help="Campaigns: render a manifest of prompts x sizes once each, with a review report.",
     no_args_is_help=True,
@@ -91,7 +93,7 @@ def run(
     url: OptionalUrlOption = None,
     config: Annotated[
         Path, typer.Option("--config", "-c", help="Cluster config of an embedded cluster.")
-    ] = Path("configs/local.yaml"),
+    ] = DEFAULT_CONFIG,
     gpus: Annotated[int, typer.Option(help="Logical GPUs of an embedded cluster.")] = 4,
     max_in_flight: Annotated[
         int | None, typer.Option(help="Most renders in flight (default: the server's).")

@@ -28,6 +28,8 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from cli.assets import CHART_DIR
+
 app = typer.Typer(
     help="Deploy and drive render-cluster on Kubernetes (KubeRay RayService).",
     no_args_is_help=True,
@@ -35,7 +37,6 @@ app = typer.Typer(
 )
 console = Console(highlight=False)
 
-CHART_DIR = Path(__file__).resolve().parent.parent / "helm" / "render-cluster"
 RAY_GROUP = "ray.io"
 RAY_VERSION = "v1"
 APP_LABEL = "app.kubernetes.io/name=render-cluster"

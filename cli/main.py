@@ -13,10 +13,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cli.assets import default_config
 from cli.campaign import campaign_app
 from cli.client import API_KEY_ENV, RenderClient, api_key_option
 from cli.embedded import cluster_url
 from cli.errors import exit_code_of, fail, one_line_errors, stderr
+from cli.init_cmd import init
 from cli.jobs import describe, download, follow_job
 from cli.jobs_app import jobs_app
 from cli.k8s import app as k8s_app
@@ -38,12 +40,13 @@ app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(campaign_app, name="campaign")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(keys_app, name="keys")
+app.command("init")(init)
 console = Console(highlight=False)
 
 ConfigOption = Annotated[
     Path, typer.Option("--config", "-c", help="Cluster config YAML.", show_default=True)
 ]
-DEFAULT_CONFIG = Path("configs/local.yaml")
+DEFAULT_CONFIG = default_config()
 
 
 @app.callback()

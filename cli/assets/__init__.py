@@ -1,0 +1,22 @@
+"""What the installed package carries: the starter config and the Helm chart.
+
+In a checkout these are links to ``configs/local.yaml`` and ``helm/render-cluster``;
+a wheel holds copies, so `rendercluster init`, `up` and `k8s render` work outside one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["CHART_DIR", "STARTER_CONFIG", "default_config"]
+
+_HERE = Path(__file__).resolve().parent
+STARTER_CONFIG = _HERE / "local.yaml"
+CHART_DIR = _HERE / "chart"
+CHECKOUT_CONFIG = Path("configs/local.yaml")
+
+
+def default_config() -> Path:
+    """The config commands use by default: a checkout's ``configs/local.yaml`` when run in
+    one, else the starter config the package carries."""
+    return CHECKOUT_CONFIG if CHECKOUT_CONFIG.exists() else STARTER_CONFIG
