@@ -11,6 +11,7 @@ command would pay for it.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import gzip
 import os
 import re
@@ -29,6 +30,9 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.assets import CHART_DIR
+from cli.errors import fail
+from cli.exit_codes import ExitCode, for_http_status
+from cli.options import JsonOption, emit
 
 app = typer.Typer(
     help="Deploy and drive render-cluster on Kubernetes (KubeRay RayService).",
@@ -66,50 +70,54 @@ NameOption = Annotated[
 
 
 class K8sError(Exception):
-    """A failure the user can act on, shown as one line."""
+    """A failure the user can act on, shown as one line, with its exit code."""
+
+    def __init__(self, message: str, code: ExitCode = ExitCode.USAGE):
+        super().__init__(message)
+        self.code = code
 
 
 class ChartError(K8sError):
     """Helm refused the values or a template failed; the message lists every problem."""
 
+    def __init__(self, message: str):
+        super().__init__(message, ExitCode.REJECTED)
+
 
 @contextmanager
-def _one_line_errors() -> Iterator[None]:
-    """Turn cluster and file errors into `error: ...` on stderr and exit code 1."""
+def _one_line_errors(as_json: bool = False) -> Iterator[None]:
+    """Turn cluster and file errors into `error: ...` on stderr and their exit code
+    (README, "Exit codes"); with `--json`, the error as JSON on stdout too."""
     try:
         yield
     except ChartError as exc:
-        _fail(str(exc), one_line=False)
+        raise fail(str(exc), exc.code, as_json) from None
     except K8sError as exc:
-        _fail(str(exc))
+        raise fail(" ".join(str(exc).split()), exc.code, as_json) from None
     except Exception as exc:
-        message = _cluster_message(exc)
-        if message is None:
+        found = _cluster_error(exc)
+        if found is None:
             raise
-        _fail(message)
+        raise fail(" ".join(found[0].split()), found[1], as_json) from None
 
 
-def _cluster_message(exc: Exception) -> str | None:
-    """One line for an error of the Kubernetes client or its transport, else None."""
+def _cluster_error(exc: Exception) -> tuple[str, ExitCode] | None:
+    """One line and an exit code for an error of the Kubernetes client or its transport."""
     from kubernetes.client.exceptions import ApiException
     from kubernetes.config.config_exception import ConfigException
     from urllib3.exceptions import HTTPError
 
     if isinstance(exc, ConfigException):
-        return f"no Kubernetes cluster configured ({exc}); set KUBECONFIG or run inside a cluster"
+        where = "set KUBECONFIG or run inside a cluster"
+        return f"no Kubernetes cluster configured ({exc}); {where}", ExitCode.USAGE
     if isinstance(exc, yaml.YAMLError):
-        return f"the kubeconfig is not valid YAML ({exc})"
+        return f"the kubeconfig is not valid YAML ({exc})", ExitCode.USAGE
     if isinstance(exc, ApiException):
-        return _api_message(exc)
+        return _api_message(exc), for_http_status(exc.status or 500)
     if isinstance(exc, HTTPError | OSError):
-        return f"cannot reach the Kubernetes API server at {_api_host()}: {_root_cause(exc)}"
+        where = f"cannot reach the Kubernetes API server at {_api_host()}: {_root_cause(exc)}"
+        return where, ExitCode.UNREACHABLE
     return None
-
-
-def _fail(message: str, one_line: bool = True) -> None:
-    text = " ".join(message.split()) if one_line else message
-    typer.echo(f"error: {text}", err=True)
-    raise typer.Exit(1)
 
 
 def _api_message(exc: Any) -> str:
@@ -153,10 +161,14 @@ def render(
     release: Annotated[str, typer.Option(help="Helm release name.")] = "render-cluster",
     namespace: Annotated[str, typer.Option("--namespace", "-n")] = "default",
     chart: Annotated[Path, typer.Option(help="Chart directory.")] = CHART_DIR,
+    as_json: JsonOption = False,
 ) -> None:
     """Render the Helm chart's manifests offline (Helm's own Go SDK)."""
-    with _one_line_errors():
+    with _one_line_errors(as_json):
         manifests = render_chart(chart, _read_values(values), release, namespace)
+        if as_json and out is None:
+            emit({"manifests": [doc for doc in yaml.safe_load_all(_as_stream(manifests)) if doc]})
+            return
         if out is None:
             typer.echo(_as_stream(manifests), nl=False)
             return
@@ -166,8 +178,11 @@ def render(
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(text)
             except OSError as exc:
-                raise K8sError(f"cannot write {path}: {exc.strerror}") from None
-    typer.echo(f"wrote {len(manifests)} manifests under {out}", err=True)
+                raise K8sError(f"cannot write {path}: {exc.strerror}", ExitCode.ERROR) from None
+    if as_json:
+        emit({"written": sorted(str(out / source) for source in manifests)})
+    else:
+        typer.echo(f"wrote {len(manifests)} manifests under {out}", err=True)
 
 
 def render_chart(
@@ -177,7 +192,9 @@ def render_chart(
     try:
         import helm_python
     except ImportError:
-        raise K8sError("rendering the chart needs helm-python-sdk: pip install it") from None
+        raise K8sError(
+            "rendering the chart needs helm-python-sdk: pip install it", ExitCode.ERROR
+        ) from None
     try:
         with helm_python.Chart.load(chart) as loaded:
             rendered = loaded.render(values, name=release, namespace=namespace)
@@ -194,7 +211,7 @@ def _read_values(path: Path) -> dict[str, Any]:
     try:
         values = yaml.safe_load(path.read_text())
     except OSError as exc:
-        raise K8sError(f"cannot read {path}: {exc.strerror}") from None
+        raise K8sError(f"cannot read {path}: {exc.strerror}", ExitCode.NOT_FOUND) from None
     except yaml.YAMLError as exc:
         raise K8sError(f"{path} is not valid YAML: {exc}") from None
     if not isinstance(values, dict | None):
@@ -254,17 +271,21 @@ def _find_rayservice(api: Any, namespace: str, name: str | None) -> dict[str, An
         if exc.status != 404:
             raise
         if name:
-            raise K8sError(f"no RayService {name!r} in namespace {namespace!r}") from None
+            raise K8sError(
+                f"no RayService {name!r} in namespace {namespace!r}", ExitCode.NOT_FOUND
+            ) from None
         raise K8sError(
             "the cluster has no RayService resource (ray.io/v1): install the KubeRay operator"
-            " 1.7.0 first (k8s/README.md)"
+            " 1.7.0 first (k8s/README.md)",
+            ExitCode.NOT_FOUND,
         ) from None
     if len(found) == 1:
         return found[0]
     if not found:
         raise K8sError(
             f"no render-cluster RayService in namespace {namespace!r}: install the chart "
-            "(helm install ... helm/render-cluster) or pass --namespace"
+            "(helm install ... helm/render-cluster) or pass --namespace",
+            ExitCode.NOT_FOUND,
         )
     names = ", ".join(item["metadata"]["name"] for item in found)
     raise K8sError(f"several render-cluster RayServices in {namespace!r} ({names}): use --name")
@@ -340,11 +361,13 @@ def summarize(rayservice: dict[str, Any], pods: list[dict[str, Any]]) -> StatusS
 
 
 @app.command()
-def status(namespace: NamespaceOption = None, name: NameOption = None) -> None:
+def status(
+    namespace: NamespaceOption = None, name: NameOption = None, as_json: JsonOption = False
+) -> None:
     """The RayService's conditions, Serve applications and worker pods per group."""
     from kubernetes import client
 
-    with _one_line_errors():
+    with _one_line_errors(as_json):
         api, namespace = _connect(namespace)
         rayservice = _find_rayservice(api, namespace, name)
         cluster = _active_cluster(rayservice)
@@ -356,7 +379,11 @@ def status(namespace: NamespaceOption = None, name: NameOption = None) -> None:
                 _request_timeout=REQUEST_TIMEOUT_S,
             )
             pods = api.sanitize_for_serialization(listed)["items"]
-    _print_status(summarize(rayservice, pods))
+    summary = summarize(rayservice, pods)
+    if as_json:
+        emit(dataclasses.asdict(summary))
+    else:
+        _print_status(summary)
 
 
 def _print_status(summary: StatusSummary) -> None:
@@ -466,15 +493,16 @@ def submit_campaign(
     ] = DEFAULT_ENTRYPOINT,
     namespace: NamespaceOption = None,
     name: NameOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Create a RayJob that runs the campaign on the deployed cluster."""
     from kubernetes import client
 
-    with _one_line_errors():
+    with _one_line_errors(as_json):
         try:
             data = manifest.read_bytes()
         except OSError as exc:
-            raise K8sError(f"cannot read {manifest}: {exc.strerror}") from None
+            raise K8sError(f"cannot read {manifest}: {exc.strerror}", ExitCode.NOT_FOUND) from None
         api, namespace = _connect(namespace)
         rayservice = _find_rayservice(api, namespace, name)
         cluster = _active_cluster(rayservice)
@@ -501,6 +529,9 @@ def submit_campaign(
             _request_timeout=REQUEST_TIMEOUT_S,
         )
     job = body["metadata"]["name"]
+    if as_json:
+        emit({"rayjob": job, "namespace": namespace, "ray_cluster": cluster})
+        return
     console.print(f"created RayJob [bold]{job}[/] in {namespace} on Ray cluster {cluster}")
     console.print(f"follow it: kubectl -n {namespace} get rayjob {job} -w")
     console.print(f"logs:      kubectl -n {namespace} logs -f job/{job}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -14,6 +15,7 @@ import yaml
 from k8s_support import CHART, DATA, kuberay_problems, validate
 from typer.testing import CliRunner
 
+from cli.exit_codes import ExitCode
 from cli.k8s import (
     DEFAULT_ENTRYPOINT,
     MANIFEST_ENV,
@@ -67,8 +69,8 @@ def kubeconfig(tmp_path: Path, server: str) -> Path:
     return path
 
 
-def assert_one_line_error(result, *fragments: str) -> None:
-    assert result.exit_code == 1, result.output
+def assert_one_line_error(result, code: ExitCode, *fragments: str) -> None:
+    assert result.exit_code == code, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: ")
@@ -84,7 +86,7 @@ def test_no_kubeconfig_is_one_line(command, tmp_path, no_incluster):
     args = [str(manifest) if arg == "MANIFEST" else arg for arg in command]
     env = {"KUBECONFIG": str(tmp_path / "missing")}
     result = runner.invoke(app, args, env=env)
-    assert_one_line_error(result, "no Kubernetes cluster configured", "KUBECONFIG")
+    assert_one_line_error(result, ExitCode.USAGE, "no Kubernetes cluster configured", "KUBECONFIG")
 
 
 @pytest.mark.parametrize("command", [["status", "-n", "render"], ["submit-campaign", "MANIFEST"]])
@@ -95,12 +97,14 @@ def test_unreachable_api_server_is_one_line(command, tmp_path, no_incluster):
     server = f"https://127.0.0.1:{closed_port()}"
     env = {"KUBECONFIG": str(kubeconfig(tmp_path, server))}
     result = runner.invoke(app, args, env=env)
-    assert_one_line_error(result, f"cannot reach the Kubernetes API server at {server}")
+    assert_one_line_error(
+        result, ExitCode.UNREACHABLE, f"cannot reach the Kubernetes API server at {server}"
+    )
 
 
 def test_missing_manifest_is_one_line(tmp_path, no_incluster):
     result = runner.invoke(app, ["submit-campaign", str(tmp_path / "nope.yaml")])
-    assert_one_line_error(result, "cannot read", "nope.yaml")
+    assert_one_line_error(result, ExitCode.NOT_FOUND, "cannot read", "nope.yaml")
 
 
 # ---------------------------------------------------------------- render
@@ -130,7 +134,7 @@ def test_render_lists_every_values_problem(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(values))
     result = runner.invoke(app, ["render", "-f", str(path)])
-    assert result.exit_code == 1
+    assert result.exit_code == ExitCode.REJECTED
     assert "Traceback" not in result.output
     assert "'poster' -> 'nope'" in result.stderr
     assert "maxReplicas (2) must be >= minReplicas (5)" in result.stderr
@@ -138,7 +142,7 @@ def test_render_lists_every_values_problem(tmp_path):
 
 def test_render_of_a_missing_values_file_is_one_line(tmp_path):
     result = runner.invoke(app, ["render", "-f", str(tmp_path / "none.yaml")])
-    assert_one_line_error(result, "cannot read")
+    assert_one_line_error(result, ExitCode.NOT_FOUND, "cannot read")
 
 
 # ---------------------------------------------------------------- the RayJob
@@ -246,3 +250,13 @@ def test_summarize_reads_conditions_applications_and_pods():
         "l4": (0, 8, {"Running": 2, "Pending": 1}),
         "a100": (1, 3, {}),
     }
+
+
+def test_render_as_json_is_the_manifests_and_a_bad_file_is_json_too(tmp_path):
+    result = runner.invoke(app, ["render", "--values", str(DATA / "prod-values.yaml"), "--json"])
+    assert result.exit_code == 0, result.output
+    kinds = {doc["kind"] for doc in json.loads(result.stdout)["manifests"]}
+    assert {"RayService", "ServiceMonitor", "ConfigMap"} <= kinds
+    missing = runner.invoke(app, ["render", "-f", str(tmp_path / "none.yaml"), "--json"])
+    assert missing.exit_code == ExitCode.NOT_FOUND
+    assert json.loads(missing.stdout)["error"]["kind"] == "not_found"
