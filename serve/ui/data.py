@@ -19,6 +19,7 @@ from core.records import RUN_ID_PATTERN, RunRecord, RunRegistry, run_time
 PAGE_SIZE = 24
 CHUNK = 200
 FILTERS = ("model", "style", "pipeline", "campaign", "status", "provider")
+RERUN_FIELDS = ("steps", "guidance", "strength", "seed", "width", "height")  # a stage's own
 _RUN_ID = re.compile(RUN_ID_PATTERN)
 
 

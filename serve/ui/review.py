@@ -22,7 +22,7 @@ from serve.ui import data, thumbs
 from serve.ui.pages import UiRoute, checked_form, ingress_context, off_loop, page, redirect
 
 router = APIRouter(route_class=UiRoute, include_in_schema=False)
-RERUN_FIELDS = ("steps", "guidance", "strength", "seed", "width", "height")
+RERUN_FIELDS = data.RERUN_FIELDS
 
 
 def _runner(request: Request):

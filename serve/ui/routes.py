@@ -109,6 +109,7 @@ async def run_page(run_id: str, request: Request):
         lineage=chain,
         stages=stages,
         others=others,
+        fields=data.RERUN_FIELDS,
         thumb=thumbs.image_output,
     )
 
