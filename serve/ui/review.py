@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 
+from core.campaign.plan import manifest_key
 from core.errors import RequestError
 from core.jobs.model import JobStatus
 from serve.routes import campaigns as campaigns_api
@@ -127,6 +129,21 @@ async def campaign_report(name: str, request: Request):
     await checked_form(request)
     answer = await campaigns_api.campaign_report(name, request, ingress_context(request))
     return RedirectResponse(answer["report_url"], status_code=303)
+
+
+@router.post("/ui/campaigns/{name}/retry")
+async def campaign_retry(name: str, request: Request):
+    """Retry the failed items: submit the campaign's saved manifest again (the API's own
+    submission, which renders only what is not done, failures included)."""
+    await checked_form(request)
+    ctx = ingress_context(request)
+    await campaigns_api.campaign_status(name, request, ctx)  # 404 unless the caller's
+    manifest = await off_loop(ctx.store.get_bytes, manifest_key(name))
+    answer = await campaigns_api.submit_campaign(json.loads(manifest), request, ctx, None)
+    if isinstance(answer, JSONResponse) and answer.status_code >= 400:
+        message = json.loads(answer.body)["error"]["message"]
+        raise RequestError("campaign", message)
+    return redirect(request, f"/ui/campaigns/{quote(name, safe='')}")
 
 
 @router.get("/ui/experiments")

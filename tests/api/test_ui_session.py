@@ -104,3 +104,18 @@ def test_without_keys_the_board_is_open(tmp_path, monkeypatch):
     assert "an open &lt;b&gt;harbour&lt;/b&gt;" in page.text  # escaped, never markup
     assert rid not in client.get("/ui/runs", params={"q": "lighthouse"}).text
     assert "does not exist yet" in client.get("/ui/experiments").text
+
+
+def test_the_gallery_pages_with_a_cursor_and_keeps_its_filters(tmp_path, monkeypatch):
+    install(config_for(tmp_path / "store"), monkeypatch)
+    client = TestClient(api)
+    made = [_render(client, "unused", f"tile {n}") for n in range(27)]
+    made.append(_render(client, "unused", "something else"))
+    first = client.get("/ui/runs", params={"q": "tile"})
+    shown = re.findall(r'data-run="([^"]+)"', first.text)
+    assert shown == made[26:2:-1]  # newest first, a page of 24
+    link = re.search(r'id="next-page" href="([^"]+)"', first.text).group(1)
+    second = client.get(link.replace("&amp;", "&"))
+    assert re.findall(r'data-run="([^"]+)"', second.text) == made[2::-1]
+    assert 'id="next-page"' not in second.text
+    assert client.get("/ui/runs", params={"cursor": "../x"}).status_code == 422

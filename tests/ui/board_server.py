@@ -78,12 +78,15 @@ def advance_forever(runner: PipelineRunner, renders) -> None:
 def campaign_runner(renders):
     """The detached campaign runner's part: a `CampaignLoop` in a thread, as its tenant.
 
-    Items whose prompt says "broken" fail every attempt (the board lists them).
+    Items whose prompt says "broken" fail their first attempt (the board lists them, and
+    retries them).
     """
     settings = LoopSettings(max_attempts=1, backoff_s=0.01, status_interval_s=0.2)
+    failed_once: set[str] = set()
 
     async def render_job(job, run_id: str):
-        if "broken" in str(job.request.get("prompt", "")):
+        if "broken" in str(job.request.get("prompt", "")) and job.key not in failed_once:
+            failed_once.add(job.key)
             raise RequestError("prompt", f"{job.item_id} cannot be drawn")
         colour = hashlib.sha256(job.key.encode()).digest()[:3]
         image = np.full((job.height, job.width, 3), list(colour), dtype=np.uint8)
