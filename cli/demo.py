@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -36,8 +37,9 @@ CROP = (200, 60, 96, 96)  # x, y, w, h of the source region shown in the sheet (
 LABEL_HEIGHT = 28
 
 
-def run_demo(url: str, out_dir: Path, width: int, height: int, console: Console) -> None:
-    """Run both demo jobs against the cluster at `url`, writing into `out_dir`."""
+def run_demo(url: str, out_dir: Path, width: int, height: int, console: Console) -> dict[str, Any]:
+    """Run both demo jobs against the cluster at `url`, writing into `out_dir`; what each
+    produced (the job's view and the file)."""
     from skimage import data  # the photo ships inside scikit-image
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -51,6 +53,7 @@ def run_demo(url: str, out_dir: Path, width: int, height: int, console: Console)
     body = {"image": encode_base64(source_path.read_bytes()), "scale": 4, "wait": False}
     view = follow_job(client, client.post("/v1/upscale", body), console)
     upscaled_path = download(client, view, out_dir / "astronaut-x4.png")
+    produced = {"upscale": {**view, "path": str(upscaled_path)}}
     console.print(describe(view, upscaled_path, time.perf_counter() - started))
     upscaled = np.asarray(Image.open(upscaled_path).convert("RGB"))
     sheet_path = out_dir / "comparison.png"
@@ -75,6 +78,7 @@ def run_demo(url: str, out_dir: Path, width: int, height: int, console: Console)
     }
     view = follow_job(client, client.post("/v1/renders", body), console)
     billboard = download(client, view, out_dir / "billboard.png")
+    produced["billboard"] = {**view, "path": str(billboard)}
     console.print(describe(view, billboard, time.perf_counter() - started))
     console.print(_gate_line(view["typography"]))
     console.print(
@@ -82,6 +86,7 @@ def run_demo(url: str, out_dir: Path, width: int, height: int, console: Console)
         "Its seam score (about 1.0 = seams invisible) and the headline's gate are the "
         "figures to judge.[/]"
     )
+    return {**produced, "comparison": str(sheet_path)}
 
 
 def _gate_line(typography: dict) -> str:

@@ -258,15 +258,20 @@ def demo(
     width: Annotated[int, typer.Option(help="Width of the billboard render.")] = 4096,
     height: Annotated[int, typer.Option(help="Height of the billboard render.")] = 1024,
     gpus: Annotated[int, typer.Option(help="Logical GPUs of the embedded cluster.")] = 4,
+    as_json: JsonOption = False,
 ) -> None:
     """Start an embedded cluster and run the demo jobs (real-photo upscale, billboard render)."""
     from cli.demo import run_demo
 
-    with one_line_errors():
+    shown = stderr if as_json else console  # with --json, stdout holds only the JSON
+    with one_line_errors(as_json):
         started = time.perf_counter()
         with cluster_url(None, config, gpus) as url:
-            console.print(f"embedded cluster up at {url} ({time.perf_counter() - started:.1f} s)")
-            run_demo(url, out_dir, width, height, console)
+            shown.print(f"embedded cluster up at {url} ({time.perf_counter() - started:.1f} s)")
+            produced = run_demo(url, out_dir, width, height, shown)
+    if as_json:
+        emit({**produced, "total_s": round(time.perf_counter() - started, 2)})
+        return
     console.print(f"done in {time.perf_counter() - started:.1f} s; outputs in [bold]{out_dir}[/]")
 
 
