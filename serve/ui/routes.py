@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
@@ -155,13 +155,15 @@ def _diff_rows(a: dict[str, Any], b: dict[str, Any], changed: set[str]) -> list[
 
 
 @router.get("/ui/thumbs/{run_id}/{output}")
-async def thumbnail(run_id: str, output: str, request: Request):
-    """A run's downscaled picture, made once and kept beside the artifact."""
+async def thumbnail(
+    run_id: str, output: str, request: Request, size: Literal["thumb", "zoom"] = "thumb"
+):
+    """A run's downscaled picture (`zoom`: a larger one), made once, kept beside the artifact."""
     ctx = ingress_context(request)
     record = await ctx.renders.visible_record(run_id)
     if output not in thumbs.IMAGE_OUTPUTS or output not in record.outputs:
         raise NotFoundError("output", f"run {run_id} has no {output!r}")
-    preview = await off_loop(thumbs.ensure_thumbnail, ctx.store, record.outputs[output])
+    preview = await off_loop(thumbs.ensure_thumbnail, ctx.store, record.outputs[output], size)
     if preview is None:
         raise NotFoundError("output", f"run {run_id} has no picture to show")
     headers = {"Cache-Control": "private, max-age=3600"}

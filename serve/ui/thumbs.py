@@ -1,6 +1,8 @@
 """Review-board thumbnails: a small JPEG made once from an artifact and stored beside it.
 
-A thumbnail of ``<artifact key>`` lives at ``<artifact key>.thumb.jpg``. libvips makes
+A thumbnail of ``<artifact key>`` lives at ``<artifact key>.thumb.jpg``; the larger
+preview that the run page zooms into (still far below a billboard's size) at
+``<artifact key>.zoom.jpg``. libvips makes
 it (shrink-on-load: a billboard never sits decoded in memory whole); Pillow is the
 fallback for what libvips cannot read. Call these functions off the event loop.
 """
@@ -13,12 +15,13 @@ from core.records import RunRecord
 from core.store import ArtifactStore
 
 THUMB_PX = 384
-SUFFIX = ".thumb.jpg"
+ZOOM_PX = 2048
+SIZES = {"thumb": THUMB_PX, "zoom": ZOOM_PX}
 IMAGE_OUTPUTS = ("image", "review_image")
 
 
-def thumb_key(image_key: str) -> str:
-    return image_key + SUFFIX
+def thumb_key(image_key: str, size: str = "thumb") -> str:
+    return f"{image_key}.{size}.jpg"
 
 
 def image_output(record: RunRecord) -> str | None:
@@ -42,16 +45,16 @@ def make_thumbnail(data: bytes, max_px: int = THUMB_PX) -> bytes:
         return thumbnail_jpeg(data, max_px)
 
 
-def ensure_thumbnail(store: ArtifactStore, image_key: str) -> bytes | None:
-    """The stored thumbnail of `image_key`, made and stored first if missing; None if the
-    artifact is missing or is no image it can read."""
-    key = thumb_key(image_key)
+def ensure_thumbnail(store: ArtifactStore, image_key: str, size: str = "thumb") -> bytes | None:
+    """The stored preview (`size`: thumb or zoom) of `image_key`, made and stored first if
+    missing; None if the artifact is missing or is no image it can read."""
+    key = thumb_key(image_key, size)
     try:
         return store.get_bytes(key)
     except NotFoundError:
         pass
     try:
-        preview = make_thumbnail(store.get_bytes(image_key))
+        preview = make_thumbnail(store.get_bytes(image_key), SIZES[size])
     except (NotFoundError, RequestError, OSError, ValueError):
         return None
     except Exception:  # PIL's DecompressionBombError and friends: no thumbnail, no 500

@@ -18,26 +18,20 @@ import pytest
 
 from core.tenants import TenantLimits, add_key
 from tests.live_server import free_port
+from tests.ui.chromium import skip_without_chromium
 from tests.waiting import wait_until
 
-CHROMIUM = "/usr/bin/chromium"
-DRIVER = "/usr/bin/chromedriver"
 ROOT = Path(__file__).resolve().parents[2]
 # the README's screenshots are remade with RC_UI_SCREENSHOTS=1; other runs keep docs/ as it is
 SHOTS = ROOT / "docs" / "ui" if os.environ.get("RC_UI_SCREENSHOTS") else Path("/tmp/rc-ui-shots")
-DEADLINE_S = 20.0
 XSS = "<script>window.__pwned = 1</script>"
 THINGS = ["kite", "teapot", "broken violin", "lantern"]
 
-webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
-if not (Path(CHROMIUM).exists() and Path(DRIVER).exists()):
-    pytest.skip(
-        "Debian's chromium and chromium-driver are not installed (make test installs them)",
-        allow_module_level=True,
-    )
-from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
+skip_without_chromium()
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select  # noqa: E402
+
+from tests.ui.chromium import DEADLINE_S, chromium_driver, click_and_load, text_of  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -72,18 +66,8 @@ def _healthy(url: str) -> bool:
 
 @pytest.fixture(scope="module")
 def browser():
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
-        options.add_argument(flag)
-    options.add_argument("--window-size=1280,1000")
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(DRIVER))
-    driver.set_page_load_timeout(DEADLINE_S)
-    driver.set_script_timeout(DEADLINE_S)
-    try:
+    with chromium_driver() as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 class Api:
@@ -114,29 +98,6 @@ class Api:
 def shot(driver, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     driver.save_screenshot(str(SHOTS / f"{name}.png"))
-
-
-def text_of(driver, css: str) -> str:
-    found = driver.find_elements(By.CSS_SELECTOR, css)
-    assert found, (
-        f"no {css} on {driver.current_url}: {driver.find_element(By.TAG_NAME, 'body').text}"
-    )
-    return found[0].text
-
-
-def click_and_load(driver, css: str) -> None:
-    """Click what submits a form or follows a link, and wait for the next page."""
-    old = driver.find_element(By.TAG_NAME, "html")
-    driver.find_element(By.CSS_SELECTOR, css).click()
-
-    def gone() -> bool:
-        try:
-            old.tag_name  # noqa: B018 - raises once the page has been replaced
-        except StaleElementReferenceException:
-            return driver.execute_script("return document.readyState") == "complete"
-        return False
-
-    wait_until(gone, timeout_s=DEADLINE_S, what=f"the page after clicking {css}")
 
 
 def wait_for_text(driver, css: str, wanted: str, what: str) -> str:
@@ -207,6 +168,16 @@ def _find_and_open(browser, url: str, red: str) -> None:
         timeout_s=DEADLINE_S,
         what="the run's thumbnail to load",
     )
+    assert not browser.find_element(By.ID, "zoom-image").get_attribute("src")  # not yet asked for
+    browser.find_element(By.ID, "zoom-open").click()
+    wait_until(
+        lambda: browser.execute_script("return document.getElementById('zoom-image').naturalWidth"),
+        timeout_s=DEADLINE_S,
+        what="the zoom preview to load",
+    )
+    browser.find_element(By.ID, "zoom-in").click()
+    assert browser.find_element(By.ID, "zoom-image").value_of_css_property("width") != "0px"
+    assert "200%" in browser.find_element(By.ID, "zoom-image").get_attribute("style")
     shot(browser, "run")
 
 

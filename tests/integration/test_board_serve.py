@@ -1,0 +1,99 @@
+"""The review board under real Serve, in headless Chromium: keys on, behind a route prefix.
+
+A second application (route prefix `/board`, a keys file, one CPU model) runs beside the
+shared cluster's. A person signs in, finds a real render in the gallery with its
+thumbnail, opens it, and cannot reach another tenant's run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+import ray
+from ray import serve
+
+from actors.job_supervisor import supervisor
+from actors.rate_limiter import rates_name
+from actors.remote_limiter import LIMITER_NAMESPACE
+from core.config import ClusterConfig
+from core.tenants import TenantLimits, add_key
+from serve.app import application
+from tests.ui.chromium import (
+    DEADLINE_S,
+    chromium_driver,
+    click_and_load,
+    skip_without_chromium,
+    text_of,
+)
+from tests.waiting import wait_until
+
+APP, PREFIX = "board", "/board"
+skip_without_chromium()
+By = pytest.importorskip("selenium.webdriver.common.by").By
+
+
+@pytest.fixture
+def browser():
+    with chromium_driver() as driver:
+        yield driver
+
+
+def board_config(cluster, root) -> tuple[ClusterConfig, str, str]:
+    keys = root / "keys.yaml"
+    acme, globex = add_key(keys, "acme", TenantLimits()), add_key(keys, "globex", TenantLimits())
+    fast = cluster.config.models["fast"].model_dump(mode="json")
+    fast.update(gpus_per_replica=0, autoscaling={"min_replicas": 1, "max_replicas": 1})
+    data = cluster.config.model_dump(mode="json")
+    data.update(
+        models={"fast": fast},
+        styles={},
+        default_style=None,
+        pipelines={},
+        auth={"keys_file": str(keys)},
+        storage={**data["storage"], "path": str(root / "store")},
+    )
+    return ClusterConfig.model_validate(data), acme, globex
+
+
+@pytest.fixture
+def board(cluster, tmp_path):
+    config, acme, globex = board_config(cluster, tmp_path)
+    serve.run(application(config), name=APP, route_prefix=PREFIX)
+    try:
+        yield acme, globex
+    finally:
+        serve.delete(APP)
+        with contextlib.suppress(ValueError):
+            ray.kill(supervisor(APP), no_restart=True)
+        with contextlib.suppress(ValueError):
+            ray.kill(ray.get_actor(rates_name(APP), namespace=LIMITER_NAMESPACE), no_restart=True)
+
+
+def test_a_person_signs_in_and_sees_only_their_renders_under_serve(cluster, board, browser):
+    acme, globex = board
+    with cluster.client() as http:
+        runs = []
+        for key, prompt in [(acme, "a green comet"), (globex, "globex's comet")]:
+            body = {"prompt": prompt, "width": 64, "height": 64, "seed": 3, "steps": 1}
+            answer = http.post(f"{PREFIX}/v1/renders", json=body, headers={"X-API-Key": key})
+            assert answer.status_code == 200, answer.text
+            runs.append(answer.json()["id"])
+    mine, theirs = runs
+    base = cluster.url + PREFIX
+    browser.get(f"{base}/ui/runs")
+    assert browser.current_url == f"{base}/ui/login"
+    browser.find_element(By.ID, "api_key").send_keys(acme)
+    click_and_load(browser, "#sign-in")
+    assert browser.current_url == f"{base}/ui/runs"
+    cards = browser.find_elements(By.CSS_SELECTOR, "#gallery .run")
+    assert [card.get_attribute("data-run") for card in cards] == [mine]
+    wait_until(
+        lambda: browser.execute_script("return document.querySelector('img.thumb').naturalWidth"),
+        timeout_s=DEADLINE_S,
+        what="the render's thumbnail, made by the ingress, to load",
+    )
+    click_and_load(browser, "#gallery .run")
+    assert text_of(browser, "#run-id") == mine and text_of(browser, "#prompt") == "a green comet"
+    browser.get(f"{base}/ui/runs/{theirs}")
+    assert "no run" in text_of(browser, "#error-message")
