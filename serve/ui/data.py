@@ -15,6 +15,7 @@ from typing import Any
 from actors.pipeline_state import PipelineRunState
 from core.errors import NotFoundError, RequestError
 from core.records import RUN_ID_PATTERN, RunRecord, RunRegistry, run_time
+from core.typography.results import TypographyReport
 
 PAGE_SIZE = 24
 CHUNK = 200
@@ -100,6 +101,17 @@ def stage_rows(registry: RunRegistry, run: RunRecord) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def typography_gate(record: RunRecord) -> dict[str, Any] | None:
+    """The typography gate's verdict on a run: passed, and one phrase per failed check."""
+    if record.typography is None:
+        return None
+    try:
+        report = TypographyReport.model_validate(record.typography)
+    except ValueError:
+        return None
+    return {"passed": report.passed, "boxes": len(report.boxes), "failures": report.failures()}
 
 
 def awaiting(registry: RunRegistry, owner: str | None, limit: int = 50) -> list[RunRecord]:

@@ -110,6 +110,7 @@ async def run_page(run_id: str, request: Request):
         stages=stages,
         others=others,
         fields=data.RERUN_FIELDS,
+        gate=data.typography_gate(record),
         thumb=thumbs.image_output,
     )
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 
 import pytest
 from fastapi.testclient import TestClient
 
+from core.errors import TypographyGateFailed
+from core.schemas import RenderRequestBody
 from core.tenants import TenantLimits, add_key, hash_key
+from core.typography import tesseract_available
 from serve.api_app import api
 from serve.ui import session
 from tests.api.inprocess import config_for, install
@@ -63,6 +67,8 @@ def test_signing_in_sets_an_httponly_strict_cookie_that_acts_for_the_key(board):
     for path in [f"/ui/runs/{theirs}", f"/ui/diff/{mine}/{theirs}", f"/ui/thumbs/{theirs}/image"]:
         assert client.get(path).status_code == 404, path
     assert client.get(f"/ui/runs/{mine}").status_code == 200
+    session_cookie = {"Cookie": f"{session.COOKIE}={client.cookies.get(session.COOKIE)}"}
+    assert client.get("/v1/runs", headers=session_cookie).status_code == 401  # /ui/ only
     assert client.get(f"/ui/thumbs/{mine}/image").headers["content-type"] == "image/jpeg"
 
 
@@ -119,3 +125,23 @@ def test_the_gallery_pages_with_a_cursor_and_keeps_its_filters(tmp_path, monkeyp
     assert re.findall(r'data-run="([^"]+)"', second.text) == made[2::-1]
     assert 'id="next-page"' not in second.text
     assert client.get("/ui/runs", params={"cursor": "../x"}).status_code == 422
+
+
+def test_a_run_held_by_the_typography_gate_shows_its_review_image_and_failing_check(
+    tmp_path, monkeypatch
+):
+    if not tesseract_available():
+        pytest.skip("tesseract missing (Debian: tesseract-ocr)")
+    config = config_for(tmp_path / "store", typography={"gate": {"min_contrast": 21}})
+    renders = install(config, monkeypatch)
+    box = {"copy": "SALE", "anchor": {"x": 0.1, "y": 0.6, "w": 0.8, "h": 0.3}}
+    body = RenderRequestBody(prompt="a poster", width=128, height=128, seed=2, text_boxes=[box])
+    with pytest.raises(TypographyGateFailed) as held:
+        asyncio.run(renders.render_single(body))
+    run_id = held.value.run_id
+    client = TestClient(api)
+    page = client.get(f"/ui/runs/{run_id}")
+    assert f"/ui/thumbs/{run_id}/review_image" in page.text
+    verdict = re.search(r'id="typography-gate">(.*?)</td>', page.text, re.S).group(1)
+    assert verdict.startswith("failed (1 text box)") and "contrast" in verdict
+    assert client.get(f"/ui/thumbs/{run_id}/review_image").status_code == 200
