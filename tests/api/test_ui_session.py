@@ -95,6 +95,17 @@ def test_every_post_needs_the_sessions_csrf_token(board):
     page = client.get("/ui/jobs")
     token = CSRF.search(page.text).group(1)
     assert client.post("/ui/logout", data={"csrf": "0" * 64}).status_code == 403
+    rid = _render(client, a, "a cat")
+    for path in [
+        f"/ui/approvals/{rid}/approve",
+        f"/ui/approvals/{rid}/reject",
+        f"/ui/approvals/{rid}/rerun",
+        f"/ui/jobs/{rid}/cancel",
+        "/ui/campaigns/spring/retry",
+        "/ui/campaigns/spring/report",
+    ]:
+        answer = client.post(path, data={"csrf": token[::-1], "reason": "x", "stage": "base"})
+        assert answer.status_code == 403, path
     assert client.post("/ui/logout", data={}).status_code == 403
     out = client.post("/ui/logout", data={"csrf": token}, follow_redirects=False)
     assert out.status_code == 303
