@@ -123,6 +123,12 @@ async def campaign_page(name: str, request: Request):
     )
 
 
+@router.get("/ui/campaigns/{name}/status.json")
+async def campaign_status_json(name: str, request: Request):
+    """The campaign's progress, which its page polls (the caller's campaigns only)."""
+    return await campaigns_api.campaign_status(name, request, ingress_context(request))
+
+
 @router.post("/ui/campaigns/{name}/report")
 async def campaign_report(name: str, request: Request):
     """Write the contact sheet now (mid-campaign too) and open it through its signed link."""

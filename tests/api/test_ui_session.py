@@ -156,3 +156,19 @@ def test_a_run_held_by_the_typography_gate_shows_its_review_image_and_failing_ch
     verdict = re.search(r'id="typography-gate">(.*?)</td>', page.text, re.S).group(1)
     assert verdict.startswith("failed (1 text box)") and "contrast" in verdict
     assert client.get(f"/ui/thumbs/{run_id}/review_image").status_code == 200
+
+
+def test_a_campaign_page_polls_its_progress_and_only_its_tenant_sees_it(board):
+    client, a, b, _ = board
+    manifest = {"campaign": "spring", "items": [{"prompt": "a cat", "sizes": ["64x64"]}]}
+    submitted = client.post("/v1/campaigns", json=manifest, headers={"X-API-Key": a})
+    assert submitted.status_code == 202, submitted.text
+    sign_in(client, a)
+    page = client.get("/ui/campaigns/spring")
+    assert page.status_code == 200 and "/ui/campaigns/spring/status.json" in page.text
+    status = client.get("/ui/campaigns/spring/status.json").json()
+    assert (status["total"], status["done"]) == (1, 0)  # no runner in-process: "stopped"
+    assert status["state"] in ("running", "finished", "stopped")
+    client.cookies.clear()
+    sign_in(client, b)
+    assert client.get("/ui/campaigns/spring/status.json").status_code == 404
