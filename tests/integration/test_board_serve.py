@@ -16,9 +16,8 @@ from ray import serve
 from actors.job_supervisor import supervisor
 from actors.rate_limiter import rates_name
 from actors.remote_limiter import LIMITER_NAMESPACE
-from core.config import ClusterConfig
-from core.tenants import TenantLimits, add_key
 from serve.app import application
+from tests.integration.keyed_app import keyed_cpu_config
 from tests.ui.chromium import (
     DEADLINE_S,
     chromium_driver,
@@ -39,26 +38,9 @@ def browser():
         yield driver
 
 
-def board_config(cluster, root) -> tuple[ClusterConfig, str, str]:
-    keys = root / "keys.yaml"
-    acme, globex = add_key(keys, "acme", TenantLimits()), add_key(keys, "globex", TenantLimits())
-    fast = cluster.config.models["fast"].model_dump(mode="json")
-    fast.update(gpus_per_replica=0, autoscaling={"min_replicas": 1, "max_replicas": 1})
-    data = cluster.config.model_dump(mode="json")
-    data.update(
-        models={"fast": fast},
-        styles={},
-        default_style=None,
-        pipelines={},
-        auth={"keys_file": str(keys)},
-        storage={**data["storage"], "path": str(root / "store")},
-    )
-    return ClusterConfig.model_validate(data), acme, globex
-
-
 @pytest.fixture
 def board(cluster, tmp_path):
-    config, acme, globex = board_config(cluster, tmp_path)
+    config, acme, globex = keyed_cpu_config(cluster.config, tmp_path)
     serve.run(application(config), name=APP, route_prefix=PREFIX)
     try:
         yield acme, globex

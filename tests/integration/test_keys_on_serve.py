@@ -17,37 +17,19 @@ from ray import serve
 from actors.job_supervisor import supervisor
 from actors.rate_limiter import rates_name
 from actors.remote_limiter import LIMITER_NAMESPACE
-from core.config import ClusterConfig
-from core.tenants import TenantLimits, add_key, hash_key
+from core.tenants import TenantLimits, hash_key
 from serve.app import application
 from serve.ingress import Ingress
+from tests.integration.keyed_app import keyed_cpu_config
 
 APP, PREFIX = "keys-on", "/keys"
 RPM = 12
 
 
-def keys_on_config(cluster, root) -> tuple[ClusterConfig, str, str]:
-    """One CPU model, keys from a file: acme limited to RPM requests a minute, globex not."""
-    keys = root / "keys.yaml"
-    acme = add_key(keys, "acme", TenantLimits(requests_per_minute=RPM))
-    globex = add_key(keys, "globex", TenantLimits())
-    fast = cluster.config.models["fast"].model_dump(mode="json")
-    fast.update(gpus_per_replica=0, autoscaling={"min_replicas": 1, "max_replicas": 1})
-    data = cluster.config.model_dump(mode="json")
-    data.update(
-        models={"fast": fast},
-        styles={},
-        default_style=None,
-        pipelines={},
-        auth={"keys_file": str(keys)},
-        storage={**data["storage"], "path": str(root / "store")},
-    )
-    return ClusterConfig.model_validate(data), acme, globex
-
-
 @pytest.fixture
 def keys_on(cluster, tmp_path, monkeypatch):
-    config, acme, globex = keys_on_config(cluster, tmp_path)
+    limited = TenantLimits(requests_per_minute=RPM)  # acme's; globex has none
+    config, acme, globex = keyed_cpu_config(cluster.config, tmp_path, limited)
     monkeypatch.setattr("serve.app.Ingress", Ingress.options(num_replicas=2))
     serve.run(application(config), name=APP, route_prefix=PREFIX)
     try:
