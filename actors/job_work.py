@@ -95,6 +95,7 @@ class JobWork:
     async def _large(
         self, job: Job, spec: LargeRenderJob | UpscaleJob, record: RunRecord, report: Report
     ) -> JobOutcome:
+        spec = dataclasses.replace(spec, preview=True, owner=job.owner)  # for /ui/jobs
         running = record.model_copy(update={"status": "running"})
         await asyncio.to_thread(self.registry.save, running)
         router = self.models.start_router(router_name(job), JOBS_NAMESPACE)

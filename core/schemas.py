@@ -237,6 +237,8 @@ class LargeRenderJob:
     base_model_name: str | None = None  # a hosted model draws the base; model_name refines it
     base_resolution: int = 0  # the base's side at about its area (0: native_resolution)
     metadata: ImageMetadata | None = None  # the run id and parameters the file carries
+    preview: bool = False  # keep a live preview of the finished rows in the store (jobs)
+    owner: str | None = None  # the tenant whose job it is (its preview carries it)
 
     def __post_init__(self) -> None:
         if not self.max_call_pixels:
@@ -300,6 +302,8 @@ class UpscaleJob:
     max_attempts: int = 3
     checkpoint: bool = False  # keep finished tiles in the store so a new attempt resumes
     metadata: ImageMetadata | None = None  # the run id and parameters the file carries
+    preview: bool = False  # keep a live preview of the finished rows in the store (jobs)
+    owner: str | None = None  # the tenant whose job it is (its preview carries it)
 
     @property
     def passes(self) -> int:

@@ -30,6 +30,7 @@ from core.errors import (
 from core.image_metadata import ImageMetadata
 from core.largeformat.assembler import RowAssembler
 from core.largeformat.image_writer import StreamingImageWriter
+from core.largeformat.row_preview import JobPreview
 from core.largeformat.seams import SeamMeter
 from core.largeformat.tiling import Tile, TilePlan
 
@@ -148,6 +149,7 @@ class OutputFile:
     format: str
     dpi: int = 300
     metadata: ImageMetadata | None = None  # the run id and parameters the file carries
+    preview: JobPreview | None = None  # the job's live preview of the rows finished so far
 
 
 @dataclass(frozen=True)
@@ -189,8 +191,9 @@ async def gather_to_file(
     """
     started = time.perf_counter()
     size = (plan.width, plan.height)
+    sink = output.preview.canvas(*size) if output.preview is not None else None
     writer = StreamingImageWriter(
-        output.path, *size, output.format, dpi=output.dpi, metadata=output.metadata
+        output.path, *size, output.format, dpi=output.dpi, metadata=output.metadata, rows_sink=sink
     )
     with writer:
         meter = SeamMeter(plan)

@@ -26,6 +26,7 @@ import tifffile
 from core.errors import RequestError
 from core.image_metadata import ImageMetadata
 from core.image_tags import vips_with_metadata
+from core.largeformat.row_preview import RowSink
 
 __all__ = ["ImageFormat", "StreamingImageWriter"]
 
@@ -56,8 +57,10 @@ class StreamingImageWriter:
         quality: int = 92,
         bands: int = 3,
         metadata: ImageMetadata | None = None,
+        rows_sink: RowSink | None = None,
     ):
-        """`metadata`: the run id and parameters the file carries (see `core.image_tags`)."""
+        """`metadata`: the run id and parameters the file carries (see `core.image_tags`);
+        `rows_sink`: also given every band written (e.g. a job's live preview)."""
         _check(width, height, format, dpi, quality, bands)
         self.path = Path(path)
         self.width = width
@@ -67,6 +70,7 @@ class StreamingImageWriter:
         self.quality = quality
         self.bands = bands
         self.metadata = metadata
+        self.rows_sink = rows_sink
         self._rows_written = 0
         self._finished = False
         stem = self.path.parent / f".{self.path.name}.{secrets.token_hex(6)}"
@@ -92,6 +96,8 @@ class StreamingImageWriter:
             raise ValueError(f"rows {y0}..{y0 + len(rows)} run past the height {self.height}")
         self._spool.write(memoryview(np.ascontiguousarray(rows)).cast("B"))
         self._rows_written += len(rows)
+        if self.rows_sink is not None:
+            self.rows_sink(y0, rows)
 
     def pixels(self) -> np.memmap:
         """The finished canvas as a writable memory map of the spool, for edits before `commit`.

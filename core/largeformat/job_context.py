@@ -25,6 +25,7 @@ from core.largeformat.fanout import (
     RetryPolicy,
     call_with_retries,
 )
+from core.largeformat.row_preview import JobPreview
 from core.largeformat.tiling import TilePlan
 from core.schemas import LargeFormat, LargeRenderResult
 from core.store import ArtifactStore
@@ -56,6 +57,7 @@ class JobContext:
     checkpoints: Checkpoints | None = None  # finished pieces kept for a resumed attempt
     base_call: ModelCall | None = None  # the hosted model that draws the base, if not `call`
     base_provider: dict[str, Any] | None = None  # that hosted call, as its record keeps it
+    preview: JobPreview | None = None  # the live preview of finished rows (stored jobs)
 
     async def piece(self, name: str, make: Callable[[], Awaitable[np.ndarray]]) -> np.ndarray:
         """The piece `name` from an earlier attempt's checkpoint, or `make()` and keep it."""

@@ -57,7 +57,9 @@ async def render_large(job: LargeRenderJob, ctx: JobContext) -> LargeRenderResul
     gathered = await gather_to_file(
         plan,
         render_tile,
-        OutputFile(ctx.spool(f"{job.job_id}.{job.format}"), job.format, job.dpi, job.metadata),
+        OutputFile(
+            ctx.spool(f"{job.job_id}.{job.format}"), job.format, job.dpi, job.metadata, ctx.preview
+        ),
         Fanout(job.max_in_flight, job.blend),
         ctx.progress,
         finish=None if job.text is None else _text_pass(job, ctx),

@@ -20,6 +20,7 @@ from core.largeformat.fanout import JobProgress, ModelCall, RetryPolicy
 from core.largeformat.fused_schemas import FusedCalls
 from core.largeformat.job_context import JobContext
 from core.largeformat.refine import draw_base, render_large
+from core.largeformat.row_preview import JobPreview
 from core.largeformat.upscale_job import upscale_image
 from core.schemas import LargeRenderJob, LargeRenderResult, UpscaleJob
 from core.store import ArtifactStore
@@ -72,6 +73,7 @@ class TileJobRunner:
     ) -> JobContext:
         retry = RetryPolicy(job.max_attempts, self.retry.backoff_s, self.retry.sleep)
         pieces = Checkpoints(self.store, job.job_id) if job.checkpoint else None
+        preview = JobPreview(self.store, job.job_id, job.owner) if job.preview else None
         return JobContext(
             job.job_id,
             call,
@@ -81,6 +83,7 @@ class TileJobRunner:
             retry,
             checkpoints=pieces,
             base_call=base_call,
+            preview=preview,
         )
 
     async def _guarded(

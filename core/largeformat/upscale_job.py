@@ -35,7 +35,8 @@ async def upscale_image(job: UpscaleJob, ctx: JobContext) -> LargeRenderResult:
         plan = plan_upscale(width, height, job.model_scale, job.tile_size, job.padding)
         fmt = job.format if last else "tiff"
         tags = job.metadata if last else None
-        output = OutputFile(ctx.spool(f"{job.job_id}.pass{index}.{fmt}"), fmt, job.dpi, tags)
+        spool = ctx.spool(f"{job.job_id}.pass{index}.{fmt}")
+        output = OutputFile(spool, fmt, job.dpi, tags, ctx.preview)
         try:
             gathered = await _upscale_pass(job, ctx, plan, source, output)
         finally:

@@ -1,0 +1,205 @@
+"""A downscaled preview of a large render's finished rows, kept in the store. No Ray.
+
+`RowPreview` is the pure part: it takes the row bands a `StreamingImageWriter`
+receives (top to bottom) and area-averages them into a canvas at most `max_px`
+wide and high; rows not finished yet stay blank. `JobPreview` publishes one job's
+preview to the store as ``job-previews/<job id>.png`` with a JSON note beside it
+(``.json``: its owner, the rows done, the size), at most every `interval_s`
+seconds and once more when the canvas is complete. A preview is a courtesy:
+its failures are logged and never fail the job.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from core.store import ArtifactStore
+
+__all__ = [
+    "BLANK",
+    "JobPreview",
+    "PREVIEW_PREFIX",
+    "PREVIEW_PX",
+    "RowPreview",
+    "RowSink",
+    "preview_keys",
+]
+
+PREVIEW_PX = 512
+PREVIEW_PREFIX = "job-previews/"
+BLANK = (233, 236, 241)  # what a row not finished yet shows
+RowSink = Callable[[int, np.ndarray], None]
+"""Receives a band of finished rows: (first canvas row, uint8 rows (n, width, bands))."""
+
+logger = logging.getLogger(__name__)
+
+
+def preview_keys(job_id: str) -> tuple[str, str]:
+    """The store keys of a job's preview image and of its JSON note."""
+    return f"{PREVIEW_PREFIX}{job_id}.png", f"{PREVIEW_PREFIX}{job_id}.json"
+
+
+def _edges(full: int, small: int) -> np.ndarray:
+    """`small + 1` bin edges over `full` pixels (every bin at least one pixel wide)."""
+    return (np.arange(small + 1, dtype=np.int64) * full) // small
+
+
+class RowPreview:
+    """The area-averaged preview of a `width` x `height` canvas, filled as rows arrive."""
+
+    def __init__(self, width: int, height: int, max_px: int = PREVIEW_PX):
+        if width < 1 or height < 1 or max_px < 1:
+            raise ValueError(f"need a positive size, got {width}x{height} into {max_px} px")
+        scale = min(1.0, max_px / width, max_px / height)
+        self.width, self.height = width, height
+        self.size = (max(1, round(width * scale)), max(1, round(height * scale)))  # (w, h)
+        pw, ph = self.size
+        self._x_edges, self._y_edges = _edges(width, pw), _edges(height, ph)
+        self._sums = np.zeros((ph, pw, 3), np.float64)
+        self._rows_in = np.zeros(ph, np.int64)  # source rows added to each preview row
+        self.rows_done = 0  # source rows received, from the top
+
+    @property
+    def complete(self) -> bool:
+        return self.rows_done == self.height
+
+    @property
+    def preview_rows(self) -> int:
+        """Preview rows whose every source row is in (they form a block at the top)."""
+        full = self._rows_in == np.diff(self._y_edges)
+        return int(np.argmin(full)) if not full.all() else len(full)
+
+    def add(self, y0: int, rows: np.ndarray) -> None:
+        """Add uint8 rows (n, width[, bands]) that start at canvas row `y0` (in order)."""
+        if y0 != self.rows_done or rows.shape[1] != self.width:
+            raise ValueError(f"expected rows from y={self.rows_done}, width {self.width}")
+        if y0 + len(rows) > self.height:
+            raise ValueError(f"rows {y0}..{y0 + len(rows)} run past the height {self.height}")
+        pixels = _rgb(rows)
+        columns = np.add.reduceat(pixels.astype(np.uint32), self._x_edges[:-1], axis=1)
+        targets = np.searchsorted(self._y_edges, np.arange(y0, y0 + len(rows)), side="right") - 1
+        np.add.at(self._sums, targets, columns)
+        np.add.at(self._rows_in, targets, 1)
+        self.rows_done += len(rows)
+
+    def image(self) -> np.ndarray:
+        """The preview (h, w, 3) uint8: finished rows averaged, the others `BLANK`."""
+        pw, ph = self.size
+        out = np.empty((ph, pw, 3), np.uint8)
+        out[:] = BLANK
+        done = self.preview_rows
+        if done:
+            widths = np.diff(self._x_edges)[None, :, None]
+            heights = np.diff(self._y_edges)[:done, None, None]
+            out[:done] = np.rint(self._sums[:done] / (widths * heights)).astype(np.uint8)
+        return out
+
+    def png(self) -> bytes:
+        buffer = io.BytesIO()
+        Image.fromarray(self.image()).save(buffer, "PNG", compress_level=3)
+        return buffer.getvalue()
+
+
+def _rgb(rows: np.ndarray) -> np.ndarray:
+    """Rows as RGB: grey repeated, alpha dropped."""
+    if rows.ndim == 2:
+        rows = rows[..., None]
+    if rows.shape[2] == 1:
+        return np.repeat(rows, 3, axis=2)
+    return rows[..., :3]
+
+
+class JobPreview:
+    """Publishes the preview of one job's canvases (each upscale pass starts a new one)."""
+
+    def __init__(
+        self,
+        store: ArtifactStore,
+        job_id: str,
+        owner: str | None = None,
+        interval_s: float = 1.0,
+        max_px: int = PREVIEW_PX,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.store = store
+        self.job_id = job_id
+        self.owner = owner
+        self.interval_s = interval_s
+        self.max_px = max_px
+        self.clock = clock
+        self.canvases = 0
+        self._last = float("-inf")
+        self._lock = threading.Lock()
+        self._pending: Future | None = None
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="job-preview")
+
+    def canvas(self, width: int, height: int) -> RowSink:
+        """A sink for the rows of a new `width` x `height` canvas of this job."""
+        preview = RowPreview(width, height, self.max_px)
+        self.canvases += 1
+        number = self.canvases
+
+        def add(y0: int, rows: np.ndarray) -> None:
+            try:
+                preview.add(y0, rows)
+                if preview.complete:
+                    self._publish(preview, number)  # the last one now, in this thread
+                elif self.clock() - self._last >= self.interval_s:
+                    self._last = self.clock()
+                    self._publish_later(preview, number)
+            except Exception:  # a preview never fails the job
+                logger.warning("job %s: preview not written", self.job_id, exc_info=True)
+
+        return add
+
+    def _publish_later(self, preview: RowPreview, number: int) -> None:
+        """Write off the caller's thread; skipped while the previous write is in flight."""
+        if self._pending is not None and not self._pending.done():
+            return
+        snapshot = _Snapshot(preview.png(), self._note(preview, number))
+        self._pending = self._writer.submit(self._write, snapshot)
+
+    def _publish(self, preview: RowPreview, number: int) -> None:
+        if self._pending is not None:
+            self._pending.result()  # the older write lands first
+        self._write(_Snapshot(preview.png(), self._note(preview, number)))
+
+    def _note(self, preview: RowPreview, number: int) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id,
+            "owner": self.owner,
+            "canvas": number,
+            "width": preview.width,
+            "height": preview.height,
+            "rows_done": preview.rows_done,
+            "preview_width": preview.size[0],
+            "preview_height": preview.size[1],
+            "preview_rows": preview.preview_rows,
+            "updated_at": time.time(),
+        }
+
+    def _write(self, snapshot: _Snapshot) -> None:
+        image_key, note_key = preview_keys(self.job_id)
+        try:
+            with self._lock:
+                self.store.put_bytes(image_key, snapshot.png)
+                self.store.put_bytes(note_key, json.dumps(snapshot.note).encode())
+        except Exception:
+            logger.warning("job %s: preview not stored", self.job_id, exc_info=True)
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    png: bytes
+    note: dict[str, Any]
