@@ -16,6 +16,9 @@ with a run, approve, reject or re-run it):
   `text_boxes`; its outputs map every finished stage to its image key and, once
   done, "image" to the last stage's.
 - each stage: a `RunRecord` of kind "stage" with `parent_id` = the pipeline run.
+  Its `image` (and the run's outputs) is the copy it delivers, tagged with its own
+  run id and parameters; `stage_image` is the stored output below, shared by every
+  run that hits the cache (`actors.stage_delivery`).
 
 Store layout:
 
@@ -26,6 +29,7 @@ Store layout:
   after the output, and never for an output whose text failed the gate.
 - ``stage-cache/<k[:2]>/<k>.png``: hires outputs, which the tile router streams
   straight to the store, so they are addressed by their cache key instead.
+- ``renders/<stage run id>/image.png``: the image each stage run delivers.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from actors.pipeline_state import (
     sha256_hex,
     stage_model,
 )
+from actors.stage_delivery import stage_image_key
 from actors.stage_runner import StageRunner
 from core.config import ClusterConfig
 from core.errors import NotFoundError, RequestError, StorageError
@@ -303,8 +308,9 @@ class PipelineRunner:
         state = PipelineRunState.from_record(run)
         stages = state.stages
         previous = None
-        if state.next_stage > 0:
-            previous = StageImage(run.outputs[state.previous_stage.name])
+        if state.next_stage > 0:  # the stored output it consumes, not the delivered copy
+            stage_run = self.registry.get(state.stage_runs[state.previous_stage.name])
+            previous = StageImage(stage_image_key(stage_run))
         for index in range(state.next_stage, len(stages)):
             stage = stages[index]
             started = time.perf_counter()
@@ -322,7 +328,7 @@ class PipelineRunner:
                 return self._save(self._failed(run, stage, failure_reason(stage, exc)))
             if output is None:  # the stage failed and its record says why
                 return self._save(self._failed(run, stage, str(record.error), record.id))
-            run = self._after_stage(run, stage, index, record, output.key, started)
+            run = self._after_stage(run, stage, index, record, started)
             previous = output
             if stage.approval == "required" and (
                 stage.name not in state.approved
@@ -340,7 +346,6 @@ class PipelineRunner:
         stage: StageConfig,
         index: int,
         record: RunRecord,
-        output_key: str,
         started: float,
     ) -> RunRecord:
         elapsed = time.perf_counter() - started
@@ -349,7 +354,7 @@ class PipelineRunner:
         return run.model_copy(
             update={
                 "params": state.to_params(),
-                "outputs": {**run.outputs, stage.name: output_key},
+                "outputs": {**run.outputs, stage.name: record.outputs["image"]},
                 "timings": {
                     **run.timings,
                     f"{stage.name}_s": round(elapsed, 4),

@@ -6,11 +6,13 @@ checks the stage's inputs, renders it through the injected `render_stage`
 callable (with the run's text boxes: quiet zone, then the text after the last
 stage), checks the output, stores it and writes its cache entry. An output whose
 text failed the typography gate is stored for review, never cached nor passed
-on. No Ray.
+on. Either way the stored output stays as it is and the stage run delivers a copy
+tagged with its own run id and parameters (`actors.stage_delivery`). No Ray.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
 import json
@@ -42,6 +44,7 @@ from actors.stage_call import (
     failed_record,
     reviewed_record,
 )
+from actors.stage_delivery import deliver_stage_image
 from core import telemetry
 from core.config import ClusterConfig
 from core.errors import NotFoundError, StorageError
@@ -98,26 +101,38 @@ class StageRunner:
     ) -> tuple[RunRecord, StageImage | None]:
         """Take one stage from the cache or render it; return its record and output.
 
-        A stage that fails returns its failed record and no output; `StorageError`
-        is raised (the store cannot record anything).
+        The output is the stored one (shared through the cache); the record names the
+        copy this stage run delivers (`actors.stage_delivery`). A stage that fails
+        returns its failed record and no output; `StorageError` is raised (the store
+        cannot record anything).
         """
         call = self._prepare(run, state, index, previous)
         entry = None if call.forced else self._cache_entry(call.entry_key)
-        if entry is not None:
-            cached = StageImage(entry["output"], entry["sha256"])
-            return self._save(cache_hit_record(call, entry)), cached
-        call.record = call.record.model_copy(update={"cache": "miss"})
+        output: StageImage | None
         try:
-            result, output = await self._render(call)
-        except GateFailed as exc:  # kept for review, never cached nor passed on
-            return self._save(reviewed_record(call, exc)), None
+            if entry is not None:
+                output = StageImage(entry["output"], entry["sha256"])
+                record = cache_hit_record(call, entry)
+            else:
+                call.record = call.record.model_copy(update={"cache": "miss"})
+                record, output = await self._rendered(call)
+            delivered = await asyncio.to_thread(deliver_stage_image, self.store, record)
         except Exception as exc:
             failed = failed_record(call, exc)
             if isinstance(exc, StorageError):
                 save_quietly(self.registry, failed)
                 raise
             return self._save(failed), None
-        return self._save(done_record(call, result, output)), output
+        return self._save(delivered), output
+
+    async def _rendered(self, call: StageCall) -> tuple[RunRecord, StageImage | None]:
+        """The record and output of a stage rendered now (no output: its text failed the gate,
+        the image is kept for review, never cached nor passed on)."""
+        try:
+            result, output = await self._render(call)
+        except GateFailed as exc:
+            return reviewed_record(call, exc), None
+        return done_record(call, result, output), output
 
     def _prepare(
         self,

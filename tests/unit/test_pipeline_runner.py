@@ -18,6 +18,7 @@ from PIL import Image
 
 from actors.pipeline_runner import PipelineRunner
 from actors.pipeline_state import CACHE_PREFIX, PipelineRequest, StageJob, StageOutput
+from actors.stage_delivery import STAGE_IMAGE
 from core.config import ClusterConfig
 from core.errors import JobFailed, NotFoundError, RequestError, StorageError
 from core.imaging import encode_image
@@ -25,6 +26,7 @@ from core.records import RunRecord
 from core.schemas import LargeRenderJob
 from core.store import ArtifactStore, S3Store
 from tests.unit.conftest import BUCKET, MotoServer
+from tests.unit.test_image_metadata import parse_a1111
 
 RENDER = {"width": 64, "height": 32}
 CONFIG = ClusterConfig.model_validate(
@@ -140,6 +142,19 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def pixels(store: ArtifactStore, key: str) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(store.get_bytes(key))))
+
+
+def stored(store: ArtifactStore, stage: RunRecord) -> bytes:
+    """The bytes of a stage's stored output: the stage cache's, shared by every hit."""
+    return store.get_bytes(stage.outputs[STAGE_IMAGE])
+
+
+def same_pixels(store: ArtifactStore, a: str, b: str) -> bool:
+    return np.array_equal(pixels(store, a), pixels(store, b))
+
+
 def test_three_stages_end_to_end_write_three_stage_records_and_the_pipeline_run(
     runner: PipelineRunner, store: ArtifactStore
 ):
@@ -156,13 +171,11 @@ def test_three_stages_end_to_end_write_three_stage_records_and_the_pipeline_run(
     assert all(s.parent_id == record.id and s.pipeline == "three" for s in stages)
     assert [s.model for s in stages] == ["fast", "quality", "quality"]
     assert stages[0].inputs == {} and stages[0].params["mode"] == "txt2img"
-    draft_bytes = store.get_bytes(stages[0].outputs["image"])
-    assert stages[1].inputs == {"previous": sha(draft_bytes)}
+    assert stages[1].inputs == {"previous": sha(stored(store, stages[0]))}
     assert stages[1].params["mode"] == "img2img" and stages[1].params["strength"] == 0.75
-    final = np.asarray(Image.open(io.BytesIO(store.get_bytes(record.outputs["image"]))))
-    assert final.shape == (64, 128, 3)
+    assert pixels(store, record.outputs["image"]).shape == (64, 128, 3)
     assert record.outputs["image"] == stages[2].outputs["image"]
-    assert record.outputs["image"].startswith("cas/")  # content-addressed
+    assert stages[2].outputs[STAGE_IMAGE].startswith("cas/")  # content-addressed
     assert {r.id for r in runner.registry.list(pipeline="three")} == {
         record.id,
         *(s.id for s in stages),
@@ -192,26 +205,72 @@ def test_rerun_with_one_changed_stage_reuses_the_stages_before_it(
     assert again.params["rerun_from"] == "layout" and again.params["overrides"] == {"steps": "7"}
     old, new = runner.stage_records(first.id), runner.stage_records(again.id)
     assert [s.cache for s in new] == ["hit", "miss", "miss"]
-    assert new[0].outputs["image"] == old[0].outputs["image"]  # same content address
+    assert new[0].outputs[STAGE_IMAGE] == old[0].outputs[STAGE_IMAGE]  # same content address
+    assert same_pixels(store, new[0].outputs["image"], old[0].outputs["image"])
     assert new[0].params == old[0].params and new[0].inputs == old[0].inputs
     assert new[1].params["steps"] == 7
     for before, after in zip(old[1:], new[1:], strict=True):
-        assert store.get_bytes(after.outputs["image"]) != store.get_bytes(before.outputs["image"])
+        assert stored(store, after) != stored(store, before)
+        assert not same_pixels(store, after.outputs["image"], before.outputs["image"])
     assert renderer.calls == {"draft": 1, "layout": 2, "final": 2}
-    # the same request again is all cache hits, with the same bytes
+    # the same request again is all cache hits: the same stored bytes, the same pixels
     third = run(runner.run("three", REQUEST))
-    assert [s.cache for s in runner.stage_records(third.id)] == ["hit", "hit", "hit"]
-    assert third.outputs == first.outputs and third.metrics == {"cache_hits": 3}
+    hits = runner.stage_records(third.id)
+    assert [s.cache for s in hits] == ["hit", "hit", "hit"]
+    assert [s.outputs[STAGE_IMAGE] for s in hits] == [s.outputs[STAGE_IMAGE] for s in old]
+    assert set(third.outputs) == set(first.outputs) and third.metrics == {"cache_hits": 3}
+    for name in first.outputs:
+        assert same_pixels(store, third.outputs[name], first.outputs[name])
     assert renderer.calls == {"draft": 1, "layout": 2, "final": 2}
 
 
 def test_rerun_without_changes_recomputes_from_the_stage_and_gives_the_same_bytes(
-    runner: PipelineRunner, renderer: FakeRenderer
+    runner: PipelineRunner, renderer: FakeRenderer, store: ArtifactStore
 ):
     first = run(runner.run("three", REQUEST))
+    stored_before = [stored(store, s) for s in runner.stage_records(first.id)]
     again = run(runner.rerun(first.id, "final"))
-    assert [s.cache for s in runner.stage_records(again.id)] == ["hit", "hit", "miss"]
-    assert renderer.calls["final"] == 2 and again.outputs == first.outputs
+    stages = runner.stage_records(again.id)
+    assert [s.cache for s in stages] == ["hit", "hit", "miss"] and renderer.calls["final"] == 2
+    assert [stored(store, s) for s in stages] == stored_before  # the stored bytes
+    for name in first.outputs:  # and the delivered pixels
+        assert same_pixels(store, again.outputs[name], first.outputs[name])
+
+
+def text(store: ArtifactStore, key: str) -> dict[str, str]:
+    """The PNG text chunks of the file under `key`."""
+    return Image.open(io.BytesIO(store.get_bytes(key))).text
+
+
+def test_each_stage_run_delivers_a_copy_tagged_with_its_own_run_and_the_cache_stays(
+    runner: PipelineRunner, store: ArtifactStore
+):
+    request = PipelineRequest(prompt="café «phare» — 灯台", negative_prompt="fog", seed=7)
+    first = run(runner.run("three", request))
+    stages = runner.stage_records(first.id)
+    cache = {key: store.get_bytes(key) for key in store.list_keys(f"{CACHE_PREFIX}/")}
+    stored_first = [stored(store, s) for s in stages]
+    second = run(runner.run("three", request))
+    hits = runner.stage_records(second.id)
+    assert [s.cache for s in hits] == ["hit", "hit", "hit"]
+    assert {key: store.get_bytes(key) for key in store.list_keys(f"{CACHE_PREFIX}/")} == cache
+    assert [stored(store, s) for s in hits] == stored_first  # the cache entries' bytes
+    for stage in (*stages, *hits):
+        delivered = stage.outputs["image"]
+        assert delivered == f"renders/{stage.id}/image.png"
+        tags = text(store, delivered)
+        assert tags["run_id"] == stage.id
+        prompt, negative, settings = parse_a1111(tags["parameters"])
+        assert (prompt, negative) == (request.prompt, "fog")
+        assert settings["Run id"] == stage.id and settings["Seed"] == str(stage.seed)
+        assert settings["Steps"] == str(stage.params["steps"])
+        assert settings["Size"] == f"{stage.params['width']}x{stage.params['height']}"
+        assert json.loads(tags["rendercluster"])["kind"] == "stage"
+        assert text(store, stage.outputs[STAGE_IMAGE]) == {}  # the shared file is untagged
+        assert same_pixels(store, delivered, stage.outputs[STAGE_IMAGE])
+    for before, after in zip(stages, hits, strict=True):  # a hit: the new run's id, same pixels
+        assert same_pixels(store, after.outputs["image"], before.outputs["image"])
+    assert second.outputs["image"] == hits[-1].outputs["image"] != first.outputs["image"]
 
 
 def test_rerun_refuses_unknown_stages_and_bad_overrides(runner: PipelineRunner):
@@ -242,7 +301,10 @@ def test_the_approval_gate_blocks_then_resumes_on_approve(
         run(runner.advance(waiting.id))
     done = run(runner.approve(waiting.id))
     assert done.status == "done" and done.params["approved"] == ["layout"]
-    assert [s.stage for s in runner.stage_records(done.id)] == ["draft", "layout", "final"]
+    draft, layout, final = runner.stage_records(done.id)
+    assert [s.stage for s in (draft, layout, final)] == ["draft", "layout", "final"]
+    # resumed from the stored output, not from the copy the layout stage delivered
+    assert final.inputs == {"previous": sha(stored(runner.store, layout))}
     assert done.outputs["image"] == done.outputs["final"] and renderer.calls["final"] == 1
     with pytest.raises(RequestError, match="is done, not awaiting approval"):
         run(runner.approve(waiting.id))
@@ -300,7 +362,8 @@ def test_a_failing_stage_leaves_no_final_artifact_and_a_record_that_says_why(
     assert layout.parent_id == failed.id and "image" not in layout.outputs
     assert [r.stage for r in runner.registry.list(pipeline="three")] == ["layout", "draft", None]
     images = [key for key in store.list_keys("cas/") if key.endswith(".png")]
-    assert images == [draft.outputs["image"]]  # only the draft's
+    assert images == [draft.outputs[STAGE_IMAGE]]  # only the draft's
+    assert store.list_keys("renders/") == [draft.outputs["image"]]
     assert len(store.list_keys(f"{CACHE_PREFIX}/")) == 1
     # fixed, the same request recomputes the failed stage and reuses the draft
     del renderer.behaviour["layout"]
@@ -334,9 +397,11 @@ def test_hires_stage_output_is_checked_and_removed_when_it_fails(
     hires = runner.stage_records(done.id)[1]
     assert hires.params["mode"] == "hires" and hires.params["strength"] == 0.35
     assert hires.outputs["image"] == done.outputs["image"]
-    assert done.outputs["image"].startswith(f"{CACHE_PREFIX}/")
-    assert Image.open(io.BytesIO(store.get_bytes(done.outputs["image"]))).size == (256, 128)
+    assert hires.outputs[STAGE_IMAGE].startswith(f"{CACHE_PREFIX}/")
+    assert same_pixels(store, done.outputs["image"], hires.outputs[STAGE_IMAGE])
+    assert pixels(store, done.outputs["image"]).shape == (128, 256, 3)
     assert hires.metrics == {"tiles": 8}
+    assert text(store, hires.outputs["image"])["run_id"] == hires.id
 
     def blank_file(job: StageJob) -> StageOutput:
         assert isinstance(job.request, LargeRenderJob)
@@ -347,7 +412,7 @@ def test_hires_stage_output_is_checked_and_removed_when_it_fails(
     failed = run(runner.rerun(done.id, "hires", {"steps": 9}))
     assert failed.status == "failed" and "stage 'hires': not_blank check failed" in failed.error
     keys = store.list_keys(f"{CACHE_PREFIX}/")
-    assert [k for k in keys if k.endswith(".png")] == [done.outputs["image"]]
+    assert [k for k in keys if k.endswith(".png")] == [hires.outputs[STAGE_IMAGE]]
 
 
 def test_reference_and_mask_are_normalised_hashed_and_checked_up_front(
@@ -412,10 +477,11 @@ def test_the_s3_server_stopped_mid_run_gives_a_clear_failure_and_no_partial_obje
     # the same objects, seen through the session's moto server
     alive = S3Store(BUCKET, prefix=dying_s3.prefix, endpoint_url=s3_endpoint)
     keys = alive.list_keys()
-    pngs = [key for key in keys if key.endswith(".png")]
+    pngs = [key for key in keys if key.startswith("cas/")]
     records = [key for key in keys if key.startswith("runs/")]
     assert len(pngs) == 1 and len(alive.list_keys(f"{CACHE_PREFIX}/")) == 1  # the draft only
-    assert len(records) == 2 and len(keys) == 4
+    assert len(alive.list_keys("renders/")) == 1  # and the copy it delivered
+    assert len(records) == 2 and len(keys) == 5
     for key in records:
         record = RunRecord.model_validate_json(alive.get_bytes(key))
         assert (record.stage, record.status) in {("draft", "done"), (None, "running")}

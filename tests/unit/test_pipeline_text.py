@@ -181,7 +181,8 @@ def test_a_failed_gate_fails_the_stage_naming_the_check_and_keeps_the_image_for_
     assert "typography gate failed: text_boxes[0] contrast (" in record.error
     final = runner.stage_records(record.id)[2]
     assert final.status == "failed" and "image" not in final.outputs
-    assert store.exists(final.outputs["review_image"])
+    review = Image.open(io.BytesIO(store.get_bytes(final.outputs["review_image"])))
+    assert review.text["run_id"] == final.id  # the copy it delivers carries its record
     assert final.typography["passed"] is False
     entries = [store.get_bytes(k).decode() for k in store.list_keys(f"{CACHE_PREFIX}/")]
     assert len(entries) == 2  # draft and layout; the failed final stage is not cached
