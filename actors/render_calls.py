@@ -31,6 +31,7 @@ from core import telemetry
 from core.config import APP_NAME, ClusterConfig, StorageConfig
 from core.errors import TypographyGateFailed
 from core.imaging import EXTENSIONS, encode_image
+from core.png_text import store_utf8_tags
 from core.record_metadata import record_metadata
 from core.records import RunRecord, RunRegistry
 from core.remote.record import provider_fields
@@ -226,8 +227,10 @@ class RenderCalls:
 
         The file carries the record's run id and parameters."""
         scheduler = self.config.models[job.model_name].scheduler
-        job = dataclasses.replace(job, metadata=record_metadata(record, scheduler))
-        result = await self.models.run_large(job, router)
+        metadata = record_metadata(record, scheduler)
+        result = await self.models.run_large(dataclasses.replace(job, metadata=metadata), router)
+        if result.format == "png":  # libvips wrote its text as Latin-1 tEXt
+            await asyncio.to_thread(store_utf8_tags, self.store, result.output_key, metadata)
         return self._save_gated(finished_large_record(record, result))
 
     def _save_gated(self, record: RunRecord) -> RunRecord:

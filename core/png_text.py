@@ -5,7 +5,8 @@ writes the same chunks with `ImageMetadata`'s fields as UTF-8 iTXt chunks after
 IHDR, dropping any text chunk of the same keyword (libvips writes its text as
 Latin-1 tEXt, which mangles a non-ASCII prompt). Memory stays at one chunk, so a
 billboard-size PNG is tagged at the speed of a file copy. `store_tagged_png`
-does it from one store key to another through a temporary file.
+does it from one store key to another through a temporary file;
+`store_utf8_tags` re-tags a large-format PNG in place when its text needs UTF-8.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import png
 from core.image_metadata import ImageMetadata
 from core.store import ArtifactStore
 
-__all__ = ["itxt_data", "store_tagged_png", "tag_png"]
+__all__ = ["itxt_data", "store_tagged_png", "store_utf8_tags", "tag_png"]
 
 TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
 SPOOL_BYTES = 32 * 1024 * 1024  # a tagged file larger than this spools to disk
@@ -48,6 +49,17 @@ def store_tagged_png(
             tag_png(source, spool, metadata)
         spool.seek(0)
         store.put_file(dest_key, spool)
+
+
+def store_utf8_tags(store: ArtifactStore, key: str, metadata: ImageMetadata) -> bool:
+    """Rewrite a libvips-written PNG's tags as iTXt if any is non-ASCII; whether it did.
+
+    ASCII text reads alike from tEXt, so that file (the common case) is left alone.
+    """
+    if all(text.isascii() for text in metadata.text_fields().values()):
+        return False
+    store_tagged_png(store, key, key, metadata)
+    return True
 
 
 def _tagged_chunks(
