@@ -19,12 +19,14 @@ columns, then across rows, with the weights of `core.largeformat.blending.axis_w
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
 from core.largeformat.blending import Ramp, axis_weights, multiband_contribution
+from core.largeformat.mixing import mix_columns, mix_rows
 from core.largeformat.tiling import Tile, TilePlan
 
 __all__ = ["RowAssembler"]
@@ -73,6 +75,7 @@ class RowAssembler:
         self._tile_h = plan.tiles[0].h
         self._x_spans = _spans(plan.xs, plan.tiles[0].w, plan.width, ramp, channels)
         self._y_spans = _spans(plan.ys, self._tile_h, plan.height, ramp, None)
+        self._x_table = _pieces_table(self._x_spans, channels)
         self._arrived = [False] * len(plan.tiles)
         self._held: dict[int, np.ndarray] = {}
         self._missing = [plan.cols] * plan.rows
@@ -140,6 +143,9 @@ class RowAssembler:
         for y_span in spans[first:stop]:
             rows = flat[y_span.start - y0 : y_span.stop - y0]
             sources = self._row_sources(y_span)
+            if self._blend == "feather" and self._x_table is not None and len(sources) <= 2:
+                self._blend_rows(y_span, sources, rows)
+                continue
             for x_span in self._x_spans:
                 out = rows[:, x_span.start * self._channels : x_span.stop * self._channels]
                 if self._blend == "feather":
@@ -161,6 +167,34 @@ class RowAssembler:
             for row, rows in y_span.sources
         ]
 
+    def _blend_rows(
+        self, y_span: _Span, row_sources: list[tuple[int, slice]], out: np.ndarray
+    ) -> None:
+        """Blend a y span's full width, piece by piece along each covering tile row.
+
+        For plans where at most two tiles overlap along x: a piece one tile
+        covers is copied, two are mixed by the compiled kernel; two tile rows
+        are blended across columns apart, then mixed across rows.
+        """
+        singles, pairs, weights = self._x_table
+        layers = []
+        for first, tile_rows in row_sources:
+            layer = out if len(row_sources) == 1 else np.empty_like(out)
+            held = self._held
+            for start, stop, col, offset in singles:
+                layer[:, start:stop] = held[first + col][tile_rows, offset : offset + stop - start]
+            for start, stop, col_a, off_a, col_b, off_b in pairs:
+                n = stop - start
+                mix_columns(
+                    held[first + col_a][tile_rows, off_a : off_a + n],
+                    held[first + col_b][tile_rows, off_b : off_b + n],
+                    weights[start:stop],
+                    layer[:, start:stop],
+                )
+            layers.append(layer)
+        if len(layers) == 2:
+            mix_rows(layers[0], layers[1], y_span.weights[0], out)
+
     def _feather(
         self,
         row_sources: list[tuple[int, slice]],
@@ -177,14 +211,14 @@ class RowAssembler:
         for first, tile_rows in row_sources:
             pieces = [self._held[first + col][tile_rows, part] for col, part in x_span.sources]
             if len(row_sources) == 1:
-                _mix(pieces, x_span.weights, out)
+                _mix(pieces, x_span.weights, out, mix_columns)
                 return
             if len(pieces) == 1:
                 rows.append(pieces[0])
             else:
                 rows.append(np.empty_like(out))
-                _mix(pieces, x_span.weights, rows[-1])
-        _mix(rows, row_weights, out)
+                _mix(pieces, x_span.weights, rows[-1], mix_columns)
+        _mix(rows, row_weights, out, mix_rows)
 
     def _sum_contributions(
         self, row_sources: list[tuple[int, slice]], x_span: _Span, out: np.ndarray
@@ -216,27 +250,29 @@ class RowAssembler:
             self._trimmed[row] += drop
 
 
-def _mix(pieces: list[np.ndarray], weights: tuple[np.ndarray, ...], out: np.ndarray) -> None:
+def _mix(
+    pieces: list[np.ndarray],
+    weights: tuple[np.ndarray, ...],
+    out: np.ndarray,
+    pair_kernel: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], None],
+) -> None:
     """Write the weighted sum of uint8 `pieces` into `out`, rounded to the nearest level.
 
     One piece (weight exactly 1) is copied. Two, the common case, are mixed in
-    8-bit fixed point with weights summing to exactly 256: uint16 arithmetic,
-    about 1.5x faster than float32 and within 1 level of the float blend.
-    More are summed in float32.
+    8-bit fixed point by `pair_kernel` (`core.largeformat.mixing`), the first
+    piece's weights given, the second's being 256 minus them: within 1 level
+    of the float blend. More are summed in float32.
     """
     if len(pieces) == 1:
         out[...] = pieces[0]
         return
     if len(pieces) == 2:
-        total = np.multiply(pieces[0], weights[0], dtype=np.uint16)
-        total += np.multiply(pieces[1], weights[1], dtype=np.uint16)
-        total += 128
-        total >>= 8
-    else:
-        total = np.zeros(out.shape, np.float32)
-        for piece, weight in zip(pieces, weights, strict=True):
-            total += piece * weight
-        np.rint(total, out=total)
+        pair_kernel(pieces[0], pieces[1], weights[0], out)
+        return
+    total = np.zeros(out.shape, np.float32)
+    for piece, weight in zip(pieces, weights, strict=True):
+        total += piece * weight
+    np.rint(total, out=total)
     np.copyto(out, total, casting="unsafe")
 
 
@@ -247,7 +283,8 @@ def _spans(
 
     Along x (`channels` given) positions are counted in values of a flat
     (width * C) row and weights repeat per channel; along y weights are
-    columns. Pairs get fixed-point weights (see `_mix`), others float32.
+    columns. Pairs get the first tile's fixed-point weights, one per value (see `_mix`),
+    others float32.
     """
     axis = axis_weights(origins, size, length, ramp)
     edges = sorted({0, length, *origins, *(o + size for o in origins)})
@@ -255,17 +292,47 @@ def _spans(
     for a, b in zip(edges, edges[1:], strict=False):
         members = tuple(i for i, o in enumerate(origins) if o <= a < o + size)
         weights = [axis[i][a - origins[i] : b - origins[i]] for i in members]
-        if channels is None:
+        if len(members) == 2:
+            first = np.rint(weights[0] * 256).astype(np.uint16)
+            weights = [first if channels is None else np.repeat(first, channels)]
+        elif channels is None:
             weights = [w[:, None] for w in weights]
-            sources = tuple((i, slice(a - origins[i], b - origins[i])) for i in members)
         else:
             weights = [np.repeat(w, channels) for w in weights]
+        if channels is None:
+            sources = tuple((i, slice(a - origins[i], b - origins[i])) for i in members)
+        else:
             sources = tuple(
                 (i, slice((a - origins[i]) * channels, (b - origins[i]) * channels))
                 for i in members
             )
-        if len(members) == 2:
-            first = np.rint(weights[0] * 256).astype(np.uint16)
-            weights = [first, 256 - first]
         spans.append(_Span(a, b, members, sources, tuple(weights)))
     return spans
+
+
+SinglePiece = tuple[int, int, int, int]
+PairPiece = tuple[int, int, int, int, int, int]
+XTable = tuple[list[SinglePiece], list[PairPiece], np.ndarray]
+
+
+def _pieces_table(x_spans: list[_Span], channels: int) -> XTable | None:
+    """The width's pieces for `_blend_rows`, or None where more than two tiles overlap.
+
+    Pieces one tile covers: (start, stop, column, offset) in flat row values;
+    pairs: (start, stop, first column, its offset, second column, its offset);
+    and the first tile's fixed-point weights of every pair, over the whole width.
+    """
+    if any(len(span.members) > 2 for span in x_spans):
+        return None
+    singles, pairs = [], []
+    weights = np.zeros(x_spans[-1].stop * channels, np.uint16)
+    for span in x_spans:
+        start, stop = span.start * channels, span.stop * channels
+        (col_a, part_a), *rest = span.sources
+        if not rest:
+            singles.append((start, stop, col_a, part_a.start))
+            continue
+        col_b, part_b = rest[0]
+        pairs.append((start, stop, col_a, part_a.start, col_b, part_b.start))
+        weights[start:stop] = span.weights[0]
+    return singles, pairs, weights
