@@ -11,10 +11,11 @@ from PIL import Image
 
 from actors.pipeline_runner import PipelineRunner
 from actors.pipeline_state import PipelineRequest
+from actors.stage_delivery import STAGE_IMAGE
 from actors.stage_renderers import ServeStageRenderer
 from core.config import APP_NAME, StorageConfig
 from core.pipelines import PipelineConfig
-from core.store import open_store
+from core.store import ArtifactStore, open_store
 
 
 def test_standard_draft_layout_final_then_a_final_rerun_reuses_draft_and_layout(cluster, tmp_path):
@@ -50,14 +51,32 @@ def test_standard_draft_layout_final_then_a_final_rerun_reuses_draft_and_layout(
     ]
     for record in first:
         stage = first_three.stages[first_three.index(record.stage)]
-        with Image.open(io.BytesIO(store.get_bytes(record.outputs["image"]))) as image:
-            pixels = np.asarray(image)
-        assert pixels.shape == (stage.height, stage.width, 3) and pixels.std() > 1
+        assert pixels(store, record.outputs["image"]).shape == (stage.height, stage.width, 3)
+        assert pixels(store, record.outputs["image"]).std() > 1
     for rerun in (changed, same):
         assert rerun.status == "awaiting_approval" and rerun.parent_id == done.id
         stages = runner.stage_records(rerun.id)
         assert [s.cache for s in stages] == ["hit", "hit", "miss"]
-        assert [s.outputs["image"] for s in stages[:2]] == [s.outputs["image"] for s in first[:2]]
+        for hit, original in zip(stages[:2], first[:2], strict=True):
+            assert hit.outputs[STAGE_IMAGE] == original.outputs[STAGE_IMAGE]  # the cache's file
+            assert same_pixels(store, hit.outputs["image"], original.outputs["image"])
+        for stage in stages:  # each delivered file leads to its own stage run's record
+            with Image.open(io.BytesIO(store.get_bytes(stage.outputs["image"]))) as image:
+                assert image.text["run_id"] == stage.id and "Steps: " in image.text["parameters"]
     assert runner.stage_records(changed.id)[2].params["steps"] == 3
-    assert changed.outputs["final"] != done.outputs["final"]
-    assert same.outputs["final"] == done.outputs["final"]  # the real renderer is deterministic
+    assert not same_pixels(store, changed.outputs["final"], done.outputs["final"])
+    # the real renderer is deterministic: the same stored bytes and pixels
+    again, original = runner.stage_records(same.id)[2], first[2]
+    assert store.get_bytes(again.outputs[STAGE_IMAGE]) == store.get_bytes(
+        original.outputs[STAGE_IMAGE]
+    )
+    assert same_pixels(store, same.outputs["final"], done.outputs["final"])
+
+
+def pixels(store: ArtifactStore, key: str) -> np.ndarray:
+    with Image.open(io.BytesIO(store.get_bytes(key))) as image:
+        return np.asarray(image)
+
+
+def same_pixels(store: ArtifactStore, a: str, b: str) -> bool:
+    return np.array_equal(pixels(store, a), pixels(store, b))
