@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # tesseract for the typography gate, fribidi for Pillow's raqm text layout.
 APT_PACKAGES := fonts-dejavu-core tesseract-ocr tesseract-ocr-eng libfribidi0 chromium chromium-driver
 
-.PHONY: demo test lint deps apt-deps clean lock
+.PHONY: demo test lint deps apt-deps clean lock scenes-model
 
 demo: deps
 	$(VENV)/bin/rendercluster demo --config configs/local.yaml
@@ -48,3 +48,8 @@ lock: deps
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# The scenes model (issue 18): trained from seed 0 on the procedural scenes world, about
+# 90 minutes on two CPU cores; saved with its MODEL_CARD.md to models/scenes/.
+scenes-model: deps
+	$(PY) scripts/train_scenes.py --out models/scenes --seed 0 --threads 2

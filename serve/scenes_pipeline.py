@@ -1,0 +1,116 @@
+"""The scenes model's architecture: a small Stable Diffusion pipeline, native 128x128.
+
+Its tokenizer is a CLIP tokenizer whose byte-pair merges are learned from the
+scenes grammar's words (every grammar word is one token; any other text falls
+back to single characters), so it is built offline, with no download. The
+weights start random from a seed; `scripts/train_scenes.py` trains them.
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers import (
+    AutoencoderKL,
+    DDPMScheduler,
+    DPMSolverMultistepScheduler,
+    StableDiffusionPipeline,
+    UNet2DConditionModel,
+)
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+from core.scenes.grammar import WORDS
+
+__all__ = ["NATIVE_SIZE", "build_scenes_pipeline", "scenes_tokenizer", "training_scheduler"]
+
+NATIVE_SIZE = 128
+MAX_TOKENS = 32  # the longest prompt of the grammar is 26 tokens with its start and end
+_SPECIAL_TOKENS = ("<|startoftext|>", "<|endoftext|>")
+_EOW = "</w>"
+_SCHEDULE = {
+    "num_train_timesteps": 1000,
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+}
+
+
+def scenes_tokenizer() -> CLIPTokenizer:
+    """A CLIP tokenizer with byte-pair merges learned from the grammar's words."""
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    bpe = Tokenizer(models.BPE(end_of_word_suffix=_EOW))
+    bpe.pre_tokenizer = pre_tokenizers.Whitespace()
+    trainer = trainers.BpeTrainer(
+        vocab_size=4096, end_of_word_suffix=_EOW, initial_alphabet=alphabet, show_progress=False
+    )
+    bpe.train_from_iterator(list(WORDS), trainer)
+    vocab = dict(bpe.get_vocab())
+    for token in [*alphabet, *(symbol + _EOW for symbol in alphabet), *_SPECIAL_TOKENS]:
+        vocab.setdefault(token, len(vocab))
+    merges = [tuple(pair) for pair in _merges(bpe)]
+    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=MAX_TOKENS)
+
+
+def _merges(bpe: Tokenizer) -> list[list[str]]:
+    """The learned merges, in rank order (read from the model's JSON form)."""
+    import json
+
+    merges = json.loads(bpe.to_str())["model"]["merges"]
+    return [m.split() if isinstance(m, str) else list(m) for m in merges]
+
+
+def training_scheduler() -> DDPMScheduler:
+    """The noise schedule the UNet is trained under (the pipeline samples with DPM-Solver++)."""
+    return DDPMScheduler(**_SCHEDULE)
+
+
+def build_scenes_pipeline(seed: int = 0) -> StableDiffusionPipeline:
+    """The untrained pipeline (identical weights for identical seeds), about 25 MB in float32."""
+    tokenizer = scenes_tokenizer()
+    torch.manual_seed(seed)
+    vae = AutoencoderKL(
+        block_out_channels=(32, 32, 64, 64),
+        layers_per_block=1,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        latent_channels=4,
+        norm_num_groups=16,
+        sample_size=NATIVE_SIZE,
+    )
+    unet = UNet2DConditionModel(
+        sample_size=NATIVE_SIZE // 8,
+        block_out_channels=(64, 96, 128),
+        layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=128,
+        attention_head_dim=8,
+        norm_num_groups=16,
+    )
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=128,
+            intermediate_size=256,
+            num_hidden_layers=3,
+            num_attention_heads=4,
+            max_position_embeddings=MAX_TOKENS,
+            projection_dim=128,
+            bos_token_id=tokenizer.convert_tokens_to_ids(_SPECIAL_TOKENS[0]),
+            eos_token_id=tokenizer.convert_tokens_to_ids(_SPECIAL_TOKENS[1]),
+            pad_token_id=tokenizer.convert_tokens_to_ids(_SPECIAL_TOKENS[1]),
+        )
+    )
+    scheduler = DPMSolverMultistepScheduler(
+        **_SCHEDULE, algorithm_type="dpmsolver++", steps_offset=1
+    )
+    return StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )

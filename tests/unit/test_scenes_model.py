@@ -1,0 +1,53 @@
+"""The scenes model: its offline tokenizer, its size, and a short training run that the
+project's loader loads and renders with (the full run is `make scenes-model`)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from core.config import ModelConfig
+from core.scenes.grammar import WORDS
+from serve.loader import load_model
+from serve.scenes_pipeline import MAX_TOKENS, build_scenes_pipeline, scenes_tokenizer
+
+ROOT = Path(__file__).resolve().parents[2]
+LONGEST = (
+    "a small orange triangle at the bottom right and a large purple circle at the top left "
+    "on a yellow background"
+)
+
+
+def test_every_grammar_word_is_one_token_and_other_text_still_tokenizes():
+    tokenizer = scenes_tokenizer()
+    assert all(len(tokenizer.tokenize(word)) == 1 for word in WORDS)
+    assert len(tokenizer(LONGEST).input_ids) <= MAX_TOKENS
+    inner = tokenizer("a mauve hexagon, please!").input_ids[1:-1]  # no unknown (= end) token
+    assert len(inner) > 5 and tokenizer.unk_token_id not in inner
+
+
+def test_the_untrained_pipeline_is_within_budget_and_seeded():
+    a, b = build_scenes_pipeline(3), build_scenes_pipeline(3)
+    parameters = sum(p.numel() for m in (a.vae, a.unet, a.text_encoder) for p in m.parameters())
+    assert parameters * 4 / 1e6 < 30
+    assert torch.equal(next(a.unet.parameters()), next(b.unet.parameters()))
+
+
+def test_a_short_training_run_saves_a_pipeline_the_loader_renders_with(tmp_path):
+    out = tmp_path / "scenes"
+    command = [sys.executable, str(ROOT / "scripts" / "train_scenes.py"), "--out", str(out)]
+    command += ["--steps", "2", "--batch-size", "2", "--vae-batch-size", "2"]
+    command += ["--eval-prompts", "1", "--default-steps", "2", "--threads", "1"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "## Held-out figures" in card and "| background |" in card
+    model = ModelConfig(source=str(out), native_resolution=128, default_steps=2)
+    loaded = load_model(model, tmp_path / "cache")
+    image = loaded.txt2img(
+        "a red circle on a white background", num_inference_steps=2, output_type="np"
+    ).images[0]
+    assert image.shape == (128, 128, 3)
