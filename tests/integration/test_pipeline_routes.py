@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
+
 import httpx
 import pytest
+from PIL import Image
 
 from tests.waiting import wait_until
 
@@ -18,6 +21,12 @@ def wait_for(http: httpx.Client, run_id: str, statuses: set[str], timeout_s: flo
         timeout_s=timeout_s,
         what=f"pipeline run {run_id} to reach one of {sorted(statuses)}",
     )
+
+
+def run_id_of(png: bytes) -> str:
+    """The run id a delivered PNG carries."""
+    with Image.open(io.BytesIO(png)) as image:
+        return image.text["run_id"]
 
 
 def stage_table(view: dict) -> list[tuple[str, str, str | None]]:
@@ -73,6 +82,7 @@ def test_gate_reject_approve_rerun_and_query(cluster):
         ]
         image = http.get(first["stages"][2]["url"])
         assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
+        assert run_id_of(image.content) == first["stages"][2]["run_id"]  # issue 14
         rejected = http.post(f"/v1/renders/{first['id']}/reject", json={"reason": "too dark"})
         assert rejected.json()["status"] == "rejected" and "too dark" in rejected.json()["error"]
         assert stage_table(rejected.json())[3] == ("hires", "skipped", None)
@@ -110,6 +120,8 @@ def test_gate_reject_approve_rerun_and_query(cluster):
         done = wait_for(http, second["id"], {"done", "failed"})
         assert done["status"] == "done", done["error"]
         assert done["stages"][3]["status"] == "done" and done["result"]["url"]
+        hires = http.get(done["result"]["url"])  # the hires stage's file, tagged at delivery
+        assert run_id_of(hires.content) == done["stages"][3]["run_id"]
 
         # the records answer queries and diffs
         ids = {
