@@ -4,8 +4,8 @@
 receives (top to bottom) and area-averages them into a canvas at most `max_px`
 wide and high; rows not finished yet stay blank. `JobPreview` publishes one job's
 preview to the store as ``job-previews/<job id>.png`` with a JSON note beside it
-(``.json``: its owner, the rows done, the size), at most every `interval_s`
-seconds and once more when the canvas is complete. A preview is a courtesy:
+(``.json``: its owner, the rows done, the size), from a thread of its own at most
+every `interval_s` seconds, and at once when the canvas is complete. A preview is a courtesy:
 its failures are logged and never fail the job.
 """
 
@@ -17,7 +17,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +38,7 @@ __all__ = [
 PREVIEW_PX = 512
 PREVIEW_PREFIX = "job-previews/"
 BLANK = (233, 236, 241)  # what a row not finished yet shows
+_IDLE_S = 30.0  # a writer thread with nothing to write for this long ends
 RowSink = Callable[[int, np.ndarray], None]
 """Receives a band of finished rows: (first canvas row, uint8 rows (n, width, bands))."""
 
@@ -121,7 +121,13 @@ def _rgb(rows: np.ndarray) -> np.ndarray:
 
 
 class JobPreview:
-    """Publishes the preview of one job's canvases (each upscale pass starts a new one)."""
+    """Publishes the preview of one job's canvases (each upscale pass starts a new one).
+
+    Bands are offered to a writer thread that stores the newest state, then waits
+    `interval_s` before the next write (so the last band of a pause still shows); a
+    complete canvas is stored at once, in the caller's thread, and never overwritten
+    by an older state.
+    """
 
     def __init__(
         self,
@@ -130,19 +136,20 @@ class JobPreview:
         owner: str | None = None,
         interval_s: float = 1.0,
         max_px: int = PREVIEW_PX,
-        clock: Callable[[], float] = time.monotonic,
     ):
         self.store = store
         self.job_id = job_id
         self.owner = owner
         self.interval_s = interval_s
         self.max_px = max_px
-        self.clock = clock
         self.canvases = 0
-        self._last = float("-inf")
-        self._lock = threading.Lock()
-        self._pending: Future | None = None
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="job-preview")
+        self.writes = 0
+        self._state = threading.Condition()  # guards the previews and `_offered`
+        self._offered: tuple[RowPreview, int] | None = None
+        self._written = threading.Lock()  # one write at a time, never an older one after
+        self._sequence = 0
+        self._last_written = 0
+        self._worker: threading.Thread | None = None
 
     def canvas(self, width: int, height: int) -> RowSink:
         """A sink for the rows of a new `width` x `height` canvas of this job."""
@@ -152,54 +159,73 @@ class JobPreview:
 
         def add(y0: int, rows: np.ndarray) -> None:
             try:
-                preview.add(y0, rows)
+                with self._state:
+                    preview.add(y0, rows)
+                    if not preview.complete:
+                        self._offered = (preview, number)
+                        self._state.notify()
                 if preview.complete:
-                    self._publish(preview, number)  # the last one now, in this thread
-                elif self.clock() - self._last >= self.interval_s:
-                    self._last = self.clock()
-                    self._publish_later(preview, number)
+                    self._write(self._snapshot(preview, number))
+                else:
+                    self._start()
             except Exception:  # a preview never fails the job
                 logger.warning("job %s: preview not written", self.job_id, exc_info=True)
 
         return add
 
-    def _publish_later(self, preview: RowPreview, number: int) -> None:
-        """Write off the caller's thread; skipped while the previous write is in flight."""
-        if self._pending is not None and not self._pending.done():
-            return
-        snapshot = _Snapshot(preview.png(), self._note(preview, number))
-        self._pending = self._writer.submit(self._write, snapshot)
+    def _start(self) -> None:
+        with self._state:
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._work, name="job-preview", daemon=True)
+                self._worker.start()
 
-    def _publish(self, preview: RowPreview, number: int) -> None:
-        if self._pending is not None:
-            self._pending.result()  # the older write lands first
-        self._write(_Snapshot(preview.png(), self._note(preview, number)))
+    def _work(self) -> None:
+        """Write what was offered, pausing between writes; end after a while with none."""
+        while True:
+            with self._state:
+                while self._offered is None:
+                    if not self._state.wait(timeout=_IDLE_S):
+                        self._worker = None
+                        return
+                preview, number = self._offered
+                self._offered = None
+            self._write(self._snapshot(preview, number))
+            time.sleep(self.interval_s)
 
-    def _note(self, preview: RowPreview, number: int) -> dict[str, Any]:
-        return {
-            "job_id": self.job_id,
-            "owner": self.owner,
-            "canvas": number,
-            "width": preview.width,
-            "height": preview.height,
-            "rows_done": preview.rows_done,
-            "preview_width": preview.size[0],
-            "preview_height": preview.size[1],
-            "preview_rows": preview.preview_rows,
-            "updated_at": time.time(),
-        }
+    def _snapshot(self, preview: RowPreview, number: int) -> _Snapshot:
+        with self._state:
+            self._sequence += 1
+            note = {
+                "job_id": self.job_id,
+                "owner": self.owner,
+                "canvas": number,
+                "width": preview.width,
+                "height": preview.height,
+                "rows_done": preview.rows_done,
+                "preview_width": preview.size[0],
+                "preview_height": preview.size[1],
+                "preview_rows": preview.preview_rows,
+                "updated_at": time.time(),
+            }
+            return _Snapshot(self._sequence, preview.png(), note)
 
     def _write(self, snapshot: _Snapshot) -> None:
         image_key, note_key = preview_keys(self.job_id)
-        try:
-            with self._lock:
+        with self._written:
+            if snapshot.sequence < self._last_written:
+                return  # a newer state is stored already
+            try:
                 self.store.put_bytes(image_key, snapshot.png)
                 self.store.put_bytes(note_key, json.dumps(snapshot.note).encode())
-        except Exception:
-            logger.warning("job %s: preview not stored", self.job_id, exc_info=True)
+            except Exception:
+                logger.warning("job %s: preview not stored", self.job_id, exc_info=True)
+                return
+            self._last_written = snapshot.sequence
+            self.writes += 1
 
 
 @dataclass(frozen=True)
 class _Snapshot:
+    sequence: int
     png: bytes
     note: dict[str, Any]

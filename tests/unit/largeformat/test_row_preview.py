@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from core.largeformat.image_writer import StreamingImageWriter
 from core.largeformat.row_preview import BLANK, JobPreview, RowPreview, preview_keys
 from core.store import open_store
 from tests.unit.largeformat.test_runner import PureModel, _job, _runner
+from tests.waiting import wait_until
 
 
 def _canvas(width: int, height: int) -> np.ndarray:
@@ -63,27 +65,26 @@ def test_rows_out_of_order_are_refused():
 
 def test_the_job_preview_is_stored_at_most_every_interval_and_when_complete(tmp_path: Path):
     store = open_store(StorageConfig(kind="local", path=tmp_path))
-    now = [0.0]
-    published = JobPreview(store, "job-7", owner="acme", interval_s=5.0, clock=lambda: now[0])
+    published = JobPreview(store, "job-7", owner="acme", interval_s=0.3)
     canvas = _canvas(1024, 256)
     add = published.canvas(1024, 256)
-    add(0, canvas[:64])  # the first band is published
-    published._pending.result()
     image_key, note_key = preview_keys("job-7")
-    note = json.loads(store.get_bytes(note_key))
-    assert note["owner"] == "acme" and note["rows_done"] == 64 and note["preview_rows"] == 32
-    add(64, canvas[64:128])  # within the interval: not published
-    published._pending.result()
-    assert json.loads(store.get_bytes(note_key))["rows_done"] == 64
-    now[0] = 6.0
-    add(128, canvas[128:192])
-    published._pending.result()
-    assert json.loads(store.get_bytes(note_key))["rows_done"] == 192
-    add(192, canvas[192:])  # complete: published at once, whatever the clock says
-    note = json.loads(store.get_bytes(note_key))
-    assert note["rows_done"] == 256 and note["preview_height"] == 128
+
+    def note() -> dict:
+        return json.loads(store.get_bytes(note_key))
+
+    add(0, canvas[:64])  # stored by the writer thread
+    wait_until(lambda: store.exists(note_key), timeout_s=10, what="the first preview")
+    assert note()["owner"] == "acme" and note()["rows_done"] == 64 and note()["preview_rows"] == 32
+    add(64, canvas[64:128])
+    add(128, canvas[128:192])  # within the interval: only the newest state is stored, later
+    wait_until(lambda: note()["rows_done"], lambda rows: rows == 192, timeout_s=10, what="rows")
+    add(192, canvas[192:])  # complete: stored at once, in this thread
+    assert note()["rows_done"] == 256 and note()["preview_height"] == 128
     stored = np.asarray(Image.open(io.BytesIO(store.get_bytes(image_key))))
     assert np.array_equal(stored, _area_mean(canvas, (512, 128)))
+    time.sleep(0.5)
+    assert note()["rows_done"] == 256  # nothing older stored after it
 
 
 def test_a_failing_store_never_fails_the_rows(tmp_path: Path):
