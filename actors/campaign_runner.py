@@ -56,6 +56,8 @@ from core.config import APP_NAME, ClusterConfig, deployment_name
 from core.config_file import config_from_dict
 from core.errors import JobFailed, NotFoundError, TypographyGateFailed
 from core.imaging import EXTENSIONS
+from core.png_text import store_tagged_png
+from core.record_metadata import record_metadata
 from core.records import RunRecord, RunRegistry
 from core.remote.record import total_cost
 from core.render_records import RecordLabels
@@ -141,8 +143,7 @@ class ServeJobRenderer:
             raise JobFailed(run.id, run.error or f"pipeline run ended {run.status}")
         source = run.outputs["image"]
         key = render_key(job, posixpath.splitext(source)[1].lstrip(".") or "png")
-        await asyncio.to_thread(self._copy, source, key)
-        return job_record(
+        record = job_record(
             job,
             self.config,
             run_id,
@@ -156,10 +157,10 @@ class ServeJobRenderer:
             typography=last.typography,
             cost_usd=total_cost([stage.cost_usd for stage in stages]),
         )
-
-    def _copy(self, source: str, key: str) -> None:
-        with self.store.open(source) as stream:
-            self.store.put_file(key, stream)
+        # the item's file: the run's last stage output (PNG), tagged with the item's record
+        metadata = record_metadata(record, last.params.get("scheduler"))
+        await asyncio.to_thread(store_tagged_png, self.store, source, key, metadata)
+        return record
 
 
 def campaign_models(jobs: Iterable[RenderJob], config: ClusterConfig) -> set[str]:
