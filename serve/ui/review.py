@@ -12,15 +12,15 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from core.campaign.plan import manifest_key
-from core.errors import RequestError
+from core.errors import NotFoundError, RequestError
 from core.jobs.model import JobStatus
 from serve.routes import campaigns as campaigns_api
 from serve.routes import jobs as jobs_api
 from serve.routes import pipelines as pipelines_api
-from serve.ui import data, thumbs
+from serve.ui import data, previews, thumbs
 from serve.ui.pages import UiRoute, checked_form, ingress_context, off_loop, page, redirect
 
 router = APIRouter(route_class=UiRoute, include_in_schema=False)
@@ -95,7 +95,20 @@ async def _jobs(request: Request, status: str | None) -> list[dict[str, Any]]:
     ctx = ingress_context(request)
     owner = request.state.tenant
     found = await off_loop(ctx.renders.jobs.jobs.page, status, None, owner, None, 50)
-    return [jobs_api.job_view(job) for job in found.jobs]
+    notes = await off_loop(lambda: [previews.preview_note(ctx.store, job) for job in found.jobs])
+    pairs = zip(found.jobs, notes, strict=True)
+    return [jobs_api.job_view(job) | {"preview": note} for job, note in pairs]
+
+
+@router.get("/ui/jobs/{job_id}/preview.png")
+async def job_preview(job_id: str, request: Request):
+    """A large job's downscaled preview of the rows finished so far (the caller's jobs only)."""
+    ctx = ingress_context(request)
+    job = await off_loop(ctx.renders.jobs.jobs.get, job_id, request.state.tenant)
+    image = await off_loop(previews.preview_image, ctx.store, job)
+    if image is None:
+        raise NotFoundError("id", f"job {job_id} has no preview yet")
+    return Response(image, media_type="image/png", headers={"Cache-Control": "no-store"})
 
 
 @router.post("/ui/jobs/{job_id}/cancel")

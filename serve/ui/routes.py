@@ -6,13 +6,13 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 
 from core.errors import AuthError, NotFoundError
 from core.records import RunRecord
 from serve import gate
 from serve.routes import runs as runs_api
-from serve.ui import data, thumbs
+from serve.ui import data, deepzoom, thumbs
 from serve.ui.pages import (
     UiRoute,
     checked_form,
@@ -161,11 +161,41 @@ async def thumbnail(
 ):
     """A run's downscaled picture (`zoom`: a larger one), made once, kept beside the artifact."""
     ctx = ingress_context(request)
-    record = await ctx.renders.visible_record(run_id)
-    if output not in thumbs.IMAGE_OUTPUTS or output not in record.outputs:
-        raise NotFoundError("output", f"run {run_id} has no {output!r}")
-    preview = await off_loop(thumbs.ensure_thumbnail, ctx.store, record.outputs[output], size)
+    key = await _picture_key(request, run_id, output)
+    preview = await off_loop(thumbs.ensure_thumbnail, ctx.store, key, size)
     if preview is None:
         raise NotFoundError("output", f"run {run_id} has no picture to show")
-    headers = {"Cache-Control": "private, max-age=3600"}
-    return Response(preview, media_type="image/jpeg", headers=headers)
+    return Response(preview, media_type="image/jpeg", headers=_PRIVATE)
+
+
+@router.get("/ui/tiles/{run_id}/{output}/info.json")
+async def pyramid_info(run_id: str, output: str, request: Request):
+    """The deep-zoom pyramid of a run's picture (cut on first use): size, tile, levels."""
+    ctx = ingress_context(request)
+    key = await _picture_key(request, run_id, output)
+    pyramid = await off_loop(deepzoom.ensure_pyramid, ctx.store, key)
+    if pyramid is None:
+        raise NotFoundError("output", f"run {run_id} has no picture to show")
+    return JSONResponse(pyramid.as_dict(), headers=_PRIVATE)
+
+
+@router.get("/ui/tiles/{run_id}/{output}/{level}/{col}_{row}.jpg")
+async def pyramid_tile(run_id: str, output: str, level: int, col: int, row: int, request: Request):
+    """One 256 px tile of a run's picture at one level (the deepest: full resolution)."""
+    ctx = ingress_context(request)
+    key = await _picture_key(request, run_id, output)
+    tile = await off_loop(deepzoom.read_tile, ctx.store, key, level, col, row)
+    if tile is None:
+        raise NotFoundError("tile", f"run {run_id} has no tile {level}/{col}_{row}")
+    return Response(tile, media_type="image/jpeg", headers=_PRIVATE)
+
+
+_PRIVATE = {"Cache-Control": "private, max-age=3600"}
+
+
+async def _picture_key(request: Request, run_id: str, output: str) -> str:
+    """The artifact key of a picture of a run the caller may see (else a 404)."""
+    record = await ingress_context(request).renders.visible_record(run_id)
+    if output not in thumbs.IMAGE_OUTPUTS or output not in record.outputs:
+        raise NotFoundError("output", f"run {run_id} has no {output!r}")
+    return record.outputs[output]

@@ -6,6 +6,7 @@ import asyncio
 import re
 import time
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -172,3 +173,47 @@ def test_a_campaign_page_polls_its_progress_and_only_its_tenant_sees_it(board):
     client.cookies.clear()
     sign_in(client, b)
     assert client.get("/ui/campaigns/spring/status.json").status_code == 404
+
+
+def test_deep_zoom_tiles_and_job_previews_are_the_callers_only(board):
+    """The pyramid's info and tiles, and a large job's preview, answer the run's own tenant;
+    another tenant (or a bad level, tile or id) gets a 404 page that names no path."""
+    client, a, b, _ = board
+    mine = _render(client, a, "acme's lighthouse")
+    theirs = _render(client, b, "globex's tower")
+    sign_in(client, a)
+    info = client.get(f"/ui/tiles/{mine}/image/info.json")
+    assert info.status_code == 200, info.text
+    assert info.json() == {"width": 64, "height": 64, "tile": 256, "max_level": 6}
+    tile = client.get(f"/ui/tiles/{mine}/image/6/0_0.jpg")
+    assert tile.status_code == 200 and tile.headers["content-type"] == "image/jpeg"
+    for path in [
+        f"/ui/tiles/{theirs}/image/info.json",
+        f"/ui/tiles/{theirs}/image/6/0_0.jpg",
+        f"/ui/tiles/{mine}/image/7/0_0.jpg",
+        f"/ui/tiles/{mine}/image/6/1_0.jpg",
+        f"/ui/tiles/{mine}/nothing/info.json",
+        f"/ui/jobs/{mine}/preview.png",
+        "/ui/jobs/..%2F..%2Fkeys/preview.png",
+    ]:
+        answer = client.get(path)
+        assert answer.status_code == 404, path
+        assert "/store" not in answer.text and "Traceback" not in answer.text, path
+
+    large = {"prompt": "a billboard", "width": 256, "height": 128, "mode": "tiled", "wait": False}
+    queued = client.post("/v1/renders", json=large, headers={"X-API-Key": b})
+    assert queued.status_code == 202, queued.text
+    job_id = queued.json()["id"]
+    store = api.state.context.store
+    from core.largeformat.row_preview import JobPreview  # noqa: PLC0415
+
+    add = JobPreview(store, job_id, owner="globex").canvas(256, 128)
+    add(0, np.zeros((128, 256, 3), np.uint8))  # complete: stored at once
+    assert client.get(f"/ui/jobs/{job_id}/preview.png").status_code == 404  # globex's
+    sign_in(client, b)
+    shown = client.get(f"/ui/jobs/{job_id}/preview.png")
+    assert shown.status_code == 200 and shown.headers["content-type"] == "image/png"
+    view = next(j for j in client.get("/ui/jobs.json").json()["jobs"] if j["id"] == job_id)
+    assert view["preview"]["rows_done"] == 128 and view["preview"]["version"] == "1-128"
+    JobPreview(store, job_id, owner="acme").canvas(256, 128)(0, np.zeros((128, 256, 3), np.uint8))
+    assert client.get(f"/ui/jobs/{job_id}/preview.png").status_code == 404  # owner differs

@@ -4,7 +4,8 @@
 over the fakes of the Ray pieces (tests.api.inprocess) on 127.0.0.1:<port>, with a
 pipeline that stops at an approval gate and a stand-in for the job supervisor that
 moves pipeline runs on the way the real one does (`PipelineRunner.advance`, as the
-run's tenant), with a deterministic fake stage renderer.
+run's tenant), with a deterministic fake stage renderer; large renders run on the tile router's own
+logic with a fake model (tests.ui.large_jobs).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from core.errors import RequestError
 from core.imaging import encode_image
 from serve.api_app import api
 from tests.api.inprocess import config_for, install
+from tests.ui.large_jobs import LargeJobs
 
 STAGE = {"model": "tiny", "width": 96, "height": 64}
 PIPELINES = {
@@ -40,6 +42,11 @@ PIPELINES = {
     }
 }
 POLL_S = 0.2
+LIMITS = {"max_width": 8192, "max_height": 8192, "max_pixels": 8192 * 4096}  # billboards
+MODELS = {  # "poster": 512 px tiles, so a billboard is tens of tiles, not thousands
+    "tiny": {"source": "tiny:0", "native_resolution": 64},
+    "poster": {"source": "tiny:0", "native_resolution": 512},
+}
 
 
 async def fake_stage(job: StageJob) -> StageOutput:
@@ -108,12 +115,16 @@ def campaign_runner(renders):
 
 
 def main(root: Path, keys_file: Path, port: int) -> None:
-    config = config_for(root, {"keys_file": str(keys_file)}, pipelines=PIPELINES)
+    config = config_for(
+        root, {"keys_file": str(keys_file)}, pipelines=PIPELINES, limits=LIMITS, models=MODELS
+    )
     renders = install(config, pytest.MonkeyPatch())
     runner = PipelineRunner(config, renders.store, fake_stage, renders.registry)
     api.state.pipeline_runner = runner
     pytest.MonkeyPatch().setattr("serve.routes.campaigns.start_runner", campaign_runner(renders))
     threading.Thread(target=advance_forever, args=(runner, renders), daemon=True).start()
+    large = LargeJobs(renders, root.parent / "spool", root.parent / "hold")
+    threading.Thread(target=large.run_forever, daemon=True).start()
     uvicorn.run(api, host="127.0.0.1", port=port, log_level="warning")
 
 

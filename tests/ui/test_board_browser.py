@@ -7,15 +7,22 @@ of reach of every page. A screenshot of each page goes to docs/ui/.
 
 from __future__ import annotations
 
+import base64
+import io
+import json
 import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
+from PIL import Image
 
+from core.largeformat.row_preview import BLANK, RowPreview
 from core.tenants import TenantLimits, add_key
 from tests.live_server import free_port
 from tests.ui.chromium import skip_without_chromium
@@ -26,8 +33,10 @@ ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "docs" / "ui" if os.environ.get("RC_UI_SCREENSHOTS") else Path("/tmp/rc-ui-shots")
 XSS = "<script>window.__pwned = 1</script>"
 THINGS = ["kite", "teapot", "broken violin", "lantern"]
+BILLBOARD = (4096, 2048)
 
 skip_without_chromium()
+from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select  # noqa: E402
 
@@ -51,7 +60,7 @@ def server(tmp_path_factory):
             what=f"the board server on {url}",
         )
         assert process.poll() is None, "the board server exited"
-        yield url, acme, globex
+        yield url, acme, globex, tmp
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=DEADLINE_S)
@@ -81,6 +90,17 @@ class Api:
         answer = self.http.post("/v1/renders", json=body)
         assert answer.status_code in (200, 202), answer.text
         return answer.json()["id"]
+
+    def billboard(self, prompt: str, seed: int) -> str:
+        """A 4096 x 2048 render on 512 px tiles, as a job (held while `hold` exists)."""
+        body = {"prompt": prompt, "width": BILLBOARD[0], "height": BILLBOARD[1], "seed": seed}
+        body |= {"model": "poster", "mode": "tiled", "wait": False}
+        answer = self.http.post("/v1/renders", json=body)
+        assert answer.status_code == 202, answer.text
+        return answer.json()["id"]
+
+    def job(self, job_id: str) -> dict:
+        return self.http.get(f"/v1/jobs/{job_id}").json()
 
     def pipeline_at_gate(self, prompt: str) -> str:
         answer = self.http.post("/v1/pipelines/gated/runs", json={"prompt": prompt, "seed": 5})
@@ -112,7 +132,7 @@ def wait_for_text(driver, css: str, wanted: str, what: str) -> str:
 
 
 def test_a_reviewer_signs_in_finds_compares_approves_rejects_reruns_and_cancels(server, browser):
-    url, acme_key, globex_key = server
+    url, acme_key, globex_key, root = server
     acme, globex = Api(url, acme_key), Api(url, globex_key)
     red = acme.render(f"a red lighthouse at dusk {XSS}", seed=1)
     blue = acme.render("a blue lighthouse at dawn", seed=2, steps=3)
@@ -127,6 +147,8 @@ def test_a_reviewer_signs_in_finds_compares_approves_rejects_reruns_and_cancels(
     _approve_and_reject(browser, url, approve_me, reject_me, theirs)
     _rerun(browser, url, approve_me)
     _cancel_a_job(browser, url, acme)
+    billboard = _large_render(browser, url, acme, root)
+    _deep_zoom(browser, url, billboard, root)
     _campaign_and_contact_sheet(browser, url, acme)
     _other_pages(browser, url)
     _other_tenant_out_of_reach(browser, url, red, secret, theirs)
@@ -168,16 +190,9 @@ def _find_and_open(browser, url: str, red: str) -> None:
         timeout_s=DEADLINE_S,
         what="the run's thumbnail to load",
     )
-    assert not browser.find_element(By.ID, "zoom-image").get_attribute("src")  # not yet asked for
+    assert not browser.find_elements(By.CSS_SELECTOR, "img.dz-tile")  # not yet asked for
     browser.find_element(By.ID, "zoom-open").click()
-    wait_until(
-        lambda: browser.execute_script("return document.getElementById('zoom-image').naturalWidth"),
-        timeout_s=DEADLINE_S,
-        what="the zoom preview to load",
-    )
-    browser.find_element(By.ID, "zoom-in").click()
-    assert browser.find_element(By.ID, "zoom-image").value_of_css_property("width") != "0px"
-    assert "200%" in browser.find_element(By.ID, "zoom-image").get_attribute("style")
+    _wait_for_tiles(browser, 6)  # a 64 px picture: its level 6 is its full resolution
     shot(browser, "run")
 
 
@@ -243,7 +258,6 @@ def _cancel_a_job(browser, url: str, acme: Api) -> None:
     browser.get(f"{url}/ui/jobs")
     row = f"tr.job[data-job='{job}']"
     assert text_of(browser, f"{row} .status") == "awaiting_approval"
-    shot(browser, "jobs")
     click_and_load(browser, f"{row} button.cancel")
     wait_until(
         lambda: text_of(browser, f"{row} .status"),
@@ -251,6 +265,173 @@ def _cancel_a_job(browser, url: str, acme: Api) -> None:
         timeout_s=DEADLINE_S,
         what=f"job {job} to show cancelled",
     )
+
+
+PIXELS_JS = """
+return Array.from(document.querySelectorAll(arguments[0]))
+  .filter(function (img) { return img.complete && img.naturalWidth > 0; })
+  .slice(0, arguments[1])
+  .map(function (img) {
+    var canvas = document.createElement("canvas");
+    canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+    canvas.getContext("2d").drawImage(img, 0, 0);
+    return [Object.assign({}, img.dataset), canvas.toDataURL("image/png")];
+  });
+"""
+
+
+def _pixels_in_browser(browser, css: str, most: int = 1) -> list[tuple[dict, np.ndarray]]:
+    """What the browser decoded of the images at `css` (drawn onto a canvas, read back)."""
+    found = browser.execute_script(PIXELS_JS, css, most)
+    return [(data, _decode(url.split(",", 1)[1])) for data, url in found]
+
+
+def _decode(b64: str) -> np.ndarray:
+    with Image.open(io.BytesIO(base64.b64decode(b64))) as image:
+        return np.asarray(image.convert("RGB")).astype(np.int16)
+
+
+def _stored_image(root: Path, key: str) -> np.ndarray:
+    with Image.open(root / "store" / key) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def _wait_for_tiles(browser, level: int) -> list:
+    """The tiles of `level` in view, once every one of them has loaded."""
+    css = f"img.dz-tile[data-level='{level}']"
+    return wait_until(
+        lambda: browser.execute_script(
+            "var t = Array.from(document.querySelectorAll(arguments[0]));"
+            "return t.length && t.every(i => i.complete && i.naturalWidth > 0) ? t : null",
+            css,
+        ),
+        timeout_s=DEADLINE_S * 3,  # the first view cuts the pyramid
+        what=f"the deep-zoom tiles of level {level}",
+    )
+
+
+def _large_render(browser, url: str, acme: Api, root: Path) -> str:
+    """A billboard's live preview on /ui/jobs (top rows finished, the rest blank), a running
+    large render cancelled from the page, then the billboard finished; its run id."""
+    hold = root / "hold"
+    hold.write_text("")
+    billboard = acme.billboard("a billboard held after its second row of tiles", seed=4)
+    wait_until(
+        lambda: acme.job(billboard)["progress"],
+        lambda p: p["total"] and p["done"] >= 2 * 9,  # 9 columns of tiles: two rows in
+        timeout_s=DEADLINE_S * 3,
+        what="the billboard's first two rows of tiles",
+    )
+    time.sleep(1.5)  # the preview's writer stores the newest rows within a second
+    note_path = root / "store" / "job-previews" / f"{billboard}.json"
+    note = json.loads(note_path.read_text())
+    assert note["owner"] == "acme" and 0 < note["rows_done"] < BILLBOARD[1]
+    version = f"1-{note['rows_done']}"
+    browser.get(f"{url}/ui/jobs")
+    row = f"tr.job[data-job='{billboard}']"
+    assert text_of(browser, f"{row} .status") == "running"
+    wait_until(
+        lambda: browser.execute_script(
+            "var i = document.querySelector(arguments[0]);"
+            "return i && i.complete && i.naturalWidth > 0 ? i.dataset.version : null",
+            f"{row} img.preview",
+        ),
+        lambda shown: shown == version,
+        timeout_s=DEADLINE_S,
+        what="the jobs page to show the billboard's preview",
+    )
+    assert text_of(browser, f"{row} .rows") == f"{note['rows_done']}/{BILLBOARD[1]} rows"
+    [(_, partial)] = _pixels_in_browser(browser, f"{row} img.preview")
+    assert partial.shape == (256, 512, 3)
+    shot(browser, "jobs")
+    finished = note["preview_rows"]
+    assert 0 < finished < 256 and (partial[finished:] == BLANK).all()  # the rest is blank
+
+    second = acme.billboard("another billboard held, then cancelled", seed=5)
+    wait_until(
+        lambda: acme.job(second)["progress"]["done"],
+        lambda done: done >= 2 * 9,
+        timeout_s=DEADLINE_S * 3,
+        what="the second billboard to be running",
+    )
+    browser.get(f"{url}/ui/jobs")
+    running = f"tr.job[data-job='{second}']"
+    assert text_of(browser, f"{running} .status") == "running"
+    click_and_load(browser, f"{running} button.cancel")
+    wait_until(
+        lambda: text_of(browser, f"{running} .status"),
+        lambda status: status == "cancelled",
+        timeout_s=DEADLINE_S,
+        what=f"running large render {second} to show cancelled",
+    )
+
+    hold.unlink()  # the first billboard goes on, its preview with it
+    wait_until(
+        lambda: text_of(browser, f"{row} .rows"),
+        lambda rows: rows == f"{BILLBOARD[1]}/{BILLBOARD[1]} rows",
+        timeout_s=DEADLINE_S * 3,
+        what="the billboard's preview to fill",
+    )
+    assert text_of(browser, f"{row} .status") == "done"
+    result = acme.job(billboard)["result"]
+    final = _stored_image(root, result["image"])
+    expected = RowPreview(*BILLBOARD)
+    expected.add(0, final)
+    assert np.abs(partial[:finished] - expected.image()[:finished].astype(np.int16)).max() <= 1
+    [(_, full)] = _pixels_in_browser(browser, f"{row} img.preview")
+    assert np.abs(full - expected.image().astype(np.int16)).max() <= 1
+    assert acme.job(second)["status"] == "cancelled"
+    assert not (root / "store" / "renders" / second).exists()  # nothing half-written
+    return billboard
+
+
+def _deep_zoom(browser, url: str, run_id: str, root: Path) -> None:
+    """The billboard's run page zooms to full resolution: the deepest tiles in view are
+    crops of the artifact, and the full-size file is never sent."""
+    browser.get(f"{url}/ui/runs/{run_id}")
+    browser.find_element(By.ID, "zoom-open").click()
+    deepest = 12  # ceil(log2(4096))
+    wait_until(
+        lambda: _level(browser),
+        timeout_s=DEADLINE_S * 3,  # the first view cuts the pyramid
+        what="the billboard's pyramid",
+    )
+    fitted = _wait_for_tiles(browser, int(_level(browser)))
+    assert fitted and int(_level(browser)) < deepest
+    shot(browser, "run-zoom")
+    while int(_level(browser)) < deepest:
+        browser.find_element(By.ID, "dz-in").click()
+    _wait_for_tiles(browser, deepest)
+    browser.find_element(By.ID, "dz-full").click()  # one screen pixel per picture pixel
+    tiles = _wait_for_tiles(browser, deepest)
+    cols, rows = -(-BILLBOARD[0] // 256), -(-BILLBOARD[1] // 256)
+    assert 0 < len(tiles) < cols * rows // 4  # only what is in view
+    final = _stored_image(root, f"renders/{run_id}/image.png")
+    compared = _pixels_in_browser(browser, f"img.dz-tile[data-level='{deepest}']", most=4)
+    assert compared
+    for data, tile in compared:
+        col, row = int(data["col"]), int(data["row"])
+        crop = final[row * 256 : (row + 1) * 256, col * 256 : (col + 1) * 256].astype(np.int16)
+        assert tile.shape == crop.shape == (256, 256, 3)
+        assert np.abs(tile - crop).mean() < 6, (col, row)  # full-res pixels, JPEG's loss only
+        half = np.asarray(
+            Image.fromarray(final[row * 256 : row * 256 + 512, col * 256 : col * 256 + 512]).reduce(
+                2
+            )
+        )
+        assert np.abs(tile - half.astype(np.int16)).mean() > 15  # not a coarser level
+    drag = ActionChains(browser).click_and_hold(browser.find_element(By.ID, "dz-view"))
+    drag.move_by_offset(-300, -120).release().perform()
+    _wait_for_tiles(browser, deepest)  # panned: the tiles now in view load
+    shot(browser, "run-zoom-deep")
+    fetched = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name)"
+    )
+    assert not [name for name in fetched if "/v1/artifacts" in name or name.endswith(".png")]
+
+
+def _level(browser) -> str:
+    return browser.find_element(By.ID, "dz").get_attribute("data-level")
 
 
 def _campaign_and_contact_sheet(browser, url: str, acme: Api) -> None:
