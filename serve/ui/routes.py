@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
@@ -156,13 +156,11 @@ def _diff_rows(a: dict[str, Any], b: dict[str, Any], changed: set[str]) -> list[
 
 
 @router.get("/ui/thumbs/{run_id}/{output}")
-async def thumbnail(
-    run_id: str, output: str, request: Request, size: Literal["thumb", "zoom"] = "thumb"
-):
-    """A run's downscaled picture (`zoom`: a larger one), made once, kept beside the artifact."""
+async def thumbnail(run_id: str, output: str, request: Request):
+    """A run's downscaled picture, made once, kept beside the artifact."""
     ctx = ingress_context(request)
     key = await _picture_key(request, run_id, output)
-    preview = await off_loop(thumbs.ensure_thumbnail, ctx.store, key, size)
+    preview = await off_loop(thumbs.ensure_thumbnail, ctx.store, key)
     if preview is None:
         raise NotFoundError("output", f"run {run_id} has no picture to show")
     return Response(preview, media_type="image/jpeg", headers=_PRIVATE)

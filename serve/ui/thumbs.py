@@ -1,9 +1,8 @@
 """Review-board thumbnails: a small JPEG made once from an artifact and stored beside it.
 
-A thumbnail of ``<artifact key>`` lives at ``<artifact key>.thumb.jpg``; the larger
-preview that the run page zooms into (still far below a billboard's size) at
-``<artifact key>.zoom.jpg``. libvips makes
-it (shrink-on-load: a billboard never sits decoded in memory whole); Pillow is the
+A thumbnail of ``<artifact key>`` lives at ``<artifact key>.thumb.jpg`` (the run page
+zooms through a tile pyramid instead: `serve.ui.deepzoom`). libvips makes it
+(shrink-on-load: a billboard never sits decoded in memory whole); Pillow is the
 fallback for what libvips cannot read. Call these functions off the event loop.
 """
 
@@ -15,13 +14,11 @@ from core.records import RunRecord
 from core.store import ArtifactStore
 
 THUMB_PX = 384
-ZOOM_PX = 2048
-SIZES = {"thumb": THUMB_PX, "zoom": ZOOM_PX}
 IMAGE_OUTPUTS = ("image", "review_image")
 
 
-def thumb_key(image_key: str, size: str = "thumb") -> str:
-    return f"{image_key}.{size}.jpg"
+def thumb_key(image_key: str) -> str:
+    return f"{image_key}.thumb.jpg"
 
 
 def image_output(record: RunRecord) -> str | None:
@@ -45,16 +42,16 @@ def make_thumbnail(data: bytes, max_px: int = THUMB_PX) -> bytes:
         return thumbnail_jpeg(data, max_px)
 
 
-def ensure_thumbnail(store: ArtifactStore, image_key: str, size: str = "thumb") -> bytes | None:
-    """The stored preview (`size`: thumb or zoom) of `image_key`, made and stored first if
-    missing; None if the artifact is missing or is no image it can read."""
-    key = thumb_key(image_key, size)
+def ensure_thumbnail(store: ArtifactStore, image_key: str) -> bytes | None:
+    """The stored thumbnail of `image_key`, made and stored first if missing; None if the
+    artifact is missing or is no image it can read."""
+    key = thumb_key(image_key)
     try:
         return store.get_bytes(key)
     except NotFoundError:
         pass
     try:
-        preview = make_thumbnail(store.get_bytes(image_key), SIZES[size])
+        preview = make_thumbnail(store.get_bytes(image_key))
     except (NotFoundError, RequestError, OSError, ValueError):
         return None
     except Exception:  # PIL's DecompressionBombError and friends: no thumbnail, no 500

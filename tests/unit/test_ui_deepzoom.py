@@ -83,3 +83,15 @@ def test_a_grey_or_transparent_image_is_tiled_in_rgb(tmp_path):
     tile = _pixels(deepzoom.read_tile(store, key, pyramid.max_level, 0, 0))
     assert tile.shape == (40, 256, 3)
     assert abs(int(tile[20, 20, 0]) - 200) < 8 and tile[20, 200].min() > 240
+
+
+def test_the_pyramid_goes_through_the_store_api_local_or_s3(store):
+    image = _billboard(700, 300)
+    key = store.put_bytes("renders/s3/image.jpg", encode_image(image, "jpeg"))
+    pyramid = deepzoom.ensure_pyramid(store, key)
+    assert pyramid == Pyramid(700, 300) and pyramid.max_level == 10
+    assert store.exists(deepzoom.info_key(key))
+    tiles = [k for k in store.list_keys(f"{key}.tiles/") if k.endswith(".jpg")]
+    assert len(tiles) == sum(c * r for c, r in map(pyramid.grid, range(11)))
+    tile = _pixels(deepzoom.read_tile(store, key, 10, 2, 1))
+    assert tile.shape == (300 - 256, 700 - 512, 3)

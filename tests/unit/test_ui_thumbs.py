@@ -17,7 +17,7 @@ def _size(data: bytes) -> tuple[int, int]:
         return image.size
 
 
-def test_a_wide_image_gets_a_thumbnail_and_a_zoom_preview_stored_beside_it(tmp_path):
+def test_a_wide_image_gets_a_thumbnail_stored_beside_it(tmp_path):
     store = LocalStore(tmp_path)
     pixels = np.zeros((1000, 8000, 3), dtype=np.uint8)
     pixels[:, ::2] = 255
@@ -25,8 +25,6 @@ def test_a_wide_image_gets_a_thumbnail_and_a_zoom_preview_stored_beside_it(tmp_p
     small = thumbs.ensure_thumbnail(store, key)
     assert _size(small) == (thumbs.THUMB_PX, 48)
     assert store.get_bytes(f"{key}.thumb.jpg") == small
-    zoom = thumbs.ensure_thumbnail(store, key, "zoom")
-    assert _size(zoom) == (thumbs.ZOOM_PX, 256)
     store.put_bytes(key, b"replaced")  # made once: the stored preview is served from now on
     assert thumbs.ensure_thumbnail(store, key) == small
 

@@ -122,3 +122,11 @@ def test_a_job_that_asks_for_a_preview_leaves_one_of_its_finished_file(tmp_path:
     plain = _runner(tmp_path / "b")
     asyncio.run(plain.render(_job(), PureModel()))
     assert not plain.store.exists(image_key)  # only jobs that ask for one
+
+
+def test_the_preview_goes_through_the_store_api_local_or_s3(store):
+    add = JobPreview(store, "job-9", owner="acme").canvas(128, 64)
+    add(0, _canvas(128, 64))
+    image_key, note_key = preview_keys("job-9")
+    assert json.loads(store.get_bytes(note_key))["rows_done"] == 64
+    assert store.get_bytes(image_key).startswith(b"\x89PNG")
