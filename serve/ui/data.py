@@ -9,18 +9,21 @@ filter go through `RunRegistry.list`, so a tenant only ever reads its own record
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from actors.pipeline_state import PipelineRunState
+from core.config import ClusterConfig
 from core.errors import NotFoundError, RequestError
+from core.pipelines import StageConfig
 from core.records import RUN_ID_PATTERN, RunRecord, RunRegistry, run_time
 from core.typography.results import TypographyReport
+from serve.ui.stage_fields import stage_fields
 
 PAGE_SIZE = 24
 CHUNK = 200
 FILTERS = ("model", "style", "pipeline", "campaign", "status", "provider")
-RERUN_FIELDS = ("steps", "guidance", "strength", "seed", "width", "height")  # a stage's own
 _RUN_ID = re.compile(RUN_ID_PATTERN)
 
 
@@ -75,8 +78,11 @@ def lineage(registry: RunRegistry, record: RunRecord, depth: int = 20) -> list[R
     return chain
 
 
-def stage_rows(registry: RunRegistry, run: RunRecord) -> list[dict[str, Any]]:
-    """A pipeline run's stages in order: config, the stage's record (if it ran), inputs."""
+def stage_rows(
+    registry: RunRegistry, run: RunRecord, routes: Mapping[str, Sequence[str]] | None = None
+) -> list[dict[str, Any]]:
+    """A pipeline run's stages in order: config, the stage's record (if it ran), inputs, and
+    the fields a re-run may change (`routes`: the model and style names to choose from)."""
     if run.pipeline is None or run.stage is not None:
         return []
     try:
@@ -98,6 +104,7 @@ def stage_rows(registry: RunRegistry, run: RunRecord) -> list[dict[str, Any]]:
                 "consumes": consumes,
                 "approval": stage.approval,
                 "rerun_from": state.rerun_from == stage.name,
+                "fields": stage_fields(stage, routes),
             }
         )
     return rows
@@ -112,6 +119,23 @@ def typography_gate(record: RunRecord) -> dict[str, Any] | None:
     except ValueError:
         return None
     return {"passed": report.passed, "boxes": len(report.boxes), "failures": report.failures()}
+
+
+def routes(config: ClusterConfig) -> dict[str, list[str]]:
+    """The model and style names a stage may be routed to."""
+    return {"model": sorted(config.models), "style": sorted(config.styles)}
+
+
+def stage_of(run: RunRecord, name: str) -> StageConfig:
+    """The stage `name` as the pipeline run `run` ran it; a 404 naming it otherwise."""
+    try:
+        stages = PipelineRunState.from_record(run).stages
+    except ValueError:
+        stages = []
+    for stage in stages:
+        if stage.name == name:
+            return stage
+    raise NotFoundError("stage", f"run {run.id} has no stage {name[:80]!r}")
 
 
 def awaiting(registry: RunRegistry, owner: str | None, limit: int = 50) -> list[RunRecord]:

@@ -20,11 +20,10 @@ from core.jobs.model import JobStatus
 from serve.routes import campaigns as campaigns_api
 from serve.routes import jobs as jobs_api
 from serve.routes import pipelines as pipelines_api
-from serve.ui import data, previews, thumbs
+from serve.ui import data, previews, stage_fields, thumbs
 from serve.ui.pages import UiRoute, checked_form, ingress_context, off_loop, page, redirect
 
 router = APIRouter(route_class=UiRoute, include_in_schema=False)
-RERUN_FIELDS = data.RERUN_FIELDS
 
 
 def _runner(request: Request):
@@ -36,10 +35,11 @@ async def approvals(request: Request):
     """Pipeline runs waiting at a gate, each with its stage images and the three actions."""
     ctx = ingress_context(request)
     runs = await off_loop(data.awaiting, ctx.registry, request.state.tenant)
-    items = await off_loop(lambda: [(run, data.stage_rows(ctx.registry, run)) for run in runs])
-    return page(
-        request, "approvals.html", items=items, fields=RERUN_FIELDS, thumb=thumbs.image_output
+    routes = data.routes(ctx.config)
+    items = await off_loop(
+        lambda: [(run, data.stage_rows(ctx.registry, run, routes)) for run in runs]
     )
+    return page(request, "approvals.html", items=items, thumb=thumbs.image_output)
 
 
 @router.post("/ui/approvals/{run_id}/approve")
@@ -59,25 +59,20 @@ async def reject(run_id: str, request: Request):
 
 @router.post("/ui/approvals/{run_id}/rerun")
 async def rerun(run_id: str, request: Request):
-    """A new run from one stage with the changed fields; earlier stages come from cache."""
+    """A new run from one stage with the changed fields of that stage (typed by the stage's
+    schema); earlier stages come from cache."""
     form = await checked_form(request)
-    overrides = {
-        name: _value(name, form[name]) for name in RERUN_FIELDS if form.get(name, "").strip()
-    }
-    stage = form.get("stage", "")
-    body = pipelines_api.RerunBody.model_validate({"stage": stage, "set": overrides})
+    ctx = ingress_context(request)
+    run = await ctx.renders.visible_record(run_id)
+    stage = data.stage_of(run, form.get("stage", ""))
+    fields = stage_fields.stage_fields(stage, data.routes(ctx.config))
+    overrides = stage_fields.parse(fields, form)
+    body = pipelines_api.RerunBody.model_validate({"stage": stage.name, "set": overrides})
     answer = await pipelines_api.rerun(
         run_id, body, request, ingress_context(request), _runner(request)
     )
     new_id = json.loads(answer.body)["id"] if isinstance(answer, JSONResponse) else answer["id"]
     return redirect(request, f"/ui/runs/{new_id}")
-
-
-def _value(name: str, text: str) -> Any:
-    try:
-        return float(text) if name in ("guidance", "strength") else int(text)
-    except ValueError:
-        raise RequestError(name, f"{text[:40]!r} is not a number") from None
 
 
 @router.get("/ui/jobs")

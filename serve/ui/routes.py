@@ -109,7 +109,6 @@ async def run_page(run_id: str, request: Request):
         lineage=chain,
         stages=stages,
         others=others,
-        fields=data.RERUN_FIELDS,
         gate=data.typography_gate(record),
         thumb=thumbs.image_output,
     )
@@ -118,7 +117,7 @@ async def run_page(run_id: str, request: Request):
 def _about(ctx, record: RunRecord, tenant: str | None) -> tuple[list, list, list]:
     return (
         data.lineage(ctx.registry, record),
-        data.stage_rows(ctx.registry, record),
+        data.stage_rows(ctx.registry, record, data.routes(ctx.config)),
         data.compare_candidates(ctx.registry, tenant, record.id),
     )
 

@@ -34,6 +34,7 @@ SHOTS = ROOT / "docs" / "ui" if os.environ.get("RC_UI_SCREENSHOTS") else Path("/
 XSS = "<script>window.__pwned = 1</script>"
 THINGS = ["kite", "teapot", "broken violin", "lantern"]
 BILLBOARD = (4096, 2048)
+STAGE_FIELDS = ("model", "style", "width", "height", "steps", "guidance", "seed", "quiet_zone")
 
 skip_without_chromium()
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
@@ -151,6 +152,12 @@ def test_a_reviewer_signs_in_finds_compares_approves_rejects_reruns_and_cancels(
     _deep_zoom(browser, url, billboard, root)
     _campaign_and_contact_sheet(browser, url, acme)
     _other_pages(browser, url)
+    _on_a_tablet(
+        browser,
+        url,
+        [f"/ui/runs/{red}", f"/ui/runs/{approve_me}", f"/ui/runs/{billboard}"]
+        + [f"/ui/diff/{red}/{blue}", "/ui/approvals", "/ui/jobs", "/ui/campaigns/spring"],
+    )
     _other_tenant_out_of_reach(browser, url, red, secret, theirs)
     assert browser.execute_script("return window.__pwned === undefined")
 
@@ -239,7 +246,14 @@ def _rerun(browser, url: str, run_id: str) -> None:
     Select(browser.find_element(By.CSS_SELECTOR, "select.rerun-stage")).select_by_value("final")
     plan = text_of(browser, ".cache-plan")
     assert plan == "Cache hits: draft. Rendered again: final."
-    browser.find_element(By.CSS_SELECTOR, "input.field-steps").send_keys("7")
+    final = browser.find_element(By.CSS_SELECTOR, "fieldset.stage-fields[data-stage='final']")
+    draft = browser.find_element(By.CSS_SELECTOR, "fieldset.stage-fields[data-stage='draft']")
+    assert final.is_displayed() and not draft.is_displayed()  # the chosen stage's own fields
+    assert _names(final) == [*STAGE_FIELDS[:6], "strength", *STAGE_FIELDS[6:]]
+    assert _names(draft) == list(STAGE_FIELDS)  # drawn from the prompt alone: no strength
+    width = final.find_element(By.CSS_SELECTOR, "input.field-width")
+    assert width.get_attribute("placeholder") == "96" and width.get_attribute("min") == "8"
+    final.find_element(By.CSS_SELECTOR, "input.field-steps").send_keys("7")
     click_and_load(browser, "button.do-rerun")
     new_id = text_of(browser, "#run-id")
     assert new_id != run_id
@@ -251,6 +265,12 @@ def _rerun(browser, url: str, run_id: str) -> None:
     assert cache == {"draft": "hit", "final": "miss"}
     assert run_id in text_of(browser, "#parents")  # the lineage names the original
     shot(browser, "rerun")
+
+
+def _names(fieldset) -> list[str]:
+    return [
+        field.get_attribute("name") for field in fieldset.find_elements(By.CSS_SELECTOR, "[name]")
+    ]
 
 
 def _cancel_a_job(browser, url: str, acme: Api) -> None:
@@ -473,12 +493,25 @@ def _other_pages(browser, url: str) -> None:
     browser.get(f"{url}/ui/experiments")
     assert "does not exist yet" in text_of(browser, "#no-experiments")
     shot(browser, "experiments")
-    browser.set_window_size(820, 1180)  # a tablet
-    browser.get(f"{url}/ui/runs")
-    width = browser.execute_script("return document.documentElement.scrollWidth")
-    assert width <= 820, "the gallery scrolls sideways on a tablet"
-    shot(browser, "runs-tablet")
-    browser.set_window_size(1280, 1000)
+
+
+def _on_a_tablet(browser, url: str, paths: list[str]) -> None:
+    """At a tablet's 820 px no page scrolls sideways (the zoom viewer open, too)."""
+    browser.set_window_size(820, 1180)
+    try:
+        browser.get(f"{url}/ui/runs")
+        shot(browser, "runs-tablet")
+        for path in ["/ui/runs", "/ui/experiments", *paths]:
+            browser.get(url + path)
+            if browser.find_elements(By.ID, "zoom-open"):
+                browser.find_element(By.ID, "zoom-open").click()
+                wait_until(lambda: _level(browser), timeout_s=DEADLINE_S, what="the zoom")
+            width = browser.execute_script("return document.documentElement.scrollWidth")
+            assert width <= 820, f"{path} scrolls sideways on a tablet ({width} px)"
+            if path.startswith("/ui/jobs"):
+                shot(browser, "jobs-tablet")
+    finally:
+        browser.set_window_size(1280, 1000)
 
 
 def _other_tenant_out_of_reach(browser, url: str, mine: str, secret: str, theirs: str) -> None:

@@ -1,0 +1,96 @@
+"""The fields the re-run form offers for one pipeline stage, read from `StageConfig`.
+
+Each stage gets its own: the render settings `StageConfig` declares (their type,
+bounds, choices and description come from the schema itself, so the form cannot
+drift from it), the stage's current value shown as the placeholder, and only what
+applies to it (strength only where the stage starts from an image). A field left
+empty keeps the stage's value; `parse` turns what the form sent into overrides.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from annotated_types import Ge, Gt, Le, Lt
+
+from core.errors import RequestError
+from core.pipelines import StageConfig
+
+__all__ = ["OFFERED", "StageField", "parse", "stage_fields"]
+
+OFFERED = ("model", "style", "width", "height", "steps", "guidance", "strength", "seed")
+OFFERED += ("quiet_zone",)
+
+
+@dataclass(frozen=True)
+class StageField:
+    """One input of the form: its kind (int, float or choice), bounds or choices, help."""
+
+    name: str
+    kind: Literal["int", "float", "choice"]
+    current: Any
+    help: str
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] = ()
+
+
+def stage_fields(
+    stage: StageConfig, routes: Mapping[str, Sequence[str]] | None = None
+) -> list[StageField]:
+    """The fields of `stage` the form offers (`routes`: the model and style names to pick)."""
+    routes = routes or {}
+    offered = []
+    for name in OFFERED:
+        if name == "strength" and stage.kind == "render" and stage.image_input is None:
+            continue  # strength needs an image to start from
+        offered.append(_field(name, getattr(stage, name), tuple(routes.get(name, ()))))
+    return offered
+
+
+def _field(name: str, current: Any, routes: tuple[str, ...]) -> StageField:
+    info = StageConfig.model_fields[name]
+    help_text = info.description or ""
+    kinds = [t for t in _members(info.annotation) if t is not type(None)]
+    literal = [t for t in kinds if typing.get_origin(t) is Literal]
+    if literal:
+        return StageField(name, "choice", current, help_text, choices=typing.get_args(literal[0]))
+    if kinds == [str]:
+        return StageField(name, "choice", current, help_text, choices=routes)
+    low = high = None
+    for bound in info.metadata:
+        if isinstance(bound, Ge | Gt):
+            low = bound.ge if isinstance(bound, Ge) else bound.gt
+        elif isinstance(bound, Le | Lt):
+            high = bound.le if isinstance(bound, Le) else bound.lt
+    kind: Literal["int", "float"] = "int" if kinds == [int] else "float"
+    return StageField(name, kind, current, help_text, low, high)
+
+
+def _members(annotation: Any) -> tuple[Any, ...]:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return typing.get_args(annotation)
+    return (annotation,)
+
+
+def parse(fields: Sequence[StageField], form: Mapping[str, str]) -> dict[str, Any]:
+    """The overrides the form asks for: its non-empty fields of the stage, typed."""
+    overrides: dict[str, Any] = {}
+    for field in fields:
+        text = form.get(field.name, "").strip()
+        if not text:
+            continue
+        if field.kind == "choice":
+            if field.choices and text not in field.choices:
+                raise RequestError(field.name, f"{text[:40]!r} is not one of the choices")
+            overrides[field.name] = text
+            continue
+        try:
+            overrides[field.name] = int(text) if field.kind == "int" else float(text)
+        except ValueError:
+            raise RequestError(field.name, f"{text[:40]!r} is not a number") from None
+    return overrides
