@@ -3,8 +3,8 @@
 Feathering is separable: along each axis a tile's weight ramps across its
 overlap with each actual neighbour (cosine by default) and is 1 in its
 interior and along the canvas edges. The weights are normalised per axis, so
-the weights of all tiles sum to 1 at every canvas pixel, also where the
-shifted last tile overlaps more than one neighbour.
+the weights of all tiles sum to 1 at every canvas pixel, also where a heavy
+overlap has a tile overlap more than one neighbour.
 
 The multi-band blend splits a tile into band-pass layers (a Laplacian stack)
 and blends fine layers over a narrow band at the centre of each overlap and

@@ -39,10 +39,11 @@ def latent_plan(
 
     The latent canvas covers the image (ceil(side / factor) cells); `tile_size` and
     `overlap` are pixels, multiples of `factor`; overlap defaults to 1/8 of the tile.
-    The last row and column shift inwards, as for every tiled render.
+    Tiles keep the model's native size (the denoiser sees exactly it), spread evenly.
     """
     cells = None if overlap is None else overlap // factor
-    return plan_tiles(-(-width // factor), -(-height // factor), tile_size // factor, cells, 1)
+    latent_w, latent_h = -(-width // factor), -(-height // factor)
+    return plan_tiles(latent_w, latent_h, tile_size // factor, cells, 1, shrink=False)
 
 
 def raw_weights(height: int, width: int, fuse: Fuse) -> np.ndarray:

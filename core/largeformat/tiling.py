@@ -1,11 +1,15 @@
 """Tile planning for large-format renders: where each tile sits on the canvas.
 
-Tiles have the model's native size (a multiple of the latent alignment) and
-overlap their neighbours by `overlap` pixels. They cover the canvas exactly:
-the last row and column are shifted inwards (overlapping their neighbour
-more) instead of padding the output. A canvas side shorter than one tile gets
-a single tile spanning it; the model then renders it rounded up to the
-alignment (`render_w` / `render_h`) and the router crops the result.
+Along each axis the plan takes as few tiles as the model's native size (a
+multiple of the latent alignment) allows with at least `overlap` pixels
+between neighbours, then shrinks them to the smallest aligned size that still
+covers the canvas with that overlap, and spreads them evenly: every overlap is
+the same to a pixel, and no tile computes more than the canvas needs (a side
+that needs 2.1 native tiles gets 3 tiles of about 0.8 native, not 3 whole ones
+with the last shifted back over its neighbour). They cover the canvas exactly,
+never padding the output. A canvas side shorter than one tile gets a single
+tile spanning it; the model then renders it rounded up to the alignment
+(`render_w` / `render_h`) and the router crops the result.
 """
 
 from __future__ import annotations
@@ -42,9 +46,9 @@ class Tile:
 class TilePlan:
     """The tiles covering a `width` x `height` canvas, row-major.
 
-    `tile_w` / `tile_h` are the requested (native) tile size; a tile is
-    smaller only along a canvas side shorter than it. `redundancy` is the tile
-    area processed divided by the canvas area.
+    `tile_w` / `tile_h` are the requested (native) tile size, the largest a
+    tile is; every tile has the same size (`tiles[0].w` x `tiles[0].h`).
+    `redundancy` is the tile area processed divided by the canvas area.
     """
 
     width: int
@@ -73,12 +77,15 @@ def plan_tiles(
     tile_size: int | tuple[int, int],
     overlap: int | None = None,
     align: int = 8,
+    shrink: bool = True,
 ) -> TilePlan:
     """Plan the tiles of a canvas.
 
     `tile_size` is the model's native resolution, an int or (width, height),
-    each a multiple of `align`; `overlap` defaults to 1/8 of the smaller tile
-    side rounded to the alignment.
+    each a multiple of `align` and the largest a tile may be; `overlap` (the
+    least between neighbours) defaults to 1/8 of the smaller tile side rounded
+    to the alignment. `shrink=False` keeps every tile at the native size
+    (spread evenly all the same), for a model that must see exactly that size.
     """
     tile_w, tile_h = (tile_size, tile_size) if isinstance(tile_size, int) else tile_size
     _check_inputs(width, height, tile_w, tile_h, align)
@@ -89,8 +96,8 @@ def plan_tiles(
             "overlap",
             f"must be >= 0 and smaller than the tile size {tile_w}x{tile_h}, got {overlap}",
         )
-    xs, w, render_w = _axis(width, tile_w, overlap, align)
-    ys, h, render_h = _axis(height, tile_h, overlap, align)
+    xs, w, render_w = _axis(width, tile_w, overlap, align, shrink)
+    ys, h, render_h = _axis(height, tile_h, overlap, align, shrink)
     tiles = tuple(
         Tile(r * len(xs) + c, r, c, x, y, w, h, render_w, render_h)
         for r, y in enumerate(ys)
@@ -130,11 +137,35 @@ def _check_inputs(width: int, height: int, tile_w: int, tile_h: int, align: int)
             )
 
 
-def _axis(length: int, tile: int, overlap: int, align: int) -> tuple[tuple[int, ...], int, int]:
-    """Tile origins along one axis, the tile extent on the canvas and its render size."""
+def _axis(
+    length: int, tile: int, overlap: int, align: int, shrink: bool
+) -> tuple[tuple[int, ...], int, int]:
+    """Tile origins along one axis, the tile extent on the canvas and its render size.
+
+    The fewest tiles of at most `tile` with `overlap`; then the smallest
+    aligned extent (with `shrink`) with which that many still overlap by at
+    least `overlap` with origins spread evenly (the last one at the canvas
+    edge). The native tile with a fixed stride is the fallback.
+    """
     if length <= tile:
         return (0,), length, -(-length // align) * align
     stride = tile - overlap
     count = -(-(length - overlap) // stride)
-    origins = [i * stride for i in range(count - 1)] + [length - tile]
-    return tuple(origins), tile, tile
+    needed = -(-(length + (count - 1) * overlap) // count)
+    smallest = -(-needed // align) * align if shrink else tile
+    for size in range(smallest, tile + 1, align):
+        origins = _spread(length, size, count, align)
+        if all(b - a <= size - overlap for a, b in zip(origins, origins[1:], strict=False)):
+            return origins, size, size
+    return tuple(i * stride for i in range(count - 1)) + (length - tile,), tile, tile
+
+
+def _spread(length: int, size: int, count: int, align: int) -> tuple[int, ...]:
+    """`count` origins from 0 to `length - size`, evenly spaced.
+
+    On a canvas side that is a multiple of the alignment, they stay on its grid.
+    """
+    last = length - size
+    step = align if length % align == 0 else 1
+    inner = (i * last // (count - 1) // step * step for i in range(1, count - 1))
+    return (0, *inner, last)

@@ -1,5 +1,5 @@
 """Any size means any size: hires, tiled and upscale jobs off the latent grid come out
-exactly as asked (tiles stay on the grid, the last row and column shift inwards)."""
+exactly as asked (tiles stay on the grid, spread evenly over the canvas)."""
 
 from __future__ import annotations
 

@@ -12,8 +12,8 @@ AWKWARD = [
     (17, 900, 128, None),
     (1, 1, 64, None),
     (121, 65, 64, 8),  # 1-pixel remainders on both axes
-    (113, 113, 64, 16),  # the shifted last tile overlaps two tiles
-    (130, 130, 64, 40),  # heavy overlap
+    (113, 113, 64, 16),  # three tiles of 56 spread evenly
+    (130, 130, 64, 40),  # heavy overlap: three tiles cover some pixels
     (1000, 300, (128, 64), 16),
     (250, 250, 64, 0),
 ]

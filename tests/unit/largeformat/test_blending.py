@@ -10,8 +10,8 @@ PLANS = [
     (17, 900, 128, None),
     (1, 1, 64, None),
     (121, 65, 64, 8),  # 1-pixel remainders
-    (113, 113, 64, 16),  # the shifted last tile overlaps two tiles
-    (130, 130, 64, 40),  # heavy overlap
+    (113, 113, 64, 16),  # three tiles of 56 spread evenly
+    (130, 130, 64, 40),  # heavy overlap: three tiles cover some pixels
     (1000, 300, (128, 64), 16),
     (250, 250, 64, 0),
 ]
@@ -48,8 +48,7 @@ def test_weight_is_exactly_one_where_a_single_tile_covers_including_canvas_edges
 
 
 def test_cosine_ramp_is_monotonic_and_mirrored_across_a_regular_overlap():
-    plan = plan_tiles(240, 64, 64, overlap=16)  # xs = 0, 48, 96, ...
-    left, right = axis_weights(plan.xs, 64, plan.width)[:2]
+    left, right = axis_weights((0, 48, 96, 144, 192), 64, 256)[:2]
     fall, rise = left[48:], right[:16]
     assert np.all(np.diff(fall) < 0) and np.all(np.diff(rise) > 0)
     np.testing.assert_allclose(rise, fall[::-1], atol=1e-7)
@@ -65,10 +64,8 @@ def test_linear_ramp_values():
     assert np.all(right[4:] == 1.0)
 
 
-def test_shifted_last_tile_ramps_over_its_actual_overlap():
-    plan = plan_tiles(150, 64, 64, overlap=8)
-    assert plan.xs == (0, 56, 86)  # the last tile overlaps its neighbour by 34 px
-    last = axis_weights(plan.xs, 64, plan.width)[2]
+def test_an_uneven_last_overlap_ramps_over_its_actual_width():
+    last = axis_weights((0, 56, 86), 64, 150)[2]  # the last tile overlaps its neighbour by 34 px
     assert np.all(np.diff(last[:34]) > 0) and last[33] < 1.0
     assert np.all(last[34:] == 1.0)
 

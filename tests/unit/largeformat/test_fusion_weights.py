@@ -62,8 +62,8 @@ def test_latent_plan_covers_any_size_with_tiles_on_the_grid():
     plan = latent_plan(1500, 619, 256, None, 8)
     assert (plan.width, plan.height) == (188, 78)  # ceil(1500 / 8), ceil(619 / 8)
     assert (plan.tile_w, plan.overlap) == (32, 4)
-    assert plan.xs[-1] == 188 - 32 and plan.ys[-1] == 78 - 32  # the last shift inwards
-    assert all((t.w, t.h) == (32, 32) for t in plan.tiles)
+    assert plan.xs == (0, 26, 52, 78, 104, 130, 156) and plan.ys == (0, 23, 46)  # spread evenly
+    assert all((t.w, t.h) == (32, 32) for t in plan.tiles)  # the denoiser's native size
     assert latent_plan(2048, 512, 512, 448, 8).xs == tuple(range(0, 193, 8))  # panorama's views
 
 

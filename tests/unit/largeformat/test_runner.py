@@ -171,7 +171,7 @@ def test_an_error_of_the_model_fails_the_job_with_its_reason_and_no_retry(tmp_pa
 
 
 def test_the_split_of_a_tile_is_four_overlapping_latent_aligned_sub_tiles():
-    tile = plan_tiles(256, 128, 64, None, 8).tiles[5]
+    tile = plan_tiles(256, 120, 64, None, 8).tiles[5]  # 64 x 64: 120 takes two whole tiles
     sub = split_plan(tile, 8)
     assert (sub.width, sub.height, sub.rows, sub.cols) == (64, 64, 2, 2)
     assert {(t.w, t.h) for t in sub.tiles} == {(40, 40)}  # (64 + 8) / 2, on the grid
@@ -180,7 +180,7 @@ def test_the_split_of_a_tile_is_four_overlapping_latent_aligned_sub_tiles():
 
 
 def test_an_oom_tile_is_split_and_gives_the_bytes_of_the_unsplit_render(tmp_path):
-    job = _job()
+    job = _job(height=120)  # tiles of a whole 64 x 64
     clean, _ = _render(tmp_path / "clean", job, PureModel())
     model = PureModel(oom_over=48 * 48)  # 64² tiles run out of memory, 40² sub-tiles fit
     runner, result = _render(tmp_path / "split", job, model)
@@ -190,7 +190,7 @@ def test_an_oom_tile_is_split_and_gives_the_bytes_of_the_unsplit_render(tmp_path
 
 
 def test_splits_stop_at_the_depth_limit_with_the_reason(tmp_path):
-    job = _job(tile_size=128, width=256, height=128)
+    job = _job(tile_size=128, width=240, height=128)  # two whole 128 px tiles
     model = PureModel(oom_over=16 * 16)  # 128 -> 72 -> 40 still runs out of memory
     runner = _runner(tmp_path)
     with pytest.raises(JobFailed, match=r"ran out of memory: CUDA out of memory"):
