@@ -33,12 +33,13 @@ POLL_S = 0.2
 
 
 def detail(width: int, height: int, seed: int) -> np.ndarray:
-    """A picture with detail down to the pixel, a pure function of its seed."""
+    """A picture with detail down to the pixel (2 px stripes on a shaded tint, which a
+    coarser level cannot show), a pure function of its seed."""
     rng = np.random.default_rng(seed % 2**32)
-    tint = rng.integers(40, 200, 3).astype(np.int16)
-    noise = rng.integers(-50, 50, (height, width, 3), dtype=np.int16)
-    stripes = ((np.arange(width) // 3) % 2 * 30).astype(np.int16)[None, :, None]
-    return (tint + noise + stripes).clip(0, 255).astype(np.uint8)
+    tint = rng.integers(40, 170, 3).astype(np.int16)
+    shade = (np.arange(height) * 24 // max(height, 1)).astype(np.int16)[:, None, None]
+    stripes = ((np.arange(width) // 2) % 2 * 60).astype(np.int16)[None, :, None]
+    return np.broadcast_to(tint + shade + stripes, (height, width, 3)).clip(0, 255).astype(np.uint8)
 
 
 class FakeTileModel:

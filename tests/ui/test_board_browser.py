@@ -385,6 +385,12 @@ def _large_render(browser, url: str, acme: Api, root: Path) -> str:
         what=f"running large render {second} to show cancelled",
     )
 
+    wait_until(  # the render itself stopped (the record says so), before anything goes on
+        lambda: acme.http.get(f"/v1/runs/{second}").json()["status"],
+        lambda status: status == "cancelled",
+        timeout_s=DEADLINE_S,
+        what=f"large render {second} to stop",
+    )
     hold.unlink()  # the first billboard goes on, its preview with it
     wait_until(
         lambda: text_of(browser, f"{row} .rows"),
