@@ -198,9 +198,9 @@ def _find_and_open(browser, url: str, red: str) -> None:
         what="the run's thumbnail to load",
     )
     assert not browser.find_elements(By.CSS_SELECTOR, "img.dz-tile")  # not yet asked for
+    shot(browser, "run")
     browser.find_element(By.ID, "zoom-open").click()
     _wait_for_tiles(browser, 6)  # a 64 px picture: its level 6 is its full resolution
-    shot(browser, "run")
 
 
 def _compare(browser, url: str, red: str, blue: str) -> None:
@@ -297,6 +297,15 @@ return Array.from(document.querySelectorAll(arguments[0]))
     canvas.getContext("2d").drawImage(img, 0, 0);
     return [Object.assign({}, img.dataset), canvas.toDataURL("image/png")];
   });
+"""
+
+
+WHEEL_JS = """
+var view = document.getElementById("dz-view"), box = view.getBoundingClientRect();
+for (var i = 0; i < arguments[0]; i++) {
+  view.dispatchEvent(new WheelEvent("wheel", {deltaY: -100, bubbles: true, cancelable: true,
+    clientX: box.left + box.width / 2, clientY: box.top + box.height / 2}));
+}
 """
 
 
@@ -425,6 +434,10 @@ def _deep_zoom(browser, url: str, run_id: str, root: Path) -> None:
     fitted = _wait_for_tiles(browser, int(_level(browser)))
     assert fitted and int(_level(browser)) < deepest
     shot(browser, "run-zoom")
+    browser.execute_script(WHEEL_JS, 3)  # three notches of the wheel: 1.25 ** 3 closer
+    assert int(_level(browser)) == deepest
+    browser.find_element(By.ID, "dz-fit").click()
+    assert int(_level(browser)) < deepest
     while int(_level(browser)) < deepest:
         browser.find_element(By.ID, "dz-in").click()
     _wait_for_tiles(browser, deepest)
