@@ -28,6 +28,7 @@ from core.campaign.loop import CampaignLoop, LoopSettings
 from core.campaign.plan import job_record, plan_campaign, render_key
 from core.errors import RequestError
 from core.imaging import encode_image
+from serve import jobs as serve_jobs
 from serve.api_app import api
 from tests.api.inprocess import config_for, install
 from tests.ui.large_jobs import LargeJobs
@@ -124,6 +125,7 @@ def main(root: Path, keys_file: Path, port: int) -> None:
     pytest.MonkeyPatch().setattr("serve.routes.campaigns.start_runner", campaign_runner(renders))
     threading.Thread(target=advance_forever, args=(runner, renders), daemon=True).start()
     large = LargeJobs(renders, root.parent / "spool", root.parent / "hold")
+    large.guard(serve_jobs.supervisor())
     threading.Thread(target=large.run_forever, daemon=True).start()
     uvicorn.run(api, host="127.0.0.1", port=port, log_level="warning")
 

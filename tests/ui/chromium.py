@@ -60,11 +60,16 @@ def text_of(driver, css: str) -> str:
 
 def click_and_load(driver, css: str) -> None:
     """Click what submits a form or follows a link, and wait for the next page."""
-    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
     from selenium.webdriver.common.by import By
 
     old = driver.find_element(By.TAG_NAME, "html")
-    driver.find_element(By.CSS_SELECTOR, css).click()
+    try:
+        driver.find_element(By.CSS_SELECTOR, css).click()
+    except WebDriverException as exc:  # seen under load: the click never reached the page
+        if "does not belong to the document" not in str(exc):
+            raise
+        driver.find_element(By.CSS_SELECTOR, css).click()
 
     def gone() -> bool:
         try:

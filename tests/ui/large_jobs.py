@@ -3,7 +3,8 @@
 Each queued `hires` job runs on the tile router's own logic (`TileJobRunner`) with a
 fake model that draws fine detail from each call's seed, its live preview on, as its
 tenant; its progress goes to the job, its record is finished as the real work does,
-and a job cancelled in the store is stopped mid-render. While the file `hold` exists,
+and a job cancelled in the store is stopped mid-render (``<spool>/<id>.stopped`` says
+when). While the file `hold` exists,
 calls after the first `RELEASED_ROWS` rows of tiles of a job whose prompt says "held" wait, so a
 test sees a render with only its top rows finished (and cancels one that is running).
 """
@@ -13,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -64,6 +67,26 @@ class LargeJobs:
     def __init__(self, renders: RenderService, spool: Path, hold: Path):
         self.renders, self.spool, self.hold = renders, spool, hold
         self.tasks: dict[str, asyncio.Task] = {}
+        self.lock = threading.Lock()  # one writer of a running job at a time, as in a cluster
+
+    def guard(self, supervisor: Any) -> None:
+        """Make the fake supervisor's cancel wait for this one's job writes (and the other
+        way round): a progress update never writes over a cancel."""
+        cancel = supervisor.cancel.remote
+
+        async def locked(*args: Any) -> Any:
+            with self.lock:
+                return await cancel(*args)
+
+        supervisor.cancel.remote = locked
+
+    def _update(self, job_id: str, **changes: Any) -> None:
+        """Move a job that has not ended (one that has is left alone)."""
+        jobs = self.renders.jobs.jobs
+        with self.lock:
+            job = jobs.get(job_id)
+            if not job.terminal:
+                jobs.save(job.moved(**changes))
 
     def run_forever(self) -> None:
         asyncio.run(self._loop())
@@ -81,15 +104,15 @@ class LargeJobs:
             await asyncio.sleep(POLL_S)
 
     async def _run(self, job_id: str) -> None:
-        renders, jobs = self.renders, self.renders.jobs.jobs
-        job = jobs.get(job_id)
+        renders = self.renders
+        job = renders.jobs.jobs.get(job_id)
         tenants.current_tenant.set(job.owner)
         body = RenderRequestBody.model_validate(restore(renders.store, job.request))
         output_key = str(job.request["output_key"])
         spec, record = renders.calls.large_job(body, job.id, output_key, RecordLabels())
         running = record.model_copy(update={"status": "running"})
         renders.registry.save(running)
-        jobs.save(job.moved(status="running", attempts=job.attempts + 1))
+        self._update(job_id, status="running", attempts=job.attempts + 1)
         scheduler = renders.config.models[spec.model_name].scheduler
         spec = dataclasses.replace(
             spec, preview=True, owner=job.owner, metadata=record_metadata(running, scheduler)
@@ -103,6 +126,8 @@ class LargeJobs:
             result = await runner.render(spec, model)
         except asyncio.CancelledError:
             renders.registry.save(running.model_copy(update={"status": "cancelled"}))
+            self.spool.mkdir(parents=True, exist_ok=True)
+            (self.spool / f"{job_id}.stopped").touch()  # for the test: it stopped here
             raise
         finally:
             follow.cancel()
@@ -110,15 +135,12 @@ class LargeJobs:
         renders.registry.save(final)
         done = {"run_id": final.id, "image": final.outputs["image"]}
         progress = Progress(done=result.tiles, total=result.tiles, phase="done")
-        jobs.save(jobs.get(job_id).moved(status="done", result=done, progress=progress))
+        self._update(job_id, status="done", result=done, progress=progress)
 
     async def _follow(self, job_id: str, runner: TileJobRunner) -> None:
-        jobs = self.renders.jobs.jobs
         with contextlib.suppress(Exception):
             while True:
                 now = runner.progress
-                job = await asyncio.to_thread(jobs.get, job_id)
-                if job.status == "running":
-                    progress = Progress(done=now.done, total=now.total, phase=now.phase)
-                    await asyncio.to_thread(jobs.save, job.moved(progress=progress))
+                progress = Progress(done=now.done, total=now.total, phase=now.phase)
+                await asyncio.to_thread(self._update, job_id, progress=progress)
                 await asyncio.sleep(POLL_S)

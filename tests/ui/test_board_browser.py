@@ -394,9 +394,9 @@ def _large_render(browser, url: str, acme: Api, root: Path) -> str:
         what=f"running large render {second} to show cancelled",
     )
 
-    wait_until(  # the render itself stopped (the record says so), before anything goes on
-        lambda: acme.http.get(f"/v1/runs/{second}").json()["status"],
-        lambda status: status == "cancelled",
+    assert acme.http.get(f"/v1/runs/{second}").json()["status"] == "cancelled"
+    wait_until(  # the render itself stopped, before the held tiles may go on
+        lambda: (root / "spool" / f"{second}.stopped").exists(),
         timeout_s=DEADLINE_S,
         what=f"large render {second} to stop",
     )
