@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,9 @@ import ray
 from actors import ray_metrics
 from actors.serve_calls import deployment_call, running_replicas
 from core.config import StorageConfig
+from core.largeformat.assembler import warm_up
 from core.largeformat.fused_schemas import FusedCalls
+from core.largeformat.replica_capacity import ReplicaCount
 from core.largeformat.runner import TileJobRunner
 from core.schemas import LargeRenderJob, LargeRenderResult, UpscaleJob
 from core.store import open_store
@@ -34,6 +37,7 @@ class TileRouter:
     """Renders one large-format or upscale job across the replicas of one model."""
 
     def __init__(self, app_name: str, storage: dict, spool_dir: str):
+        threading.Thread(target=warm_up, name="blend-warm-up", daemon=True).start()
         ray_metrics.install()
         self.app_name = app_name
         store = open_store(StorageConfig.model_validate(storage))
@@ -55,7 +59,15 @@ class TileRouter:
         if job.mode == "fused":
             calls = self._fused_calls(job.model_name, call)
             return await self.runner.fused(job, calls, base_call)
-        return await self.runner.render(job, call, base_call)
+        return await self.runner.render(job, call, base_call, self._replicas(job.model_name))
+
+    def _replicas(self, model_name: str) -> ReplicaCount:
+        """Counts the model's running replicas (off the event loop: it asks the controller)."""
+
+        async def replicas() -> int:
+            return await asyncio.to_thread(running_replicas, self.app_name, model_name)
+
+        return replicas
 
     def _fused_calls(self, model_name: str, render: Any) -> FusedCalls:
         """The model's fused-render methods; the job's conditioning goes to the object store
@@ -64,9 +76,6 @@ class TileRouter:
         def method(name: str) -> Any:
             return deployment_call(self.app_name, model_name, name)
 
-        async def replicas() -> int:
-            return await asyncio.to_thread(running_replicas, self.app_name, model_name)
-
         return FusedCalls(
             render=render,
             encode_prompt=method("encode_prompt"),
@@ -74,10 +83,10 @@ class TileRouter:
             decode=method("decode"),
             encode_image=method("encode_image"),
             share=ray.put,
-            replicas=replicas,
+            replicas=self._replicas(model_name),
         )
 
     async def upscale(self, job: UpscaleJob) -> LargeRenderResult:
         """Upscale an image (tiled, chained passes) into the store."""
         call = deployment_call(self.app_name, job.model_name, "upscale")
-        return await self.runner.upscale(job, call)
+        return await self.runner.upscale(job, call, self._replicas(job.model_name))

@@ -51,8 +51,9 @@ GRID = 8  # tiles per side
 TRANSFER_SHAPE = (1024, 1024, 3)
 
 
-def tile_job(job_id: str, side: int, overlap: int) -> LargeRenderJob:
-    """A tiled-mode job of `side` x `side` px on the null model."""
+def tile_job(job_id: str, side: int, overlap: int, max_ongoing: int) -> LargeRenderJob:
+    """A tiled-mode job of `side` x `side` px on the null model (`max_ongoing`: the model's
+    `max_ongoing_requests`, as the service puts it in every job)."""
     return LargeRenderJob(
         job_id=job_id,
         model_name=MODEL,
@@ -68,6 +69,7 @@ def tile_job(job_id: str, side: int, overlap: int) -> LargeRenderJob:
         output_key=f"bench/{job_id}.png",
         mode="tiled",
         overlap=overlap,
+        replica_requests=max_ongoing,
     )
 
 
@@ -114,7 +116,7 @@ def fanout(args: argparse.Namespace, max_ongoing: int, store_dir: str, spool_dir
         ray.get(router.progress.remote())
         print(f"  repeat {repeat}: router actor started in {time.perf_counter() - started:.3f} s")
         for kind in ("cold", "warm"):
-            job = tile_job(f"fanout-{max_ongoing}-{repeat}-{kind}", side, overlap)
+            job = tile_job(f"fanout-{max_ongoing}-{repeat}-{kind}", side, overlap, max_ongoing)
             started = time.perf_counter()
             result = ray.get(router.run.remote(job))
             wall = time.perf_counter() - started

@@ -25,6 +25,7 @@ from ray import serve
 from ray.serve.config import ProxyLocation
 
 from core.config import deployment_name
+from core.deployment_options import request_routing
 from core.largeformat.fused_schemas import (
     Conditioning,
     DecodeRequest,
@@ -152,6 +153,7 @@ def deploy_null_model(
         num_replicas=replicas,
         max_ongoing_requests=max_ongoing_requests,
         ray_actor_options={"num_gpus": 1, "num_cpus": 0.01},
+        request_router_config=request_routing(),
     )
     serve.run(deployment.bind(sleep_s), name=app_name, route_prefix=None, blocking=False)
     wait_replicas(app_name, model_name, replicas)

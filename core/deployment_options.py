@@ -32,6 +32,20 @@ def autoscaling_options(model: ModelConfig) -> dict[str, Any]:
     return options
 
 
+REQUEST_ROUTER = "serve.least_loaded_router:LeastLoadedRouter"
+
+
+def request_routing() -> dict[str, Any]:
+    """Serve `request_router_config` of every model: the least-loaded replica with room
+    (`serve.least_loaded_router`), and short backoffs when every replica is full."""
+    return {
+        "request_router_class": REQUEST_ROUTER,
+        "initial_backoff_s": 0.005,
+        "backoff_multiplier": 2.0,
+        "max_backoff_s": 0.1,
+    }
+
+
 def model_deployment_options(model_name: str, model: ModelConfig) -> dict[str, Any]:
     """Keyword arguments for `Deployment.options(...)` of a model server."""
     return {
@@ -43,6 +57,7 @@ def model_deployment_options(model_name: str, model: ModelConfig) -> dict[str, A
         "autoscaling_config": autoscaling_options(model),
         "max_ongoing_requests": model.max_ongoing_requests,
         "max_queued_requests": model.max_queued_requests,
+        "request_router_config": request_routing(),
         "health_check_period_s": 10.0,
         "health_check_timeout_s": 60.0,
         "graceful_shutdown_timeout_s": 30.0,

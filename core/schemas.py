@@ -230,7 +230,7 @@ class LargeRenderJob:
     fuse: FuseMode = "gaussian"  # fused mode: weights of overlapping predictions
     tiles_per_call: int = 1  # fused mode: crops per denoiser call (a fixed grouping)
     decode_tile: int = 0  # fused mode: side of the VAE's decode tiles (0: tile_size)
-    replica_requests: int = 0  # fused mode: the model's max_ongoing_requests (0: unknown)
+    replica_requests: int = 0  # the model's max_ongoing_requests (0: unknown): calls in flight
     text: TextSpec | None = None  # copy composited into the finished canvas, then gated
     max_call_pixels: int = 0  # most pixels one integrated text call sends (0: the default)
     checkpoint: bool = False  # keep finished tiles in the store so a new attempt resumes
@@ -300,6 +300,7 @@ class UpscaleJob:
     dpi: int = 300
     max_in_flight: int = 32
     max_attempts: int = 3
+    replica_requests: int = 0  # the model's max_ongoing_requests (0: unknown): calls in flight
     checkpoint: bool = False  # keep finished tiles in the store so a new attempt resumes
     metadata: ImageMetadata | None = None  # the run id and parameters the file carries
     preview: bool = False  # keep a live preview of the finished rows in the store (jobs)

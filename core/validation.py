@@ -35,6 +35,8 @@ from core.typography.schema import TextBox, TextSpec
 from core.typography.typeset import typeset_spec
 
 DEFAULT_IMG2IMG_STRENGTH = 0.75
+
+
 def max_call_pixels(model: ModelConfig) -> int:
     """The most pixels one integrated text pass sends to `model` in one call."""
     return model.max_pixels_per_call or MAX_CALL_AREA * model.native_resolution**2
@@ -429,5 +431,6 @@ def resolve_upscale(
         dpi=body.dpi,
         max_in_flight=config.tiling.max_in_flight,
         max_attempts=config.tiling.max_attempts,
+        replica_requests=model.max_ongoing_requests,
     )
     return job, model

@@ -27,9 +27,9 @@ import numpy as np
 
 from core.largeformat.blending import Ramp, axis_weights, multiband_contribution
 from core.largeformat.mixing import mix_columns, mix_rows
-from core.largeformat.tiling import Tile, TilePlan
+from core.largeformat.tiling import Tile, TilePlan, plan_tiles
 
-__all__ = ["RowAssembler"]
+__all__ = ["RowAssembler", "warm_up"]
 
 Blend = Literal["feather", "multiband"]
 
@@ -336,3 +336,13 @@ def _pieces_table(x_spans: list[_Span], channels: int) -> XTable | None:
         pairs.append((start, stop, col_a, part_a.start, col_b, part_b.start))
         weights[start:stop] = span.weights[0]
     return singles, pairs, weights
+
+
+def warm_up() -> None:
+    """Blend a tiny canvas once, so that the compiled kernels (`core.largeformat.mixing`)
+    are loaded for the array layouts real jobs pass: about 0.6 s in a fresh process,
+    better spent when a router starts than on its first tiles."""
+    plan = plan_tiles(72, 72, 40, 8)
+    assembler = RowAssembler(plan)
+    for tile in plan.tiles:
+        assembler.add(tile, np.zeros((tile.h, tile.w, 3), np.uint8))

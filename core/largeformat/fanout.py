@@ -30,6 +30,7 @@ from core.errors import (
 from core.image_metadata import ImageMetadata
 from core.largeformat.assembler import RowAssembler
 from core.largeformat.image_writer import StreamingImageWriter
+from core.largeformat.replica_capacity import ReplicaCapacity
 from core.largeformat.row_preview import JobPreview
 from core.largeformat.seams import SeamMeter
 from core.largeformat.tiling import Tile, TilePlan
@@ -75,6 +76,7 @@ class CallStats:
 
     retries: int = 0
     splits: int = 0
+    overload_waits: int = 0  # calls that waited for room in a full queue
     intervals: list[tuple[str, float, float]] = field(default_factory=list)
 
     def record(self, replica: str, started_at: float, compute_s: float) -> None:
@@ -99,11 +101,17 @@ class CallStats:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How often a call is tried and how long to pause between tries (grows linearly)."""
+    """How often a call is tried and how long to pause between tries (grows linearly).
+
+    A model whose queue is full (`OverloadedError`) is not a failure: the call waits
+    for room, `overload_wait_s` growing to `overload_max_wait_s`, as long as it takes.
+    """
 
     max_attempts: int = 3
     backoff_s: float = 0.2
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    overload_wait_s: float = 0.02
+    overload_max_wait_s: float = 0.5
 
 
 async def call_with_retries(
@@ -116,14 +124,22 @@ async def call_with_retries(
 ) -> Any:
     """`await call(request)`, sending it again while the failure is `RETRYABLE`.
 
-    `TileOutOfMemory` is re-raised as itself (the caller splits the tile); a call
-    still failing after `policy.max_attempts` fails the job; any other error of the
-    model fails the tile with its message.
+    A full queue (`OverloadedError`) is waited out without counting as an attempt:
+    backpressure never fails an accepted job. `TileOutOfMemory` is re-raised as
+    itself (the caller splits the tile); a call still failing after
+    `policy.max_attempts` fails the job; any other error of the model fails the
+    tile with its message.
     """
-    attempt = 1
+    attempt, waits = 1, 0
     while True:
         try:
             result = await call(request)
+        except OverloadedError:
+            stats.overload_waits += 1
+            waits += 1
+            growth = policy.overload_wait_s * 2 ** min(waits - 1, 16)
+            await policy.sleep(min(growth, policy.overload_max_wait_s))
+            continue
         except RETRYABLE as exc:
             if attempt >= policy.max_attempts:
                 raise JobFailed(
@@ -154,10 +170,12 @@ class OutputFile:
 
 @dataclass(frozen=True)
 class Fanout:
-    """How tiles go out and come back: at most `max_in_flight` at once, blended by `blend`."""
+    """How tiles go out and come back: at most `max_in_flight` at once (or what `capacity`,
+    the model's running replicas, take at once), blended by `blend`."""
 
     max_in_flight: int = 32
     blend: str = "feather"
+    capacity: ReplicaCapacity | None = None
 
 
 @dataclass
@@ -217,22 +235,29 @@ async def _gather_rows(
     writer: StreamingImageWriter,
     meter: SeamMeter,
 ) -> float:
-    """Render the tiles, blending each into row bands as it arrives; return the blend time."""
+    """Render the tiles, blending each into row bands as it arrives; return the blend time.
+
+    Tiles go out in plan order, as many at once as the capacity allows; the next
+    one leaves the moment one comes back.
+    """
     assembler = RowAssembler(plan, blend=fanout.blend)
-    gate = asyncio.Semaphore(fanout.max_in_flight)
+    capacity = fanout.capacity or ReplicaCapacity(fanout.max_in_flight)
     progress.total += len(plan.tiles)
     blend_s = 0.0
 
-    async def bounded(tile: Tile) -> tuple[Tile, np.ndarray]:
-        async with gate:
-            pixels = await render_tile(tile)
+    async def rendered(tile: Tile) -> tuple[Tile, np.ndarray]:
+        pixels = await render_tile(tile)
         # A copy leaves the replica's result in the object store free to go.
         return tile, np.array(pixels, copy=True)
 
-    tasks = [asyncio.create_task(bounded(tile)) for tile in plan.tiles]
-    pending = set(tasks)
+    waiting = list(reversed(plan.tiles))
+    pending: set[asyncio.Task] = set()
+    finished: set[asyncio.Task] = set()
     try:
-        while pending:  # finished tasks are dropped at once, so are their results
+        while waiting or pending:  # finished tasks are dropped at once, so are their results
+            limit = await capacity.limit()
+            while waiting and len(pending) < limit:
+                pending.add(asyncio.create_task(rendered(waiting.pop())))
             finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             for task in finished:
                 tile, pixels = task.result()
@@ -243,7 +268,7 @@ async def _gather_rows(
                 blend_s += time.perf_counter() - blend_started
                 progress.done += 1
     except BaseException:
-        abandon(tasks)
+        abandon([*pending, *finished])
         raise
     return blend_s
 

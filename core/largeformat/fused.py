@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from core.errors import JobFailed
-from core.largeformat.fanout import Fanout, OutputFile, gather_to_file
+from core.largeformat.fanout import OutputFile, gather_to_file
 from core.largeformat.fused_schemas import (
     DecodeRequest,
     EncodeRequest,
@@ -128,7 +128,7 @@ async def _decode(
         OutputFile(
             ctx.spool(f"{job.job_id}.{job.format}"), job.format, job.dpi, job.metadata, ctx.preview
         ),
-        Fanout(job.max_in_flight, job.blend),
+        ctx.fanout(job, job.blend),
         ctx.progress,
         finish=None if job.text is None else _text_pass(job, ctx),
     )

@@ -19,15 +19,17 @@ import numpy as np
 from core.jobs.checkpoints import Checkpoints
 from core.largeformat.fanout import (
     CallStats,
+    Fanout,
     GatherResult,
     JobProgress,
     ModelCall,
     RetryPolicy,
     call_with_retries,
 )
+from core.largeformat.replica_capacity import ReplicaCapacity, ReplicaCount
 from core.largeformat.row_preview import JobPreview
 from core.largeformat.tiling import TilePlan
-from core.schemas import LargeFormat, LargeRenderResult
+from core.schemas import LargeFormat, LargeRenderJob, LargeRenderResult, UpscaleJob
 from core.store import ArtifactStore
 
 __all__ = ["JobContext", "JobOutput"]
@@ -58,6 +60,12 @@ class JobContext:
     base_call: ModelCall | None = None  # the hosted model that draws the base, if not `call`
     base_provider: dict[str, Any] | None = None  # that hosted call, as its record keeps it
     preview: JobPreview | None = None  # the live preview of finished rows (stored jobs)
+    replicas: ReplicaCount | None = None  # counts the model's running replicas (None: unknown)
+
+    def fanout(self, job: LargeRenderJob | UpscaleJob, blend: str = "feather") -> Fanout:
+        """How the job's tiles go out: as many at once as the model's replicas take."""
+        capacity = ReplicaCapacity(job.max_in_flight, job.replica_requests, self.replicas)
+        return Fanout(job.max_in_flight, blend, capacity)
 
     async def piece(self, name: str, make: Callable[[], Awaitable[np.ndarray]]) -> np.ndarray:
         """The piece `name` from an earlier attempt's checkpoint, or `make()` and keep it."""

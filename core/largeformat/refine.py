@@ -20,7 +20,7 @@ from PIL import Image
 from core.errors import JobFailed, TileOutOfMemory
 from core.largeformat.assembler import RowAssembler
 from core.largeformat.colour import match_low_frequency
-from core.largeformat.fanout import Fanout, Finish, OutputFile, abandon, gather_to_file
+from core.largeformat.fanout import Finish, OutputFile, abandon, gather_to_file
 from core.largeformat.hires import base_size, crop_to_tile, pad_to_render_size, upscaled_crop
 from core.largeformat.job_context import JobContext, JobOutput
 from core.largeformat.tiling import Tile, TilePlan, plan_tiles, tile_seed
@@ -60,7 +60,7 @@ async def render_large(job: LargeRenderJob, ctx: JobContext) -> LargeRenderResul
         OutputFile(
             ctx.spool(f"{job.job_id}.{job.format}"), job.format, job.dpi, job.metadata, ctx.preview
         ),
-        Fanout(job.max_in_flight, job.blend),
+        ctx.fanout(job, job.blend),
         ctx.progress,
         finish=None if job.text is None else _text_pass(job, ctx),
     )

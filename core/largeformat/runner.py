@@ -20,6 +20,7 @@ from core.largeformat.fanout import JobProgress, ModelCall, RetryPolicy
 from core.largeformat.fused_schemas import FusedCalls
 from core.largeformat.job_context import JobContext
 from core.largeformat.refine import draw_base, render_large
+from core.largeformat.replica_capacity import ReplicaCount
 from core.largeformat.row_preview import JobPreview
 from core.largeformat.upscale_job import upscale_image
 from core.schemas import LargeRenderJob, LargeRenderResult, UpscaleJob
@@ -38,11 +39,15 @@ class TileJobRunner:
         self.progress = JobProgress()
 
     async def render(
-        self, job: LargeRenderJob, call: ModelCall, base_call: ModelCall | None = None
+        self,
+        job: LargeRenderJob,
+        call: ModelCall,
+        base_call: ModelCall | None = None,
+        replicas: ReplicaCount | None = None,
     ) -> LargeRenderResult:
-        """Render a hires or tiled job (`base_call`: the hosted model of its base); raise
-        `JobFailed` with a reason."""
-        ctx = self._context(job, call, base_call)
+        """Render a hires or tiled job (`base_call`: the hosted model of its base; `replicas`
+        counts the model's running replicas); raise `JobFailed` with a reason."""
+        ctx = self._context(job, call, base_call, replicas)
         return await self._guarded(ctx, render_large(job, ctx), job.model_name)
 
     async def fused(
@@ -52,7 +57,7 @@ class TileJobRunner:
         the job has one); raise `JobFailed` with a reason."""
         from core.largeformat.fused import render_fused  # torch and diffusers: fused jobs only
 
-        ctx = self._context(job, calls.render, base_call)
+        ctx = self._context(job, calls.render, base_call, calls.replicas)
 
         async def work() -> LargeRenderResult:
             drawn = job
@@ -63,13 +68,19 @@ class TileJobRunner:
 
         return await self._guarded(ctx, work(), job.model_name)
 
-    async def upscale(self, job: UpscaleJob, call: ModelCall) -> LargeRenderResult:
+    async def upscale(
+        self, job: UpscaleJob, call: ModelCall, replicas: ReplicaCount | None = None
+    ) -> LargeRenderResult:
         """Upscale an image (tiled, chained passes); raise `JobFailed` with a reason."""
-        ctx = self._context(job, call)
+        ctx = self._context(job, call, replicas=replicas)
         return await self._guarded(ctx, upscale_image(job, ctx), job.model_name)
 
     def _context(
-        self, job: LargeRenderJob | UpscaleJob, call: ModelCall, base_call: ModelCall | None = None
+        self,
+        job: LargeRenderJob | UpscaleJob,
+        call: ModelCall,
+        base_call: ModelCall | None = None,
+        replicas: ReplicaCount | None = None,
     ) -> JobContext:
         retry = RetryPolicy(job.max_attempts, self.retry.backoff_s, self.retry.sleep)
         pieces = Checkpoints(self.store, job.job_id) if job.checkpoint else None
@@ -84,6 +95,7 @@ class TileJobRunner:
             checkpoints=pieces,
             base_call=base_call,
             preview=preview,
+            replicas=replicas,
         )
 
     async def _guarded(

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pyvips
 
-from core.largeformat.fanout import Fanout, GatherResult, OutputFile, gather_to_file
+from core.largeformat.fanout import GatherResult, OutputFile, gather_to_file
 from core.largeformat.job_context import JobContext, JobOutput
 from core.largeformat.tiling import Tile
 from core.largeformat.upscaling import UpscalePlan, UpscaleRequest, plan_upscale
@@ -60,9 +60,7 @@ async def _upscale_pass(
 
         return await ctx.piece(f"{output.path.stem}-{tile.key}", render)
 
-    return await gather_to_file(
-        plan.canvas, upscale_tile, output, Fanout(job.max_in_flight), ctx.progress
-    )
+    return await gather_to_file(plan.canvas, upscale_tile, output, ctx.fanout(job), ctx.progress)
 
 
 def _cut(source: Source, box: Any) -> np.ndarray:

@@ -34,13 +34,11 @@ from core.largeformat.fused_steps import model_call
 from core.largeformat.fusion_weights import FusionWeights
 from core.largeformat.job_context import JobContext
 from core.largeformat.latent_sampler import LatentSampler
+from core.largeformat.replica_capacity import ReplicaCapacity
 from core.largeformat.tiling import Tile
 from core.schemas import LargeRenderJob
 
 __all__ = ["Wavefront"]
-
-REFRESH_S = 1.0
-"""How often the running replicas are counted (in the background) to bound calls in flight."""
 
 
 @dataclass(frozen=True)
@@ -129,9 +127,7 @@ class Wavefront:
         self.bands: list[_Band] = []
         self.line_bands: dict[int, list[_Band]] = {}
         self.line_next: dict[int, int] = dict.fromkeys(self.lines, 0)
-        self._running_replicas: int | None = None
-        self._refreshed = 0.0
-        self._refresh: asyncio.Task | None = None
+        self.capacity = ReplicaCapacity(job.max_in_flight, job.replica_requests, calls.replicas)
         self._weight_cache: dict[int, torch.Tensor] = {}
 
     @property
@@ -179,7 +175,7 @@ class Wavefront:
         ready: list[tuple[int, int, int]] = []
         for line in self.lines:
             self._push(line, ready)
-        limit = await self._limit()
+        limit = await self.capacity.limit()
         running: dict[asyncio.Task, tuple[int, int, int]] = {}
         try:
             while any(band.step < len(self.timesteps) for band in self.bands):
@@ -191,7 +187,7 @@ class Wavefront:
                 finished, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
                 for task in finished:
                     self._take(*running.pop(task), task.result(), ready)
-                limit = await self._limit()
+                limit = await self.capacity.limit()
         except BaseException:
             abandon(list(running))
             raise
@@ -286,27 +282,3 @@ class Wavefront:
         )
         for line in band.lines:
             self._push(line, ready)
-
-    async def _limit(self) -> int:
-        """Calls in flight: at most what the running replicas take at once (replicas x
-        max_ongoing_requests), so that no call waits in the handle's backoff while a replica
-        idles. The count is taken once, then refreshed in the background every `REFRESH_S`."""
-        limit, per_replica = self.job.max_in_flight, self.job.replica_requests
-        if self.calls.replicas is None or not per_replica:
-            return limit
-        if self._running_replicas is None:
-            self._running_replicas = await self.calls.replicas()
-            self._refreshed = time.monotonic()
-        elif time.monotonic() - self._refreshed > REFRESH_S and (
-            self._refresh is None or self._refresh.done()
-        ):
-            self._refreshed = time.monotonic()
-            self._refresh = asyncio.create_task(self._count_replicas())
-        return max(1, min(limit, max(1, self._running_replicas) * per_replica))
-
-    async def _count_replicas(self) -> None:
-        assert self.calls.replicas is not None
-        try:
-            self._running_replicas = await self.calls.replicas()
-        except Exception:  # keep the last count; ask again later
-            pass

@@ -67,6 +67,7 @@ table as core/remote/config.py DEFAULT_KEY_ENV).
   "autoscaling_config" $scaling
   "max_ongoing_requests" $m.max_ongoing_requests
   "max_queued_requests" $m.max_queued_requests
+  "request_router_config" (dict "request_router_class" "serve.least_loaded_router:LeastLoadedRouter" "initial_backoff_s" 0.005 "backoff_multiplier" 2.0 "max_backoff_s" 0.1)
   "health_check_period_s" 10.0
   "health_check_timeout_s" 60.0
   "graceful_shutdown_timeout_s" 30.0

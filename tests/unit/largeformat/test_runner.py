@@ -148,7 +148,16 @@ def test_dead_replicas_and_full_queues_are_retried_with_the_same_bytes(tmp_path)
         "r1c2": [OverloadedError("quality")],
     }
     runner, result = _render(tmp_path / "flaky", job, FailingTiles(job, failures))
-    assert result.retries == 2
+    assert result.retries == 1  # the full queue was waited out, not counted as a retry
+    assert np.array_equal(_decoded(runner, job.output_key), _decoded(clean, job.output_key))
+
+
+def test_a_full_queue_never_fails_an_accepted_job_however_often_it_refuses(tmp_path):
+    job = _job(max_attempts=2)
+    clean, _ = _render(tmp_path / "clean", job, PureModel())
+    refusals = {"r0c0": [OverloadedError("quality")] * 6, "r1c1": [OverloadedError("quality")] * 3}
+    runner, result = _render(tmp_path / "busy", job, FailingTiles(job, refusals))
+    assert result.retries == 0
     assert np.array_equal(_decoded(runner, job.output_key), _decoded(clean, job.output_key))
 
 
@@ -203,6 +212,17 @@ def test_tiles_in_flight_never_exceed_the_bound_and_reach_it(tmp_path):
     model = PureModel()
     _render(tmp_path, _job(max_in_flight=3), model)
     assert model.most_in_flight == 3
+
+
+def test_tiles_in_flight_are_what_the_running_replicas_take(tmp_path):
+    model = PureModel()
+
+    async def replicas() -> int:
+        return 2
+
+    job = _job(replica_requests=2)  # max_ongoing_requests 2 on 2 replicas, under the cap of 32
+    asyncio.run(_runner(tmp_path).render(job, model, replicas=replicas))
+    assert model.most_in_flight == 4
 
 
 def test_progress_counts_tiles_as_they_finish(tmp_path):
