@@ -267,6 +267,7 @@ class LargeRenderResult:
     typography: TypographyReport | None = None
     tiles_reused: int = 0  # pieces taken from an earlier attempt's checkpoints
     provider: dict[str, Any] | None = None  # the hosted call that drew the base, if one did
+    overload_waits: int = 0  # calls that waited for room in the model's full queue
 
     def metrics(self) -> dict[str, float]:
         """The figures a run record keeps of this render."""
@@ -279,6 +280,7 @@ class LargeRenderResult:
             "replicas_used": len(self.replicas_used),
             "max_concurrent_replicas": self.max_concurrent_replicas,
             "retries": self.retries,
+            "overload_waits": self.overload_waits,
             "splits": self.splits,
             "output_bytes": self.output_bytes,
         }

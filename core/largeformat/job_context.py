@@ -122,6 +122,7 @@ class JobContext:
             replicas_used=self.stats.replicas_used(),
             max_concurrent_replicas=self.stats.max_concurrent_replicas(),
             retries=self.stats.retries,
+            overload_waits=self.stats.overload_waits,
             splits=self.stats.splits,
             tiles_reused=self.checkpoints.reused if self.checkpoints else 0,
             base_size=base_size,

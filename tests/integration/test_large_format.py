@@ -136,6 +136,31 @@ def test_killed_replica_mid_render_gives_the_same_image(solo):
     assert np.array_equal(image, REFERENCE["image"])
 
 
+def test_a_full_model_queue_makes_accepted_jobs_wait_never_fail(solo):
+    # Four jobs at once keep twice what 2 replicas take (1 each) plus a queue of 1 in
+    # flight: Serve refuses some calls (BackPressureError); the jobs wait for room.
+    deploy_quality_only(solo.config, 2, max_ongoing_requests=1, max_queued_requests=1)
+    body = {**JOB, "width": 512, "height": 384, "steps": 3, "wait": False}
+    with solo.client() as http:
+        ids = []
+        for seed in range(4):
+            started = http.post("/v1/renders", json={**body, "seed": seed})
+            assert started.status_code == 202, started.text
+            ids.append(started.json()["id"])
+        waits = 0
+        for job_id in ids:
+            view = wait_until(
+                lambda job_id=job_id: http.get(f"/v1/renders/{job_id}").json(),
+                lambda view: view["status"] not in ("queued", "running"),
+                timeout_s=300,
+                interval_s=0.25,
+                what=f"render {job_id} to end",
+            )
+            assert view["status"] == "done", view
+            waits += view["result"]["metrics"]["overload_waits"]
+    assert waits > 0  # the queue was full at times: the path was taken
+
+
 def test_progress_is_published_and_tiled_mode_works(solo):
     deploy_quality_only(solo.config, 4)
     with solo.client() as http:
