@@ -96,7 +96,8 @@ class JobWork:
         self, job: Job, spec: LargeRenderJob | UpscaleJob, record: RunRecord, report: Report
     ) -> JobOutcome:
         spec = dataclasses.replace(spec, preview=True, owner=job.owner)  # for /ui/jobs
-        running = record.model_copy(update={"status": "running"})
+        # the record is made again here, outside any request: it carries the job's owner
+        running = record.model_copy(update={"status": "running", "owner": job.owner})
         await asyncio.to_thread(self.registry.save, running)
         router = self.models.start_router(router_name(job), JOBS_NAMESPACE)
         follower = asyncio.create_task(_follow_router(router, report))

@@ -79,3 +79,52 @@ def test_a_person_signs_in_and_sees_only_their_renders_under_serve(cluster, boar
     assert text_of(browser, "#run-id") == mine and text_of(browser, "#prompt") == "a green comet"
     browser.get(f"{base}/ui/runs/{theirs}")
     assert "no run" in text_of(browser, "#error-message")
+
+
+def test_a_large_job_under_serve_shows_its_rows_and_zooms_to_full_resolution(
+    cluster, board, browser
+):
+    """The real path: the job supervisor's router writes the preview of the finished rows,
+    the jobs page shows it, and the run page's deep zoom (behind the route prefix) loads
+    full-resolution tiles of the artifact."""
+    acme, _ = board
+    body = {"prompt": "a wide green comet", "width": 256, "height": 128, "seed": 4, "steps": 1}
+    body |= {"mode": "tiled", "wait": False}
+    with cluster.client() as http:
+        answer = http.post(f"{PREFIX}/v1/renders", json=body, headers={"X-API-Key": acme})
+        assert answer.status_code == 202, answer.text
+        job_id = answer.json()["id"]
+    base = cluster.url + PREFIX
+    browser.get(f"{base}/ui/login")
+    browser.find_element(By.ID, "api_key").send_keys(acme)
+    click_and_load(browser, "#sign-in")
+    browser.get(f"{base}/ui/jobs")
+    row = f"tr.job[data-job='{job_id}']"
+    wait_until(
+        lambda: text_of(browser, f"{row} .rows"),
+        lambda rows: rows == "128/128 rows",
+        timeout_s=300,
+        what=f"job {job_id}'s preview of all its rows",
+    )
+    preview = browser.find_element(By.CSS_SELECTOR, f"{row} img.preview")
+    assert preview.get_attribute("src").startswith(f"{base}/ui/jobs/{job_id}/preview.png")
+    assert browser.execute_script("return arguments[0].naturalWidth", preview) == 256
+    wait_until(
+        lambda: text_of(browser, f"{row} .status"),
+        lambda status: status == "done",
+        timeout_s=60,
+        what=f"job {job_id} to show done",
+    )
+    browser.get(f"{base}/ui/runs/{job_id}")
+    assert browser.find_elements(By.ID, "zoom-open"), text_of(browser, "main")
+    browser.find_element(By.ID, "zoom-open").click()
+    tiles = wait_until(
+        lambda: browser.execute_script(
+            "var t = Array.from(document.querySelectorAll('img.dz-tile[data-level=\"8\"]'));"
+            "return t.length && t.every(i => i.complete && i.naturalWidth > 0)"
+            " ? t.map(i => [i.src, i.naturalWidth, i.naturalHeight]) : null"
+        ),
+        timeout_s=60,
+        what="the deepest level's tiles (level 8 of a 256 px picture)",
+    )
+    assert tiles == [[f"{base}/ui/tiles/{job_id}/image/8/0_0.jpg", 256, 128]]
