@@ -16,6 +16,7 @@ import logging
 import math
 import tempfile
 import threading
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,8 +28,7 @@ __all__ = ["TILE_PX", "Pyramid", "ensure_pyramid", "info_key", "read_tile", "til
 TILE_PX = 256
 QUALITY = 92
 logger = logging.getLogger("ray.serve")
-_LOCKS: dict[str, threading.Lock] = {}
-_LOCKS_LOCK = threading.Lock()
+_LOCKS = [threading.Lock() for _ in range(64)]  # one per artifact at a time, bounded
 
 
 @dataclass(frozen=True)
@@ -115,8 +115,7 @@ def _stored(store: ArtifactStore, image_key: str) -> Pyramid | None:
 
 
 def _lock(image_key: str) -> threading.Lock:
-    with _LOCKS_LOCK:
-        return _LOCKS.setdefault(image_key, threading.Lock())
+    return _LOCKS[zlib.crc32(image_key.encode()) % len(_LOCKS)]
 
 
 def _make(store: ArtifactStore, image_key: str) -> Pyramid:
@@ -124,7 +123,7 @@ def _make(store: ArtifactStore, image_key: str) -> Pyramid:
 
     with tempfile.TemporaryDirectory(prefix="rc-pyramid-") as tmp:
         source = store.download(image_key, Path(tmp) / "source")
-        image = pyvips.Image.new_from_file(str(source))
+        image = pyvips.Image.new_from_file(str(source), access="sequential")
         if image.hasalpha():
             image = image.flatten(background=[255, 255, 255])
         image = image.colourspace("srgb")

@@ -7,6 +7,7 @@ and the preview's note must carry the same owner as the job. Call these off the 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from core.errors import NotFoundError
@@ -14,10 +15,19 @@ from core.jobs.model import Job
 from core.largeformat.row_preview import preview_keys
 from core.store import ArtifactStore
 
-__all__ = ["LARGE_KINDS", "preview_image", "preview_note"]
+__all__ = ["LARGE_KINDS", "preview_image", "preview_note", "recent"]
 
 LARGE_KINDS = ("hires", "upscale")
+RECENT_S = 30.0
 _SHOWN = ("width", "height", "rows_done", "preview_width", "preview_height", "preview_rows")
+
+
+def recent(job: Job, within_s: float = RECENT_S) -> bool:
+    """Whether a job is running, or ended so lately that its last preview may be new."""
+    if not job.terminal:
+        return True
+    ended = job.finished_at or job.updated_at
+    return (datetime.now(UTC) - ended).total_seconds() <= within_s
 
 
 def preview_note(store: ArtifactStore, job: Job) -> dict[str, Any] | None:

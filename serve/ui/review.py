@@ -8,6 +8,7 @@ same checks, same tenancy, same job handling.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -16,7 +17,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from core.campaign.plan import manifest_key
 from core.errors import NotFoundError, RequestError
-from core.jobs.model import JobStatus
+from core.jobs.model import Job, JobStatus
 from serve.routes import campaigns as campaigns_api
 from serve.routes import jobs as jobs_api
 from serve.routes import pipelines as pipelines_api
@@ -83,14 +84,22 @@ async def jobs_page(request: Request):
 
 @router.get("/ui/jobs.json")
 async def jobs_json(request: Request, status: JobStatus | None = None):
-    return {"jobs": await _jobs(request, status)}
+    """What the jobs page polls: previews only of jobs running or just ended."""
+    return {"jobs": await _jobs(request, status, previews.recent)}
 
 
-async def _jobs(request: Request, status: str | None) -> list[dict[str, Any]]:
+async def _jobs(
+    request: Request, status: str | None, with_preview: Callable[[Job], bool] = lambda job: True
+) -> list[dict[str, Any]]:
     ctx = ingress_context(request)
     owner = request.state.tenant
     found = await off_loop(ctx.renders.jobs.jobs.page, status, None, owner, None, 50)
-    notes = await off_loop(lambda: [previews.preview_note(ctx.store, job) for job in found.jobs])
+    notes = await off_loop(
+        lambda: [
+            previews.preview_note(ctx.store, job) if with_preview(job) else None
+            for job in found.jobs
+        ]
+    )
     pairs = zip(found.jobs, notes, strict=True)
     return [jobs_api.job_view(job) | {"preview": note} for job, note in pairs]
 
