@@ -1,12 +1,13 @@
 """A downscaled preview of a large render's finished rows, kept in the store. No Ray.
 
 `RowPreview` is the pure part: it takes the row bands a `StreamingImageWriter`
-receives (top to bottom) and area-averages them into a canvas at most `max_px`
-wide and high; rows not finished yet stay blank. `JobPreview` publishes one job's
-preview to the store as ``job-previews/<job id>.png`` with a JSON note beside it
-(``.json``: its owner, the rows done, the size), from a thread of its own at most
-every `interval_s` seconds, and at once when the canvas is complete. A preview is a courtesy:
-its failures are logged and never fail the job.
+receives (top to bottom) and averages them into a canvas at most `max_px` wide and
+high (over a sample of each block for large canvases); rows not finished yet stay
+blank. `JobPreview` publishes one job's preview to the store as
+``job-previews/<job id>.png`` with a JSON note beside it (``.json``: its owner, the
+rows done, the size), from a thread of its own at most every `interval_s` seconds,
+and at once when the canvas is complete. A preview is a courtesy: its failures are
+logged and never fail the job.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ __all__ = [
 ]
 
 PREVIEW_PX = 512
+SAMPLES = 4  # a preview pixel averages at least this many canvas pixels per side
 PREVIEW_PREFIX = "job-previews/"
 BLANK = (233, 236, 241)  # what a row not finished yet shows
 _IDLE_S = 30.0  # a writer thread with nothing to write for this long ends
@@ -56,7 +58,12 @@ def _edges(full: int, small: int) -> np.ndarray:
 
 
 class RowPreview:
-    """The area-averaged preview of a `width` x `height` canvas, filled as rows arrive."""
+    """The preview of a `width` x `height` canvas, filled as rows arrive.
+
+    Each preview pixel is the mean of its block of the canvas; where a block is wider
+    (or taller) than `SAMPLES` pixels, of every k-th column (row) of it only, at least
+    `SAMPLES` per side, so that a billboard's band costs about as much as a small one.
+    """
 
     def __init__(self, width: int, height: int, max_px: int = PREVIEW_PX):
         if width < 1 or height < 1 or max_px < 1:
@@ -66,7 +73,12 @@ class RowPreview:
         self.size = (max(1, round(width * scale)), max(1, round(height * scale)))  # (w, h)
         pw, ph = self.size
         self._x_edges, self._y_edges = _edges(width, pw), _edges(height, ph)
+        self._kx, self._ky = max(1, width // pw // SAMPLES), max(1, height // ph // SAMPLES)
+        sampled_x = np.arange(0, width, self._kx)
+        self._x_starts = np.searchsorted(sampled_x, self._x_edges[:-1])
+        self._x_counts = np.diff(np.searchsorted(sampled_x, self._x_edges))
         self._sums = np.zeros((ph, pw, 3), np.float64)
+        self._sampled_in = np.zeros(ph, np.int64)  # sampled source rows in each preview row
         self._rows_in = np.zeros(ph, np.int64)  # source rows added to each preview row
         self.rows_done = 0  # source rows received, from the top
 
@@ -86,12 +98,25 @@ class RowPreview:
             raise ValueError(f"expected rows from y={self.rows_done}, width {self.width}")
         if y0 + len(rows) > self.height:
             raise ValueError(f"rows {y0}..{y0 + len(rows)} run past the height {self.height}")
-        pixels = _rgb(rows)
-        columns = np.add.reduceat(pixels.astype(np.uint32), self._x_edges[:-1], axis=1)
-        targets = np.searchsorted(self._y_edges, np.arange(y0, y0 + len(rows)), side="right") - 1
-        np.add.at(self._sums, targets, columns)
-        np.add.at(self._rows_in, targets, 1)
+        if not len(rows):
+            return
+        self._count(np.arange(y0, y0 + len(rows)), self._rows_in)
+        first = -y0 % self._ky
+        ys = np.arange(y0 + first, y0 + len(rows), self._ky)
+        if len(ys):
+            sampled = _rgb(rows)[first :: self._ky, :: self._kx]  # a view: nothing copied
+            targets, starts = self._count(ys, self._sampled_in)
+            summed = np.add.reduceat(sampled, starts, axis=0, dtype=np.uint32)
+            summed = np.add.reduceat(summed, self._x_starts, axis=1)
+            self._sums[targets[starts]] += summed
         self.rows_done += len(rows)
+
+    def _count(self, ys: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Count rows `ys` into their preview rows; (their preview rows, where runs start)."""
+        targets = np.searchsorted(self._y_edges, ys, side="right") - 1
+        starts = np.flatnonzero(np.r_[True, np.diff(targets) != 0])
+        counts[targets[starts]] += np.diff(np.r_[starts, len(ys)])
+        return targets, starts
 
     def image(self) -> np.ndarray:
         """The preview (h, w, 3) uint8: finished rows averaged, the others `BLANK`."""
@@ -100,9 +125,8 @@ class RowPreview:
         out[:] = BLANK
         done = self.preview_rows
         if done:
-            widths = np.diff(self._x_edges)[None, :, None]
-            heights = np.diff(self._y_edges)[:done, None, None]
-            out[:done] = np.rint(self._sums[:done] / (widths * heights)).astype(np.uint8)
+            samples = self._sampled_in[:done, None, None] * self._x_counts[None, :, None]
+            out[:done] = np.rint(self._sums[:done] / samples).astype(np.uint8)
         return out
 
     def png(self) -> bytes:

@@ -36,7 +36,7 @@ def test_rows_fill_from_the_top_and_the_rest_stays_blank():
     canvas = _canvas(4096, 1024)
     preview = RowPreview(4096, 1024, max_px=512)
     assert preview.size == (512, 128)
-    expected = _area_mean(canvas, preview.size)
+    expected = _area_mean(canvas[::2, ::2], preview.size)  # 8 px blocks: 4 x 4 samples each
     for y0 in range(0, 300, 100):  # bands that do not line up with preview rows
         preview.add(y0, canvas[y0 : y0 + 100])
     image = preview.image()
@@ -46,6 +46,18 @@ def test_rows_fill_from_the_top_and_the_rest_stays_blank():
     assert (image[done:] == BLANK).all()  # a half-filled preview row is still blank
     preview.add(300, canvas[300:])
     assert preview.complete and np.array_equal(preview.image(), expected)
+
+
+def test_a_small_canvas_is_averaged_over_every_pixel_and_a_billboard_over_a_sample():
+    canvas = _canvas(2048, 512)  # 4 px blocks: every pixel counts
+    exact = RowPreview(2048, 512)
+    exact.add(0, canvas)
+    assert np.array_equal(exact.image(), _area_mean(canvas, (512, 128)))
+    billboard = np.repeat(np.repeat(_canvas(512, 128), 32, axis=0), 32, axis=1)
+    sampled = RowPreview(16384, 4096)
+    for y0 in range(0, 4096, 448):  # flat 32 px blocks: the sample is the block
+        sampled.add(y0, billboard[y0 : y0 + 448])
+    assert np.array_equal(sampled.image(), _canvas(512, 128))
 
 
 def test_small_grey_and_tall_canvases_are_never_enlarged_and_fit_both_sides():
