@@ -18,7 +18,8 @@ from typing import Any
 import ray
 
 from actors import ray_metrics
-from actors.job_work import JOBS_NAMESPACE, JobWork
+from actors.job_work import JOBS_NAMESPACE, JobWork, router_pool
+from actors.router_pool import RouterPool
 from core.config import APP_NAME, ClusterConfig
 from core.config_file import config_from_dict
 from core.jobs.store import JobStore
@@ -47,7 +48,8 @@ class JobSupervisor:
         ray_metrics.install()
         self.app_name = app_name
         self._configured = config
-        jobs, settings, work = _parts(config, app_name)
+        self.routers = router_pool(config_from_dict(config, source="job supervisor"), app_name)
+        jobs, settings, work = _parts(config, app_name, self.routers)
         holder = Holder(cluster_id, uuid.uuid4().hex[:8])
         self.supervision = Supervision(jobs, settings, holder, work, app=app_name)
         self._loop = asyncio.get_running_loop().create_task(self.supervision.run_forever())
@@ -56,7 +58,9 @@ class JobSupervisor:
         """Run jobs with this config from now on (the application was deployed again)."""
         if config == self._configured:
             return
-        parts = await asyncio.to_thread(_parts, config, self.app_name)
+        cluster = config_from_dict(config, source="job supervisor")
+        self.routers = router_pool(cluster, self.app_name, self.routers)
+        parts = await asyncio.to_thread(_parts, config, self.app_name, self.routers)
         await self.supervision.reconfigure(*parts)
         self._configured = config
 
@@ -79,11 +83,13 @@ class JobSupervisor:
         return str(self.supervision.holder)
 
 
-def _parts(config: dict[str, Any], app_name: str) -> tuple[JobStore, Any, dict]:
+def _parts(
+    config: dict[str, Any], app_name: str, routers: RouterPool
+) -> tuple[JobStore, Any, dict]:
     """The store, settings and work of a supervisor for `config`."""
     cluster = config_from_dict(config, source="job supervisor")
     store = open_store(cluster.storage)
-    return JobStore(store), cluster.jobs, JobWork(cluster, store, app_name).kinds()
+    return JobStore(store), cluster.jobs, JobWork(cluster, store, app_name, routers).kinds()
 
 
 def ensure_supervisor(config: ClusterConfig, app_name: str = APP_NAME) -> Any:

@@ -24,6 +24,7 @@ import ray
 from actors.campaign_runner import CAMPAIGN_NAMESPACE, runner_alive, runner_name, start_runner
 from actors.pipeline_runner import PipelineRunner
 from actors.render_calls import ModelCalls, RenderCalls, ServeTarget, default_spool_dir
+from actors.router_pool import RouterPool
 from actors.stage_renderers import ServeStageRenderer
 from core import telemetry, tenants
 from core.campaign import Manifest, load_status
@@ -39,22 +40,38 @@ from core.schemas import LargeRenderJob, RenderRequestBody, UpscaleJob, UpscaleR
 from core.store import ArtifactStore
 from core.validation import resolve_upscale
 
-__all__ = ["JOBS_NAMESPACE", "JobWork", "PROGRESS_POLL_S", "router_name"]
+__all__ = ["JOBS_NAMESPACE", "JobWork", "PROGRESS_POLL_S", "router_pool"]
 
 PROGRESS_POLL_S = 0.5
 JOBS_NAMESPACE = "render-cluster-jobs"
 
 
-def router_name(job: Job) -> str:
-    """The name of a job attempt's router (in `JOBS_NAMESPACE`): ``router-<id>-a<attempt>``."""
-    return f"router-{job.id}-a{job.attempts}"
+def router_pool(config: ClusterConfig, app_name: str, pool: RouterPool | None = None) -> RouterPool:
+    """The warm routers of `app_name`'s jobs under `config` (`pool`, reset, when given)."""
+    models = ModelCalls(ServeTarget(config.storage, app_name, default_spool_dir()))
+
+    def start(name: str) -> Any:
+        return models.start_router(name, JOBS_NAMESPACE)
+
+    if pool is None:
+        return RouterPool(start, config.jobs.warm_routers)
+    pool.reset(start, config.jobs.warm_routers)
+    return pool
 
 
 class JobWork:
     """The `Work` of every job kind (see the module)."""
 
-    def __init__(self, config: ClusterConfig, store: ArtifactStore, app_name: str = APP_NAME):
+    def __init__(
+        self,
+        config: ClusterConfig,
+        store: ArtifactStore,
+        app_name: str = APP_NAME,
+        routers: RouterPool | None = None,
+    ):
+        """`routers`: the warm routers large jobs take (default: a new router per job)."""
         self.config = config
+        self.routers = routers
         self.store = store
         self.app_name = app_name
         self.registry = RunRegistry(store)
@@ -99,7 +116,7 @@ class JobWork:
         # the record is made again here, outside any request: it carries the job's owner
         running = record.model_copy(update={"status": "running", "owner": job.owner})
         await asyncio.to_thread(self.registry.save, running)
-        router = self.models.start_router(router_name(job), JOBS_NAMESPACE)
+        router = self.routers.take() if self.routers is not None else self.models.start_router()
         follower = asyncio.create_task(_follow_router(router, report))
         try:
             final = await self.calls.finish_large(running, spec, router)

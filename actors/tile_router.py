@@ -40,6 +40,7 @@ class TileRouter:
         threading.Thread(target=warm_up, name="blend-warm-up", daemon=True).start()
         ray_metrics.install()
         self.app_name = app_name
+        self.job_id: str | None = None
         store = open_store(StorageConfig.model_validate(storage))
         self.runner = TileJobRunner(store, Path(spool_dir))
 
@@ -47,12 +48,17 @@ class TileRouter:
         """The node and process the router runs in (for operators and failure tests)."""
         return {"node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
 
+    async def job(self) -> str | None:
+        """The id of the job this router works on (None while it waits in the pool)."""
+        return self.job_id
+
     async def progress(self) -> dict[str, Any]:
         """Tiles done / total, and the phase (base, tiles, pass N, text, done, failed)."""
         return self.runner.progress.as_dict()
 
     async def run(self, job: LargeRenderJob) -> LargeRenderResult:
         """Render a hires, tiled or fused job into the store; raise `JobFailed` with a reason."""
+        self.job_id = job.job_id
         call = deployment_call(self.app_name, job.model_name, "render")
         base = job.base_model_name
         base_call = None if base is None else deployment_call(self.app_name, base, "render")
@@ -88,5 +94,6 @@ class TileRouter:
 
     async def upscale(self, job: UpscaleJob) -> LargeRenderResult:
         """Upscale an image (tiled, chained passes) into the store."""
+        self.job_id = job.job_id
         call = deployment_call(self.app_name, job.model_name, "upscale")
         return await self.runner.upscale(job, call, self._replicas(job.model_name))

@@ -13,6 +13,10 @@ and measures, in one run:
    has a router that renders tiles (its phase is tiles).
 3. Status latency while 8 hires jobs run: `GET /v1/jobs/{id}` and `GET /v1/jobs`
    p50 / p95 in ms, and as a ratio to `GET /healthz` measured in the same loop.
+4. Job start, on an idle cluster, one job at a time: the 202 of a `"wait": false`
+   hires POST (ms), and from the 202 until the job's router works on it (its
+   progress phase is past "starting"), and until a router answers that it has the
+   job (with warm routers, a router already running takes it).
 
 Prints figures, asserts nothing.
 Run: .venv/bin/python bench/bench_jobs.py [--polls 60]
@@ -35,6 +39,8 @@ import ray
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from actors.job_work import JOBS_NAMESPACE  # noqa: E402
+from actors.router_pool import job_router  # noqa: E402
 from core.config_file import load_config  # noqa: E402
 from core.store import open_store  # noqa: E402
 from serve.local_cluster import start_local_cluster  # noqa: E402
@@ -75,15 +81,12 @@ def _wait(probe, timeout_s: float = 600, interval_s: float = 0.05):
 def resume_figures(http: httpx.Client, store) -> None:
     job_id = http.post("/v1/renders", json=JOB).json()["id"]
     _wait(lambda: _job(http, job_id)["progress"]["done"] >= 12)
-    router = next(
-        ray.get_actor(a["name"], namespace=a["namespace"])
-        for a in ray.util.list_named_actors(all_namespaces=True)
-        if a["name"].startswith(f"router-{job_id}-")
-    )
-    os.kill(ray.get(router.where.remote())["pid"], signal.SIGKILL)
+    router = job_router(job_id, JOBS_NAMESPACE)
+    killed_pid = ray.get(router.where.remote())["pid"]
+    os.kill(killed_pid, signal.SIGKILL)
     killed_at = time.perf_counter()
     checkpointed = len(store.list_keys(f"job-pieces/{job_id}/")) - 1  # less the base image
-    _wait(lambda: _rendering_again(job_id))
+    _wait(lambda: _rendering_again(job_id, killed_pid))
     back_s = time.perf_counter() - killed_at
     _wait(lambda: _job(http, job_id)["status"] in ("done", "failed"), interval_s=0.25)
     view = http.get(f"/v1/renders/{job_id}").json()
@@ -96,12 +99,11 @@ def resume_figures(http: httpx.Client, store) -> None:
     print(f"kill to running again: {back_s:.2f} s (attempt {_job(http, job_id)['attempts']})")
 
 
-def _rendering_again(job_id: str) -> bool:
-    """Whether the job's second attempt has a router that renders tiles."""
-    names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)]
-    if f"router-{job_id}-a2" not in names:
+def _rendering_again(job_id: str, killed_pid: int) -> bool:
+    """Whether a router other than the killed one renders the job's tiles."""
+    router = job_router(job_id, JOBS_NAMESPACE, timeout_s=1)
+    if router is None or ray.get(router.where.remote())["pid"] == killed_pid:
         return False
-    router = ray.get_actor(f"router-{job_id}-a2", namespace="render-cluster-jobs")
     return ray.get(router.progress.remote())["phase"] in ("tiles", "text", "done")
 
 
@@ -128,9 +130,35 @@ def status_figures(http: httpx.Client, polls: int) -> None:
         http.post(f"/v1/jobs/{job_id}/cancel")
 
 
+def start_figures(http: httpx.Client, jobs: int) -> None:
+    figures = [_time_one_start(http, 200 + i) for i in range(jobs)]
+    accepted_ms, started_s, router_s = (statistics.median(f) for f in zip(*figures, strict=True))
+    print(
+        f"job start: 202 answered in {accepted_ms:.1f} ms (p50 of {jobs}); 202 to its router "
+        f"working {started_s:.3f} s (a router had the job after {router_s:.3f} s)"
+    )
+
+
+def _time_one_start(http: httpx.Client, seed: int) -> tuple[float, float, float]:
+    """(ms to the 202, s from the 202 to the router working, s to a router having the job)."""
+    sent = time.perf_counter()
+    answer = http.post("/v1/renders", json={**JOB, "seed": seed})
+    accepted = time.perf_counter()
+    assert answer.status_code == 202, answer.text
+    job_id = answer.json()["id"]
+    router = _wait(lambda: job_router(job_id, JOBS_NAMESPACE, timeout_s=1), interval_s=0.005)
+    named_at = time.perf_counter()
+    _wait(lambda: ray.get(router.progress.remote())["phase"] != "starting", interval_s=0.005)
+    working = time.perf_counter()
+    http.post(f"/v1/jobs/{job_id}/cancel")
+    _wait(lambda: _job(http, job_id)["status"] in ("cancelled", "done", "failed"), interval_s=0.1)
+    return (accepted - sent) * 1000, working - accepted, named_at - accepted
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--polls", type=int, default=60)
+    parser.add_argument("--starts", type=int, default=5)
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="bench-jobs-"))
     base = load_config("configs/local.yaml")
@@ -139,6 +167,7 @@ def main() -> None:
     cluster = start_local_cluster(config, gpus=4, port=_port(), cpus=8)
     try:
         with httpx.Client(base_url=cluster.url, timeout=120) as http:
+            start_figures(http, args.starts)
             resume_figures(http, open_store(storage))
             status_figures(http, args.polls)
     finally:

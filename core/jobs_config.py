@@ -15,6 +15,12 @@ class JobsConfig(BaseModel):
     max_running_per_model: int = Field(
         2, ge=1, le=1000, description="Jobs of one model that run at once (the rest queue)."
     )
+    warm_routers: int = Field(
+        2,
+        ge=0,
+        le=64,
+        description="Tile routers kept started and idle, so that a large job starts at once.",
+    )
     max_queued_per_model: int = Field(
         64, ge=1, le=100_000, description="Jobs of one model that may wait; beyond it: 429."
     )

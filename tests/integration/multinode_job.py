@@ -24,7 +24,8 @@ from ray.serve.schema import ServeInstanceDetails
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from actors.job_supervisor import ensure_supervisor  # noqa: E402
+from actors.job_supervisor import JOBS_NAMESPACE, ensure_supervisor  # noqa: E402
+from actors.router_pool import job_router  # noqa: E402
 from core.config import APP_NAME  # noqa: E402
 from core.config_file import load_config  # noqa: E402
 from serve.app import application  # noqa: E402
@@ -93,11 +94,7 @@ def main(workdir: Path, port: int) -> dict:
                 lambda: (_job(http, job_id) or {}).get("progress", {}).get("done", 0) >= 2,
                 "2 tiles",
             )
-            router = next(
-                ray.get_actor(a["name"], namespace=a["namespace"])
-                for a in ray.util.list_named_actors(all_namespaces=True)
-                if a["name"].startswith(f"router-{job_id}-")
-            )
+            router = job_router(job_id, JOBS_NAMESPACE)
             router_node = ray.get(router.where.remote())["node_id"]
             victim = next(w for w in workers if w.node_id == router_node)
             replicas_there = _replicas_on(router_node)

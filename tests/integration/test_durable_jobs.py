@@ -20,6 +20,8 @@ import pytest
 import ray
 from PIL import Image
 
+from actors.job_work import JOBS_NAMESPACE
+from actors.router_pool import job_router
 from core.config import APP_NAME
 from core.jobs.webhooks import SIGNATURE_HEADER, verify
 from tests.integration.conftest import WEBHOOK_SECRET
@@ -89,16 +91,11 @@ def _until_ended(http: httpx.Client, job_id: str) -> dict:
     )
 
 
-def job_router(job_id: str):
-    """The router of the job's current attempt (named after the job)."""
-    names = [
-        (a["name"], a["namespace"])
-        for a in ray.util.list_named_actors(all_namespaces=True)
-        if a["name"].startswith(f"router-{job_id}-")
-    ]
-    assert names, f"job {job_id} has no router"
-    name, namespace = max(names)
-    return ray.get_actor(name, namespace=namespace)
+def current_router(job_id: str):
+    """The router working on the job's current attempt."""
+    router = job_router(job_id, JOBS_NAMESPACE)
+    assert router is not None, f"job {job_id} has no router"
+    return router
 
 
 def _view(http: httpx.Client, job_id: str) -> dict:
@@ -126,7 +123,7 @@ def test_killing_the_router_resumes_from_checkpoints_with_the_same_bytes(cluster
         reference = _reference(http)
         job_id = _submit(http)
         _until_tiles(http, job_id, 3)
-        router = job_router(job_id)
+        router = current_router(job_id)
         pid = ray.get(router.where.remote())["pid"]
         os.kill(pid, signal.SIGKILL)  # the router's process dies, as on a lost node
         job = _until_ended(http, job_id)

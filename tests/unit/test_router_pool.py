@@ -1,0 +1,42 @@
+from actors.router_pool import ROUTER_PREFIX, RouterPool
+
+
+class Starts:
+    """A fake router start: records the names it was given, returns them as the routers."""
+
+    def __init__(self, tag: str = "a"):
+        self.tag = tag
+        self.names: list[str] = []
+
+    def __call__(self, name: str) -> str:
+        self.names.append(name)
+        return f"{self.tag}:{name}"
+
+
+def test_the_pool_starts_its_routers_ahead_and_replaces_each_one_taken():
+    starts, stopped = Starts(), []
+    pool = RouterPool(starts, 2, stopped.append)
+    assert len(starts.names) == 2 and all(n.startswith(ROUTER_PREFIX) for n in starts.names)
+    first = pool.take()
+    assert first == f"a:{starts.names[0]}"  # started before the job came
+    assert len(starts.names) == 3  # its replacement starts at once
+    assert pool.take() == f"a:{starts.names[1]}"
+    assert len(set(starts.names)) == 4 and not stopped
+
+
+def test_without_warm_routers_each_job_starts_its_own():
+    starts = Starts()
+    pool = RouterPool(starts, 0, lambda router: None)
+    assert starts.names == []
+    router = pool.take()
+    assert router == f"a:{starts.names[0]}" and len(starts.names) == 1
+
+
+def test_a_new_config_replaces_the_idle_routers():
+    old, new, stopped = Starts("old"), Starts("new"), []
+    pool = RouterPool(old, 2, stopped.append)
+    pool.reset(new, 1)
+    assert stopped == [f"old:{name}" for name in old.names]
+    assert pool.take() == f"new:{new.names[0]}"
+    pool.close()
+    assert stopped[-1] == f"new:{new.names[1]}"
