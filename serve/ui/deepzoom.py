@@ -17,6 +17,7 @@ import math
 import tempfile
 import threading
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ __all__ = ["TILE_PX", "Pyramid", "ensure_pyramid", "info_key", "read_tile", "til
 
 TILE_PX = 256
 QUALITY = 92
+UPLOADS = 8  # tiles stored at once
 logger = logging.getLogger("ray.serve")
 _LOCKS = [threading.Lock() for _ in range(64)]  # one per artifact at a time, bounded
 
@@ -141,10 +143,18 @@ def _make(store: ArtifactStore, image_key: str) -> Pyramid:
 
 
 def _upload(store: ArtifactStore, image_key: str, pyramid: Pyramid, tiles: Path) -> None:
-    """Every tile libvips wrote, under its store key (checked against the geometry)."""
-    for level in range(pyramid.max_level + 1):
-        cols, rows = pyramid.grid(level)
-        for col in range(cols):
-            for row in range(rows):
-                path = tiles / str(level) / f"{col}_{row}.jpg"
-                store.put_file(tile_key(image_key, level, col, row), path)
+    """Every tile libvips wrote, under its store key (checked against the geometry); a
+    few at a time, as a billboard has over a thousand and S3 answers each PUT alone."""
+    places = [
+        (level, col, row)
+        for level in range(pyramid.max_level + 1)
+        for col in range(pyramid.grid(level)[0])
+        for row in range(pyramid.grid(level)[1])
+    ]
+
+    def put(place: tuple[int, int, int]) -> None:
+        level, col, row = place
+        store.put_file(tile_key(image_key, *place), tiles / str(level) / f"{col}_{row}.jpg")
+
+    with ThreadPoolExecutor(max_workers=UPLOADS) as pool:
+        list(pool.map(put, places))
