@@ -27,6 +27,7 @@ class ExitCode(IntEnum):
     SERVER_ERROR = 7  # the cluster failed (HTTP 5xx other than 503)
     UNREACHABLE = 8  # no answer from the cluster (refused, timed out)
     UNAUTHORIZED = 9  # no API key, or one the cluster does not accept (HTTP 401/403)
+    REGRESSED = 10  # `eval --baseline`: a metric dropped more than --max-drop allows
 
 
 def for_http_status(status: int, message: str = "") -> ExitCode:

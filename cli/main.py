@@ -18,6 +18,7 @@ from cli.campaign import campaign_app
 from cli.client import API_KEY_ENV, RenderClient, api_key_option
 from cli.embedded import cluster_url
 from cli.errors import exit_code_of, fail, one_line_errors, stderr
+from cli.experiments import evaluate, experiments_app
 from cli.init_cmd import init
 from cli.jobs import describe, download, follow_job
 from cli.jobs_app import jobs_app
@@ -40,6 +41,7 @@ app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(campaign_app, name="campaign")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(keys_app, name="keys")
+app.add_typer(experiments_app, name="experiments")
 app.command("init")(init)
 console = Console(highlight=False)
 
@@ -276,3 +278,4 @@ def demo(
 
 
 register(app)  # approve, reject, rerun, variance (after the core commands in --help)
+app.command("eval")(evaluate)  # the experiment suite (issue 18)

@@ -23,7 +23,17 @@ from serve.api_app import IngressContext, api
 from serve.auth import ApiKeys
 from serve.render_service import RenderService
 from serve.responses import ERRORS
-from serve.routes import campaigns, jobs, openai_images, pipelines, renders, runs, system, upscale
+from serve.routes import (
+    campaigns,
+    experiments,
+    jobs,
+    openai_images,
+    pipelines,
+    renders,
+    runs,
+    system,
+    upscale,
+)
 
 for _routes in (
     system.router,
@@ -34,6 +44,7 @@ for _routes in (
     campaigns.router,
     pipelines.router,
     upscale.router,
+    experiments.router,
 ):
     api.include_router(_routes, responses=ERRORS)
 api.include_router(ui.router)

@@ -13,12 +13,13 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from core.campaign.plan import manifest_key
 from core.errors import NotFoundError, RequestError
 from core.jobs.model import Job, JobStatus
 from serve.routes import campaigns as campaigns_api
+from serve.routes import experiments as experiments_api
 from serve.routes import jobs as jobs_api
 from serve.routes import pipelines as pipelines_api
 from serve.ui import data, previews, stage_fields, thumbs
@@ -171,4 +172,14 @@ async def campaign_retry(name: str, request: Request):
 
 @router.get("/ui/experiments")
 async def experiments(request: Request):
-    return page(request, "experiments.html")
+    """The caller's experiments (suite runs), newest first, each linking to its report."""
+    ctx = ingress_context(request)
+    found = await off_loop(experiments_api.experiments(ctx).list, 100)
+    return page(request, "experiments.html", experiments=found)
+
+
+@router.get("/ui/experiments/{experiment_id}")
+async def experiment_report(experiment_id: str, request: Request):
+    """An experiment's report: the models side by side, case by case (the caller's only)."""
+    ctx = ingress_context(request)
+    return HTMLResponse(await experiments_api.report(experiment_id, ctx, request.state.tenant))

@@ -121,7 +121,7 @@ def test_without_keys_the_board_is_open(tmp_path, monkeypatch):
     assert page.status_code == 200 and rid in page.text
     assert "an open &lt;b&gt;harbour&lt;/b&gt;" in page.text  # escaped, never markup
     assert rid not in client.get("/ui/runs", params={"q": "lighthouse"}).text
-    assert "does not exist yet" in client.get("/ui/experiments").text
+    assert "No experiments yet" in client.get("/ui/experiments").text
 
 
 def test_the_gallery_pages_with_a_cursor_and_keeps_its_filters(tmp_path, monkeypatch):

@@ -510,7 +510,7 @@ def _campaign_and_contact_sheet(browser, url: str, acme: Api) -> None:
 
 def _other_pages(browser, url: str) -> None:
     browser.get(f"{url}/ui/experiments")
-    assert "does not exist yet" in text_of(browser, "#no-experiments")
+    assert "No experiments yet" in text_of(browser, "#no-experiments")
     shot(browser, "experiments")
 
 

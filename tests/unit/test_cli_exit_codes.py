@@ -21,6 +21,7 @@ MEANINGS = {
     ExitCode.SERVER_ERROR: "server error",
     ExitCode.UNREACHABLE: "unreachable",
     ExitCode.UNAUTHORIZED: "unauthorized",
+    ExitCode.REGRESSED: "regressed",
 }
 
 
