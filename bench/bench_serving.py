@@ -4,6 +4,10 @@ Prints, measured in one run on an embedded cluster (configs/local.yaml, 4 logica
 - startup time of the embedded cluster (what `rendercluster up` waits for);
 - median latency of a 64x64 tiny render through HTTP vs a direct pipeline call in
   this process (same model, same steps), and their ratio (the serving overhead);
+- where the HTTP time goes, from each render's own record: the replica's compute,
+  the ingress's render path around it (validation, the handle call and transfer,
+  PNG encoding, store and record writes: `total_s - compute_s`), and the rest (the
+  proxy and ingress hops, auth, the JSON answer: HTTP wall - `total_s`);
 - the replica count the autoscaler reaches under 24 concurrent requests.
 
 Run: .venv/bin/python bench/bench_serving.py [--repeats 20]
@@ -55,15 +59,22 @@ def direct_latency(config, repeats: int) -> float:
     return statistics.median(times)
 
 
-def http_latency(url: str, repeats: int) -> float:
+def http_latency(url: str, repeats: int) -> tuple[float, dict[str, float]]:
+    """Median HTTP seconds, and the medians of the records' parts (see the module)."""
     with httpx.Client(base_url=url, timeout=120) as http:
         http.post("/v1/renders", json=BODY).raise_for_status()  # warm-up
-        times = []
+        times, parts = [], {"compute": [], "render path": [], "hops and answer": []}
         for _ in range(repeats):
             started = time.perf_counter()
-            http.post("/v1/renders", json=BODY).raise_for_status()
-            times.append(time.perf_counter() - started)
-    return statistics.median(times)
+            answer = http.post("/v1/renders", json=BODY)
+            wall = time.perf_counter() - started
+            answer.raise_for_status()
+            times.append(wall)
+            timings = http.get(f"/v1/runs/{answer.json()['id']}").json()["timings"]
+            parts["compute"].append(timings["compute_s"])
+            parts["render path"].append(timings["total_s"] - timings["compute_s"])
+            parts["hops and answer"].append(wall - timings["total_s"])
+    return statistics.median(times), {k: statistics.median(v) for k, v in parts.items()}
 
 
 def peak_replicas_under_load(url: str, concurrent: int = 24) -> int:
@@ -104,12 +115,16 @@ def main() -> None:
     cluster = start_local_cluster(config, gpus=4, port=free_port())
     try:
         print(f"startup of the embedded cluster: {cluster.startup_s:.1f} s")
-        over_http = http_latency(cluster.url, args.repeats)
+        over_http, parts = http_latency(cluster.url, args.repeats)
         direct = direct_latency(config, args.repeats)
         print(
             f"64x64 render, median of {args.repeats}: HTTP {over_http * 1000:.0f} ms, "
             f"direct pipeline call {direct * 1000:.0f} ms, ratio {over_http / direct:.2f} "
             f"(overhead {1000 * (over_http - direct):.0f} ms)"
+        )
+        print(
+            "  where the HTTP time goes (medians): "
+            + ", ".join(f"{name} {seconds * 1000:.0f} ms" for name, seconds in parts.items())
         )
         peak = peak_replicas_under_load(cluster.url)
         quality = config.models["quality"].autoscaling
