@@ -2,9 +2,10 @@
 
 The cluster commands use the official `kubernetes` client with the current
 kubeconfig context (or the pod's service account inside a cluster). Every
-failure to reach or use the cluster ends in one line on stderr and exit code 1,
-never a traceback. `kubernetes` and `helm_python` are imported inside the
-commands: they take most of a second to load and every other `rendercluster`
+failure to reach or use the cluster ends in one line on stderr (with `--json`,
+the error as JSON on stdout too) and the exit code that names it (README, "In
+scripts"), never a traceback. `kubernetes` and `helm_python` are imported inside
+the commands: they take most of a second to load and every other `rendercluster`
 command would pay for it.
 """
 
@@ -33,6 +34,7 @@ from cli.assets import CHART_DIR
 from cli.errors import fail
 from cli.exit_codes import ExitCode, for_http_status
 from cli.options import JsonOption, emit
+from core.redact import public_message
 
 app = typer.Typer(
     help="Deploy and drive render-cluster on Kubernetes (KubeRay RayService).",
@@ -96,8 +98,9 @@ def _one_line_errors(as_json: bool = False) -> Iterator[None]:
         raise fail(" ".join(str(exc).split()), exc.code, as_json) from None
     except Exception as exc:
         found = _cluster_error(exc)
-        if found is None:
-            raise
+        if found is None:  # still one line, and JSON with --json (the CLI's fallback is not)
+            message = public_message(f"{type(exc).__name__}: {exc}") or type(exc).__name__
+            found = f"unexpected {message}", ExitCode.ERROR
         raise fail(" ".join(found[0].split()), found[1], as_json) from None
 
 
@@ -232,6 +235,7 @@ def _connect(namespace: str | None) -> tuple[Any, str]:
     from kubernetes.config.config_exception import ConfigException
 
     kubeconfig = os.environ.get("KUBECONFIG")
+    where = kubeconfig or "~/.kube/config"
     try:
         config.load_kube_config(config_file=kubeconfig)
         _, context = config.list_kube_config_contexts(config_file=kubeconfig)
@@ -241,6 +245,12 @@ def _connect(namespace: str | None) -> tuple[Any, str]:
             raise
         config.load_incluster_config()
         default_namespace = _SA_NAMESPACE.read_text().strip()
+    except OSError as exc:  # a directory, no permission: not an unreachable server
+        raise K8sError(f"cannot read the kubeconfig {where}: {exc.strerror or exc}") from None
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:  # valid YAML, wrong shape
+        raise K8sError(
+            f"{where} is not a usable kubeconfig ({type(exc).__name__}: {exc})"
+        ) from None
     return client.ApiClient(), namespace or default_namespace
 
 
