@@ -218,7 +218,7 @@ def model_card(run: Run) -> str:
             figures,
             "",
             "Targets (issue 18): background >= 95 %, colour and position >= 85 %, shape >= 70 %.",
-            "Hires and seam figures come from `rendercluster eval examples/suites/scenes.yaml`.",
+            "Hires and seam figures: `rendercluster eval examples/suites/scenes-small.yaml`.",
             "",
         ]
     )

@@ -1,0 +1,48 @@
+"""`rendercluster eval` on the shared real cluster: the example suite on the tiny model,
+its hires case a real large-format job (seam score), every figure measured and stored.
+
+The tiny model is random, so its adherence is near zero; the in-process tests
+(tests/api/test_experiments.py) prove the gate with a model that does better.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from cli.main import app
+
+SUITE = Path(__file__).resolve().parents[2] / "examples" / "suites" / "scenes-small.yaml"
+
+
+def test_the_example_suite_runs_on_the_tiny_model(cluster, tmp_path):
+    report = tmp_path / "report.html"
+    args = ["eval", str(SUITE), "--model", "quality", "--url", cluster.url, "--json"]
+    result = CliRunner().invoke(app, [*args, "--report", str(report)])
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)
+    figures = answer["summary"]["quality"]
+    assert set(figures) == {
+        "adherence",
+        "gate_pass_rate",
+        "seam_score",
+        "layout_variance",
+        "latency_s",
+        "cost_per_image",
+    }
+    assert 0.0 <= figures["adherence"] < 0.5 and figures["seam_score"] > 0
+    shown = CliRunner().invoke(
+        app, ["experiments", "show", answer["id"], "--url", cluster.url, "--json"]
+    )
+    record = json.loads(shown.stdout)
+    assert record["models"][0] == {
+        "name": "quality",
+        "source": "tiny:0",
+        "revision": "tiny-seed0",
+        "family": "sd",
+    }
+    hires = [s for s in record["samples"] if s["case"] == "hires"]
+    assert hires and all(s["large"] and s["width"] == 512 and s["seam_score"] for s in hires)
+    assert report.read_text().count("data:image/png;base64,") == len(record["samples"])
