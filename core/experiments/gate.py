@@ -2,7 +2,7 @@
 
 `--max-drop adherence=0.05` allows adherence to fall by at most 0.05 (absolute); for a
 metric where lower is better (latency, seam score, ...) a drop is a rise. Models are
-compared by name; two experiments of one model each are compared whatever their names.
+compared by name, and the one model left on each side (if one is) with each other.
 """
 
 from __future__ import annotations
@@ -37,16 +37,19 @@ def parse_max_drops(items: list[str]) -> dict[str, float]:
 
 
 def _pairs(baseline: ExperimentRecord, candidate: ExperimentRecord) -> list[tuple[str, str]]:
-    common = [name for name in candidate.summary if name in baseline.summary]
-    if common:
-        return [(name, name) for name in common]
-    if len(baseline.summary) == 1 and len(candidate.summary) == 1:
-        return [(next(iter(baseline.summary)), next(iter(candidate.summary)))]
-    raise RequestError(
-        "baseline",
-        f"experiment {baseline.id} judged {', '.join(baseline.summary)}; this one "
-        f"{', '.join(candidate.summary)}: no model to compare",
-    )
+    """Models of the same name; and the one model left on each side, if one is."""
+    pairs = [(name, name) for name in candidate.summary if name in baseline.summary]
+    old = [name for name in baseline.summary if name not in candidate.summary]
+    new = [name for name in candidate.summary if name not in baseline.summary]
+    if len(old) == 1 and len(new) == 1:
+        pairs.append((old[0], new[0]))
+    if not pairs:
+        raise RequestError(
+            "baseline",
+            f"experiment {baseline.id} judged {', '.join(baseline.summary)}; this one "
+            f"{', '.join(candidate.summary)}: no model to compare",
+        )
+    return pairs
 
 
 class Comparison(NamedTuple):

@@ -1,6 +1,7 @@
 """`rendercluster eval` end to end over HTTP: the whole API served in-process by uvicorn,
 two stand-in models (`oracle` draws the scenes world's ground truth, `flat` a grey
 square), experiments stored per tenant, the PR gate, and the report in headless Chromium.
+A pipeline case runs as a pipeline run, moved on by a stand-in supervisor thread.
 
 Large-format cases need the job supervisor of a real cluster, so this suite leaves the
 example's hires case out (tests/integration/test_experiments_serve.py runs it on Ray).
@@ -8,7 +9,9 @@ example's hires case out (tests/integration/test_experiments_serve.py runs it on
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,8 +20,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from actors.pipeline_runner import PipelineRunner
+from actors.pipeline_state import StageJob, StageOutput
 from cli.exit_codes import ExitCode
 from cli.main import app
+from core import tenants
 from core.scenes import render
 from core.schemas import GenerateRequest, GenerateResult
 from core.tenants import TenantLimits, add_key
@@ -39,6 +45,29 @@ async def stand_in(model_name: str, request: GenerateRequest) -> GenerateResult:
     return GenerateResult(image, request.seed, 0.001, 1, "fake-replica", ["0"])
 
 
+async def oracle_stage(job: StageJob) -> StageOutput:
+    image = render(job.request.prompt, job.request.width, job.request.height)
+    return StageOutput(image=image, timings={"compute_s": 0.001})
+
+
+def advance_until(stop: threading.Event, runner: PipelineRunner, renders) -> None:
+    """The job supervisor's part: move running pipeline runs on, as their tenant."""
+
+    async def loop() -> None:
+        while not stop.is_set():
+            for run in runner.registry.list(status="running", limit=None):
+                if run.pipeline is None or run.stage is not None:
+                    continue
+                tenants.current_tenant.set(run.owner)
+                ended = await runner.advance(run.id)
+                job = renders.jobs.jobs.find(run.id)
+                if job is not None:
+                    renders.jobs.jobs.save(job.model_copy(update={"status": ended.status}))
+            await asyncio.sleep(0.1)
+
+    asyncio.run(loop())
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory) -> Iterator[dict[str, str]]:
     root = tmp_path_factory.mktemp("experiments")
@@ -53,6 +82,9 @@ def cluster(tmp_path_factory) -> Iterator[dict[str, str]]:
     )
     suite = yaml.safe_load(EXAMPLE.read_text())
     suite["cases"] = [case for case in suite["cases"] if case.get("mode") != "hires"]
+    suite["cases"].append(
+        {"id": "piped", "prompt": "a blue circle on a red background", "pipeline": "one"}
+    )
     for case in suite["cases"]:
         for name in ("init_image", "mask"):
             if name in case:
@@ -61,8 +93,17 @@ def cluster(tmp_path_factory) -> Iterator[dict[str, str]]:
     with pytest.MonkeyPatch.context() as monkeypatch:
         renders = install(config, monkeypatch)
         renders.calls.models._model_render = stand_in
-        with live_server(api) as url:
-            yield {"url": url, "acme": acme, "rival": rival, "root": str(root)}
+        runner = PipelineRunner(config, renders.store, oracle_stage, renders.registry)
+        api.state.pipeline_runner = runner  # install() set it, and removes it at the end
+        stop = threading.Event()
+        supervisor = threading.Thread(target=advance_until, args=(stop, runner, renders))
+        supervisor.start()
+        try:
+            with live_server(api) as url:
+                yield {"url": url, "acme": acme, "rival": rival, "root": str(root)}
+        finally:
+            stop.set()
+            supervisor.join(timeout=10)
 
 
 def cli(cluster: dict[str, str], *args: str, tenant: str = "acme"):
@@ -90,17 +131,18 @@ def test_every_case_runs_through_the_api_and_is_measured(cluster, oracle):
     assert figures["layout_variance"] == 0.0 and figures["latency_s"] > 0
     record = json.loads(cli(cluster, "experiments", "show", oracle["id"], "--json").stdout)
     assert record["owner"] == "acme" and record["scorer"] == "scenes"
-    assert record["models"] == [
-        {"name": "oracle", "source": "tiny:0", "revision": "tiny-seed0", "family": "sd"}
-    ]
+    pinned = {"source": "tiny:0", "revision": "tiny-seed0", "family": "sd"}
+    assert record["models"] == [{"name": "oracle", **pinned}, {"name": "pipeline:one", **pinned}]
     samples = record["samples"]
-    assert len(samples) == 8 and {s["case"] for s in samples} == {
+    assert len(samples) == 10 and {s["case"] for s in samples} == {
         "one-object",
         "two-objects",
         "inpaint-right",
         "headline",
+        "piped",
     }
     assert all(s["status"] == "done" and s["run_id"] for s in samples)
+    assert oracle["summary"]["pipeline:one"]["adherence"] == 1.0
     headline = [s for s in samples if s["case"] == "headline"]
     assert all(s["gate_passed"] is True and s["width"] == 128 for s in headline)
 
@@ -118,7 +160,8 @@ def test_the_gate_fails_a_candidate_worse_than_its_baseline(cluster, oracle):
     diff = json.loads(
         cli(cluster, "experiments", "diff", oracle["id"], answer["id"], "--json").stdout
     )
-    adherence = next(row for row in diff["metrics"] if row["metric"] == "adherence")
+    rows = [row for row in diff["metrics"] if row["metric"] == "adherence"]
+    adherence = next(row for row in rows if row["model"] == "flat")
     assert diff["same_suite"] and adherence["drop"] > 0.8
     listed = json.loads(cli(cluster, "experiments", "list", "--json").stdout)["experiments"]
     assert {oracle["id"], answer["id"]} <= {e["id"] for e in listed}
@@ -131,7 +174,7 @@ def test_two_models_side_by_side(cluster, tmp_path):
     summary = json.loads(both.stdout)["summary"]
     assert summary["oracle"]["adherence"] > summary["flat"]["adherence"]
     html = out.read_text()
-    assert html.count('<tr class="case">') == 4 and html.count("data:image/png;base64,") == 16
+    assert html.count('<tr class="case">') == 5 and html.count("data:image/png;base64,") == 18
 
 
 def test_a_bad_suite_is_one_line_naming_the_field(cluster, tmp_path):
@@ -187,7 +230,7 @@ def test_the_report_in_headless_chromium(cluster, oracle):
     with chromium_driver() as browser:
         browser.get(f"file://{cluster['root']}/oracle.html")
         images = browser.find_elements(By.CSS_SELECTOR, "#cases img")
-        assert len(images) == 8
+        assert len(images) == 10
         assert all(browser.execute_script("return arguments[0].naturalWidth", i) for i in images)
         assert "oracle" in browser.find_element(By.CSS_SELECTOR, "#models").text
         bars = browser.find_elements(By.CSS_SELECTOR, "#figures svg rect.bar")
