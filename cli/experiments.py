@@ -176,10 +176,13 @@ def write_report(
     experiment_id: Annotated[str, typer.Argument(help="Experiment id.")],
     out: Annotated[Path, typer.Option(help="Where to write the HTML report.")],
     url: UrlOption = DEFAULT_URL,
+    as_json: JsonOption = False,
 ) -> None:
     """Write an experiment's HTML report (models side by side, case by case)."""
-    with one_line_errors():
+    with one_line_errors(as_json):
         client = RenderClient(url)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(client.fetch(f"{client.url}/v1/experiments/{experiment_id}/report"))
+    if as_json:
+        return emit({"id": experiment_id, "out": str(out)})
     console.print(f"wrote [bold]{out}[/]")

@@ -165,6 +165,10 @@ def test_the_gate_fails_a_candidate_worse_than_its_baseline(cluster, oracle):
     assert diff["same_suite"] and adherence["drop"] > 0.8
     listed = json.loads(cli(cluster, "experiments", "list", "--json").stdout)["experiments"]
     assert {oracle["id"], answer["id"]} <= {e["id"] for e in listed}
+    out = f"{cluster['root']}/flat.html"
+    written = cli(cluster, "experiments", "report", answer["id"], "--out", out, "--json")
+    assert json.loads(written.stdout)["out"] == out
+    assert "dropped" in Path(out).read_text()  # the regression, on the report
 
 
 def test_two_models_side_by_side(cluster, tmp_path):
