@@ -16,7 +16,7 @@ from core.errors import NotFoundError, RequestError
 from core.experiments.gate import compare
 from core.experiments.record import ExperimentRecord, ExperimentRegistry
 from core.experiments.report import Thumbs, report_html, thumbnail_uri
-from core.records import RunRegistry
+from core.records import RunRegistry, new_run_id, run_time
 from core.store import ArtifactStore
 from core.tenants import visible
 from serve.api_app import Context, IngressContext, JsonRoute, authorized, base_url, tenant_of
@@ -46,10 +46,12 @@ def _visible_runs(registry: RunRegistry, record: ExperimentRecord, tenant: str |
 async def save_experiment(
     record: ExperimentRecord, request: Request, ctx: Context
 ) -> dict[str, Any]:
-    """Store an experiment record (made by `rendercluster eval`), owned by the caller."""
+    """Store an experiment record (made by `rendercluster eval`) under a new id, owned by
+    the caller."""
     tenant = tenant_of(request)
     await asyncio.to_thread(_visible_runs, ctx.registry, record, tenant)
-    record = record.model_copy(update={"owner": tenant})
+    made = new_run_id()  # the server's id: a client's could overwrite another's record
+    record = record.model_copy(update={"id": made, "created_at": run_time(made), "owner": tenant})
     saved = await asyncio.to_thread(experiments(ctx).save, record)
     url = f"{base_url(request)}/v1/experiments/{saved.id}/report"
     return {"id": saved.id, "owner": saved.owner, "report_url": url}
