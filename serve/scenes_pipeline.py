@@ -1,12 +1,15 @@
 """The scenes model's architecture: a small Stable Diffusion pipeline, native 128x128.
 
-Its tokenizer is a CLIP tokenizer whose byte-pair merges are learned from the
-scenes grammar's words (every grammar word is one token; any other text falls
-back to single characters), so it is built offline, with no download. The
+Its tokenizer is a CLIP tokenizer whose byte-pair merges are learned, in a fixed
+order, from the scenes grammar's words (every grammar word is one token; any
+other text falls back to smaller pieces), so it is built offline, with no download. The
 weights start random from a seed; `scripts/train_scenes.py` trains them.
 """
 
 from __future__ import annotations
+
+from collections import Counter
+from itertools import pairwise
 
 import torch
 from diffusers import (
@@ -16,7 +19,7 @@ from diffusers import (
     StableDiffusionPipeline,
     UNet2DConditionModel,
 )
-from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+from tokenizers import pre_tokenizers
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from core.scenes.grammar import WORDS
@@ -38,25 +41,38 @@ _SCHEDULE = {
 def scenes_tokenizer() -> CLIPTokenizer:
     """A CLIP tokenizer with byte-pair merges learned from the grammar's words."""
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    bpe = Tokenizer(models.BPE(end_of_word_suffix=_EOW))
-    bpe.pre_tokenizer = pre_tokenizers.Whitespace()
-    trainer = trainers.BpeTrainer(
-        vocab_size=4096, end_of_word_suffix=_EOW, initial_alphabet=alphabet, show_progress=False
-    )
-    bpe.train_from_iterator(list(WORDS), trainer)
-    vocab = dict(bpe.get_vocab())
-    for token in [*alphabet, *(symbol + _EOW for symbol in alphabet), *_SPECIAL_TOKENS]:
+    merges = _learn_merges(sorted(WORDS))
+    vocab: dict[str, int] = {}
+    symbols = [*alphabet, *(s + _EOW for s in alphabet), *("".join(m) for m in merges)]
+    for token in [*symbols, *_SPECIAL_TOKENS]:
         vocab.setdefault(token, len(vocab))
-    merges = [tuple(pair) for pair in _merges(bpe)]
     return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=MAX_TOKENS)
 
 
-def _merges(bpe: Tokenizer) -> list[list[str]]:
-    """The learned merges, in rank order (read from the model's JSON form)."""
-    import json
+def _learn_merges(words: list[str]) -> list[tuple[str, str]]:
+    """Byte-pair merges until every word is one symbol: the most frequent pair first, ties
+    broken by the pair's text, so the same words always give the same merges."""
+    spelt = [(*word[:-1], word[-1] + _EOW) for word in words]
+    merges: list[tuple[str, str]] = []
+    while any(len(symbols) > 1 for symbols in spelt):
+        counts = Counter(pair for symbols in spelt for pair in pairwise(symbols))
+        pair = min(counts, key=lambda p: (-counts[p], p))
+        merges.append(pair)
+        spelt = [_merged(symbols, pair) for symbols in spelt]
+    return merges
 
-    merges = json.loads(bpe.to_str())["model"]["merges"]
-    return [m.split() if isinstance(m, str) else list(m) for m in merges]
+
+def _merged(symbols: tuple[str, ...], pair: tuple[str, str]) -> tuple[str, ...]:
+    out: list[str] = []
+    index = 0
+    while index < len(symbols):
+        if symbols[index : index + 2] == pair:
+            out.append(pair[0] + pair[1])
+            index += 2
+        else:
+            out.append(symbols[index])
+            index += 1
+    return tuple(out)
 
 
 def training_scheduler() -> DDPMScheduler:

@@ -36,16 +36,23 @@ def test_the_untrained_pipeline_is_within_budget_and_seeded():
     assert torch.equal(next(a.unet.parameters()), next(b.unet.parameters()))
 
 
-def test_a_short_training_run_saves_a_pipeline_the_loader_renders_with(tmp_path):
-    out = tmp_path / "scenes"
+def _train(out: Path) -> None:
     command = [sys.executable, str(ROOT / "scripts" / "train_scenes.py"), "--out", str(out)]
     command += ["--steps", "2", "--batch-size", "2", "--vae-batch-size", "2"]
     command += ["--eval-prompts", "1", "--default-steps", "2", "--threads", "1"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
-    card = (out / "MODEL_CARD.md").read_text()
+
+
+def test_a_short_training_run_is_reproducible_and_the_loader_renders_with_it(tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    _train(first)
+    _train(second)
+    weights = Path("unet") / "diffusion_pytorch_model.safetensors"
+    assert (first / weights).read_bytes() == (second / weights).read_bytes()
+    card = (first / "MODEL_CARD.md").read_text()
     assert "## Held-out figures" in card and "| background |" in card
-    model = ModelConfig(source=str(out), native_resolution=128, default_steps=2)
+    model = ModelConfig(source=str(first), native_resolution=128, default_steps=2)
     loaded = load_model(model, tmp_path / "cache")
     image = loaded.txt2img(
         "a red circle on a white background", num_inference_steps=2, output_type="np"
