@@ -61,10 +61,15 @@ def render(scene: Scene | str, width: int = 128, height: int = 128) -> np.ndarra
     return np.asarray(image)
 
 
-def held_out(prompt: str) -> bool:
-    """Whether a prompt belongs to the evaluation split (a fixed tenth, by hash), which
-    training never sees."""
-    digest = hashlib.sha256(prompt.encode()).digest()
+def held_out(scene: Scene | str) -> bool:
+    """Whether a scene (or prompt) is in the evaluation split, which training never sees: a
+    fixed tenth, by the hash of its picture's description (objects in position order, so
+    two wordings of one picture fall on the same side)."""
+    scene = parse(scene) if isinstance(scene, str) else scene
+    order = list(POSITIONS)
+    objects = tuple(sorted(scene.objects, key=lambda o: order.index(o.position)))
+    canonical = describe(Scene(scene.background, objects))
+    digest = hashlib.sha256(canonical.encode()).digest()
     return int.from_bytes(digest[:4], "big") % 100 < HELD_OUT_PERCENT
 
 
@@ -108,7 +113,7 @@ def sample_prompts(
     pairs: list[tuple[str, Scene]] = []
     while len(pairs) < count:
         scene = sample_scene(rng)
-        if held_out(describe(scene)) != (split == "eval"):
+        if held_out(scene) != (split == "eval"):
             continue
         pairs.append((describe(scene) if full else _wording(scene, rng), scene))
     return pairs

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from core.errors import RequestError
@@ -64,6 +66,10 @@ def test_sampling_is_seeded_and_splits_never_meet():
     evaluation = {describe(scene) for _, scene in sample_prompts(0, 100, split="eval")}
     assert not train & evaluation
     assert all(held_out(p) for p in evaluation) and not any(held_out(p) for p in train)
+    for prompt, scene in sample_prompts(0, 100, split="eval"):
+        if len(scene.objects) == 2:  # the same picture, its objects named the other way round
+            swapped = replace(scene, objects=scene.objects[::-1])
+            assert held_out(swapped) and held_out(prompt)
 
 
 def test_sampled_prompts_parse_to_their_scene():
