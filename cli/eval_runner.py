@@ -102,6 +102,21 @@ def _pipeline(client: RenderClient, case: Case, seed: int) -> tuple[str, bytes, 
     return last["run_id"], client.fetch(view["result"]["url"]), False
 
 
+def _hires_kept(
+    client: RenderClient, case: Case, model: str, seed: int, scorer: Scorer, clauses: dict
+) -> bool | None:
+    """Whether a square hires render keeps every clause its base image (the same prompt and
+    seed at the model's native size, as the hires job draws it) had; None for other cases."""
+    if case.mode != "hires" or case.width != case.height or not clauses:
+        return None
+    body = {**_render_body(case, model, seed), "mode": "single"}
+    for name in ("width", "height", "text_boxes", "wait"):
+        body.pop(name, None)
+    base = _decode(base64.b64decode(client.post("/v1/renders", body)["image_base64"]))
+    held = scorer.score(base, case.prompt).clauses
+    return all(clauses.get(name, False) for name, holds in held.items() if holds)
+
+
 def measure(client: RenderClient, case: Case, model: str, seed: int, scorer: Scorer) -> Measured:
     """Render one sample and read its figures; a failed render is a failed sample."""
     label = f"pipeline:{case.pipeline}" if case.pipeline else model
@@ -131,6 +146,7 @@ def measure(client: RenderClient, case: Case, model: str, seed: int, scorer: Sco
     image = _decode(data)
     record = client.get(f"/v1/runs/{run_id}")
     adherence = scorer.score(image, case.prompt) if scored else None
+    clauses = adherence.clauses if adherence else {}
     typography = record.get("typography")
     sample = Sample(
         case=case.id,
@@ -144,7 +160,8 @@ def measure(client: RenderClient, case: Case, model: str, seed: int, scorer: Sco
         height=image.shape[0],
         large=large,
         adherence=adherence.score if adherence else None,
-        clauses=adherence.clauses if adherence else {},
+        clauses=clauses,
+        hires_kept=_hires_kept(client, case, model, seed, scorer, clauses),
         gate_passed=typography.get("passed") if typography else None,
         seam_score=record.get("metrics", {}).get("seam_score"),
     )

@@ -14,6 +14,7 @@ __all__ = ["HIGHER_IS_BETTER", "case_results", "summary"]
 
 HIGHER_IS_BETTER = {
     "adherence": True,  # mean scorer score; a failed render scores 0
+    "hires_kept": True,  # share of hires renders that keep every clause their base image had
     "gate_pass_rate": True,  # share of text renders the typography gate passed
     "seam_score": False,  # large-format renders' seam score (1 = no visible seam)
     "layout_variance": False,  # across seeds; a fully stated prompt should fix the layout
@@ -32,6 +33,7 @@ def _figures(samples: list[Sample], variances: list[float], wanted: list[str]) -
     gated = [s.gate_passed for s in samples if s.gate_passed is not None]
     figures = {
         "adherence": _mean(s.adherence for s in samples),
+        "hires_kept": _mean(None if s.hires_kept is None else float(s.hires_kept) for s in samples),
         "gate_pass_rate": _mean(float(g) for g in gated),
         "seam_score": _mean(s.seam_score for s in samples),
         "layout_variance": _mean(variances),

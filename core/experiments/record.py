@@ -57,6 +57,9 @@ class Sample(BaseModel):
     large: bool = Field(False, description="Rendered as a large-format job (tiled).")
     adherence: float | None = Field(None, description="Scorer's score, when it applies.")
     clauses: dict[str, bool] = Field(default_factory=dict, description="Per clause, if known.")
+    hires_kept: bool | None = Field(
+        None, description="Hires: every clause that held on the base image holds here too."
+    )
     gate_passed: bool | None = Field(None, description="Typography gate, for text cases.")
     seam_score: float | None = Field(None, description="Large-format renders' seam score.")
 

@@ -15,7 +15,13 @@ from core.errors import ConfigError
 __all__ = ["METRIC_NAMES", "Case", "Suite", "SuiteError", "load_suite"]
 
 MetricName = Literal[
-    "adherence", "gate_pass_rate", "seam_score", "layout_variance", "latency_s", "cost_per_image"
+    "adherence",
+    "hires_kept",
+    "gate_pass_rate",
+    "seam_score",
+    "layout_variance",
+    "latency_s",
+    "cost_per_image",
 ]
 METRIC_NAMES: tuple[str, ...] = MetricName.__args__  # type: ignore[attr-defined]
 

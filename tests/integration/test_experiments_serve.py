@@ -26,6 +26,7 @@ def test_the_example_suite_runs_on_the_tiny_model(cluster, tmp_path):
     figures = answer["summary"]["quality"]
     assert set(figures) == {
         "adherence",
+        "hires_kept",
         "gate_pass_rate",
         "seam_score",
         "layout_variance",
@@ -45,4 +46,5 @@ def test_the_example_suite_runs_on_the_tiny_model(cluster, tmp_path):
     }
     hires = [s for s in record["samples"] if s["case"] == "hires"]
     assert hires and all(s["large"] and s["width"] == 512 and s["seam_score"] for s in hires)
+    assert all(s["hires_kept"] is not None for s in hires)
     assert report.read_text().count("data:image/png;base64,") == len(record["samples"])

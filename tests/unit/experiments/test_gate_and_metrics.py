@@ -45,16 +45,17 @@ def experiment(figures: dict[str, dict[str, float]], digest: str = DIGEST) -> Ex
 def test_summary_means_each_metric_per_model_and_leaves_out_what_nothing_measured():
     samples = [
         sample("a", 1.0, 2.0, gate_passed=True),
-        sample("a", 0.5, 4.0, gate_passed=False, seam_score=1.02),
+        sample("a", 0.5, 4.0, gate_passed=False, seam_score=1.02, hires_kept=True),
         sample("b", 0.0, 1.0),
     ]
     figures = summary(
         samples,
         {("c", "a"): 0.1},
-        ["adherence", "gate_pass_rate", "seam_score", "layout_variance", "latency_s"],
+        ["adherence", "hires_kept", "gate_pass_rate", "seam_score", "layout_variance", "latency_s"],
     )
     assert figures["a"] == {
         "adherence": 0.75,
+        "hires_kept": 1.0,
         "gate_pass_rate": 0.5,
         "seam_score": 1.02,
         "layout_variance": 0.1,
