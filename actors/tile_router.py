@@ -32,7 +32,13 @@ from core.store import open_store
 __all__ = ["TileRouter"]
 
 
-@ray.remote(num_cpus=0.1, max_concurrency=1000)
+# glibc raises its mmap threshold after large frees, so tile-sized arrays then come from
+# the heap and a long job's resident memory grows with the canvas height; a fixed
+# threshold returns them to the system as they are freed (bench_router_memory.py).
+ROUTER_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072"}
+
+
+@ray.remote(num_cpus=0.1, max_concurrency=1000, runtime_env={"env_vars": ROUTER_ENV})
 class TileRouter:
     """Renders one large-format or upscale job across the replicas of one model."""
 
