@@ -10,7 +10,8 @@ import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
+from pydantic import Field
 
 from core.errors import NotFoundError, RequestError
 from core.experiments.gate import compare
@@ -20,10 +21,51 @@ from core.records import RunRegistry, new_run_id, run_time
 from core.store import ArtifactStore
 from core.tenants import visible
 from serve.api_app import Context, IngressContext, JsonRoute, authorized, base_url, tenant_of
+from serve.responses import ANSWER, Answer
 
 router = APIRouter(dependencies=[Depends(authorized)], route_class=JsonRoute)
 
 _LISTED = ("id", "created_at", "suite", "suite_sha256", "scorer", "models", "summary")
+
+
+class ExperimentSaved(Answer):
+    """A stored experiment: its id (the server's), owner and report."""
+
+    id: str = Field(description="The experiment's id.")
+    owner: str | None = Field(description="The tenant that owns it (None: local mode).")
+    report_url: str = Field(description="Its HTML report.")
+
+
+class ExperimentSummary(Answer):
+    """An experiment without its samples."""
+
+    id: str
+    created_at: Any = None
+    suite: str | None = None
+    suite_sha256: str | None = None
+    scorer: str | None = None
+    models: Any = None
+    summary: Any = None
+
+
+class ExperimentList(Answer):
+    experiments: list[ExperimentSummary] = Field(description="Newest first.")
+
+
+class MetricComparison(Answer):
+    """One metric of one model pair in both experiments."""
+
+    baseline_model: str
+    model: str
+    metric: str
+    baseline: float | None
+    value: float | None
+    drop: float | None = Field(description="> 0: worse than the baseline.")
+
+
+class ExperimentDiff(Answer):
+    same_suite: bool = Field(description="Whether both ran the same suite file.")
+    metrics: list[MetricComparison]
 
 
 def experiments(ctx: IngressContext) -> ExperimentRegistry:
@@ -42,7 +84,7 @@ def _visible_runs(registry: RunRegistry, record: ExperimentRecord, tenant: str |
             raise RequestError(f"samples.{index}.run_id", f"no run {sample.run_id!r}")
 
 
-@router.post("/v1/experiments", status_code=201)
+@router.post("/v1/experiments", status_code=201, response_model=ExperimentSaved, **ANSWER)
 async def save_experiment(
     record: ExperimentRecord, request: Request, ctx: Context
 ) -> dict[str, Any]:
@@ -57,7 +99,7 @@ async def save_experiment(
     return {"id": saved.id, "owner": saved.owner, "report_url": url}
 
 
-@router.get("/v1/experiments")
+@router.get("/v1/experiments", response_model=ExperimentList, **ANSWER)
 async def list_experiments(
     ctx: Context,
     suite: str | None = None,
@@ -74,7 +116,7 @@ async def get_experiment(experiment_id: str, ctx: Context) -> ExperimentRecord:
     return await asyncio.to_thread(experiments(ctx).get, experiment_id)
 
 
-@router.get("/v1/experiments/{baseline}/diff/{candidate}")
+@router.get("/v1/experiments/{baseline}/diff/{candidate}", response_model=ExperimentDiff, **ANSWER)
 async def diff_experiments(baseline: str, candidate: str, ctx: Context) -> dict[str, Any]:
     """Every metric of every model the two share: both values and the drop (> 0: worse)."""
     registry = experiments(ctx)
@@ -109,7 +151,11 @@ async def report(experiment_id: str, ctx: IngressContext, tenant: str | None) ->
     return await asyncio.to_thread(report_html, record, thumbs)
 
 
-@router.get("/v1/experiments/{experiment_id}/report", response_class=HTMLResponse)
+@router.get(
+    "/v1/experiments/{experiment_id}/report",
+    response_class=Response,
+    responses={200: {"description": "The HTML report.", "content": {"text/html": {}}}},
+)
 async def experiment_report(experiment_id: str, request: Request, ctx: Context) -> HTMLResponse:
     """The report: the models side by side, case by case, with figures."""
     return HTMLResponse(await report(experiment_id, ctx, tenant_of(request)))
