@@ -108,7 +108,16 @@ def test_a_large_job_under_serve_shows_its_rows_and_zooms_to_full_resolution(
     )
     preview = browser.find_element(By.CSS_SELECTOR, f"{row} img.preview")
     assert preview.get_attribute("src").startswith(f"{base}/ui/jobs/{job_id}/preview.png")
-    assert browser.execute_script("return arguments[0].naturalWidth", preview) == 256
+    wait_until(  # the poll may have just set a newer version's src: let it load
+        lambda: browser.execute_script(
+            "const image = document.querySelector(arguments[0]);"
+            "return image ? image.naturalWidth : 0;",
+            f"{row} img.preview",
+        ),
+        lambda width: width == 256,
+        timeout_s=30,
+        what=f"job {job_id}'s preview image to load",
+    )
     wait_until(
         lambda: text_of(browser, f"{row} .status"),
         lambda status: status == "done",
