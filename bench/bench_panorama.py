@@ -64,6 +64,7 @@ from serve.tiny_pipeline import tiny_pipeline_dir  # noqa: E402
 
 MODEL = "quality"
 WIDTH, HEIGHT, TILE = 2048, 512, 256
+MAX_SIDE = 8192  # the longest canvas side searched for the worst redundancy
 PROMPT = "a harbour town at dusk, wide panorama"
 SEED = 11
 STEPS = 4
@@ -289,6 +290,17 @@ def report_fused(fused: dict, panorama_wall: float, repeats: int) -> None:
         )
 
 
+def worst_axis_redundancy(tile: int, overlap: int, align: int) -> tuple[int, float]:
+    """The canvas side of more than one tile whose tiles compute the most per pixel, and
+    that ratio; a canvas's redundancy is the product of its two sides' ratios."""
+    ratios = (
+        (sum(plan_tiles(side, 1, tile, overlap, align).widths) / side, side)
+        for side in range(tile + 1, MAX_SIDE + 1)
+    )
+    ratio, side = max(ratios)
+    return side, ratio
+
+
 def report(
     plan: TilePlan,
     views: list[tuple[int, int, int, int]],
@@ -307,6 +319,11 @@ def report(
     print(
         f"tile plan: {len(plan.tiles)} tiles of {TILE} px, overlap {plan.overlap}; "
         f"panorama: {len(views)} views of {x1 - x0}x{y1 - y0} px, stride {stride} px"
+    )
+    side, worst = worst_axis_redundancy(plan.tile_w, plan.overlap, plan.align)
+    print(
+        f"  worst redundancy of any canvas of >= 2 tiles per axis (sides {plan.tile_w + 1}-"
+        f"{MAX_SIDE} px): {worst * worst:.3f} at {side}x{side} (target <= 1.35)"
     )
     for name in ("hires", "tiled", "panorama"):
         print(

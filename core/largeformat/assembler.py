@@ -72,9 +72,8 @@ class RowAssembler:
         self._ramp = ramp
         self._blend = blend
         self._levels = levels
-        self._tile_h = plan.tiles[0].h
-        self._x_spans = _spans(plan.xs, plan.tiles[0].w, plan.width, ramp, channels)
-        self._y_spans = _spans(plan.ys, self._tile_h, plan.height, ramp, None)
+        self._x_spans = _spans(plan.xs, plan.widths, plan.width, ramp, channels)
+        self._y_spans = _spans(plan.ys, plan.heights, plan.height, ramp, None)
         self._x_table = _pieces_table(self._x_spans, channels)
         self._arrived = [False] * len(plan.tiles)
         self._held: dict[int, np.ndarray] = {}
@@ -234,7 +233,10 @@ class RowAssembler:
     def _release(self, y: int) -> None:
         """Drop what lies above canvas row `y`: whole tile rows, or the top of their tiles."""
         plan = self._plan
-        while self._next_release < plan.rows and plan.ys[self._next_release] + self._tile_h <= y:
+        while (
+            self._next_release < plan.rows
+            and plan.ys[self._next_release] + plan.heights[self._next_release] <= y
+        ):
             start = self._next_release * plan.cols
             for index in range(start, start + plan.cols):
                 self._held_bytes -= self._held.pop(index).nbytes
@@ -277,7 +279,11 @@ def _mix(
 
 
 def _spans(
-    origins: tuple[int, ...], size: int, length: int, ramp: Ramp, channels: int | None
+    origins: tuple[int, ...],
+    sizes: tuple[int, ...],
+    length: int,
+    ramp: Ramp,
+    channels: int | None,
 ) -> list[_Span]:
     """Split [0, length) at every tile edge, with the covering tiles' weights over each piece.
 
@@ -286,11 +292,12 @@ def _spans(
     columns. Pairs get the first tile's fixed-point weights, one per value (see `_mix`),
     others float32.
     """
-    axis = axis_weights(origins, size, length, ramp)
-    edges = sorted({0, length, *origins, *(o + size for o in origins)})
+    axis = axis_weights(origins, sizes, length, ramp)
+    ends = [o + size for o, size in zip(origins, sizes, strict=True)]
+    edges = sorted({0, length, *origins, *ends})
     spans = []
     for a, b in zip(edges, edges[1:], strict=False):
-        members = tuple(i for i, o in enumerate(origins) if o <= a < o + size)
+        members = tuple(i for i, o in enumerate(origins) if o <= a < ends[i])
         weights = [axis[i][a - origins[i] : b - origins[i]] for i in members]
         if len(members) == 2:
             first = np.rint(weights[0] * 256).astype(np.uint16)

@@ -27,36 +27,41 @@ Ramp = Literal["cosine", "linear"]
 
 def tile_weights(plan: TilePlan, tile: Tile, ramp: Ramp = "cosine") -> np.ndarray:
     """The tile's feathering weights, float32 (h, w)."""
-    wy = axis_weights(plan.ys, tile.h, plan.height, ramp)[tile.row]
-    wx = axis_weights(plan.xs, tile.w, plan.width, ramp)[tile.col]
+    wy = axis_weights(plan.ys, plan.heights, plan.height, ramp)[tile.row]
+    wx = axis_weights(plan.xs, plan.widths, plan.width, ramp)[tile.col]
     return np.outer(wy, wx)
 
 
 def axis_weights(
     origins: tuple[int, ...],
-    size: int,
+    sizes: int | tuple[int, ...],
     length: int,
     ramp: Ramp = "cosine",
     fraction: float = 1.0,
 ) -> list[np.ndarray]:
-    """1D weights (float32, `size` long) of each tile along one axis.
+    """1D weights (float32, as long as its tile) of each tile along one axis.
 
-    Each overlap gets a ramp `fraction` of its width long, centred in it;
-    the weights of the tiles covering any position sum to 1.
+    `sizes` is each tile's size, or one size for all. Each overlap gets a ramp
+    `fraction` of its width long, centred in it; the weights of the tiles
+    covering any position sum to 1.
     """
     if ramp not in ("cosine", "linear"):
         raise ValueError(f"ramp must be 'cosine' or 'linear', got {ramp!r}")
-    raw = [np.ones(size) for _ in origins]
+    if isinstance(sizes, int):
+        sizes = (sizes,) * len(origins)
+    raw = [np.ones(size) for size in sizes]
     for i in range(len(origins) - 1):
-        width = origins[i] + size - origins[i + 1]
+        width = origins[i] + sizes[i] - origins[i + 1]
         if width > 0:
             rising = _rising(width, max(1, round(width * fraction)), ramp)
             raw[i + 1][:width] *= rising
-            raw[i][size - width :] *= 1.0 - rising
+            raw[i][sizes[i] - width :] *= 1.0 - rising
     total = np.zeros(length)
     for origin, weights in zip(origins, raw, strict=True):
-        total[origin : origin + size] += weights
-    return [(w / total[o : o + size]).astype(np.float32) for o, w in zip(origins, raw, strict=True)]
+        total[origin : origin + len(weights)] += weights
+    return [
+        (w / total[o : o + len(w)]).astype(np.float32) for o, w in zip(origins, raw, strict=True)
+    ]
 
 
 def multiband_contribution(
@@ -76,8 +81,8 @@ def multiband_contribution(
     current = pixels.astype(np.float32)
     for k in range(levels):
         fraction = 0.5 ** (levels - 1 - k)
-        wy = axis_weights(plan.ys, tile.h, plan.height, ramp, fraction)[tile.row]
-        wx = axis_weights(plan.xs, tile.w, plan.width, ramp, fraction)[tile.col]
+        wy = axis_weights(plan.ys, plan.heights, plan.height, ramp, fraction)[tile.row]
+        wx = axis_weights(plan.xs, plan.widths, plan.width, ramp, fraction)[tile.col]
         weights = np.outer(wy, wx)[:, :, None]
         if k == levels - 1:
             out += weights * current

@@ -30,10 +30,8 @@ class SeamMeter:
 
     def __init__(self, plan: TilePlan):
         self._plan = plan
-        tile_w = plan.tiles[0].w
-        tile_h = plan.tiles[0].h
-        vertical = _seam_lines(plan.xs, tile_w)
-        horizontal = _seam_lines(plan.ys, tile_h)
+        vertical = _seam_lines(plan.xs, plan.widths)
+        horizontal = _seam_lines(plan.ys, plan.heights)
         self._v_seams = np.array(vertical, np.intp)
         self._v_refs = np.array(_reference_lines(vertical, plan.width), np.intp)
         self._h_seams = tuple(horizontal)
@@ -89,9 +87,12 @@ def _f32(pixels: np.ndarray) -> np.ndarray:
     return pixels.astype(np.float32)
 
 
-def _seam_lines(origins: tuple[int, ...], size: int) -> list[int]:
+def _seam_lines(origins: tuple[int, ...], sizes: tuple[int, ...]) -> list[int]:
     """The centre of each overlap: the first pixel line after the seam."""
-    return [(nxt + prev + size) // 2 for prev, nxt in zip(origins, origins[1:], strict=False)]
+    return [
+        (nxt + prev + size) // 2
+        for prev, nxt, size in zip(origins, origins[1:], sizes, strict=False)
+    ]
 
 
 def _reference_lines(seams: list[int], length: int) -> list[int]:

@@ -2,14 +2,16 @@
 
 Along each axis the plan takes as few tiles as the model's native size (a
 multiple of the latent alignment) allows with at least `overlap` pixels
-between neighbours, then shrinks them to the smallest aligned size that still
-covers the canvas with that overlap, and spreads them evenly: every overlap is
-the same to a pixel, and no tile computes more than the canvas needs (a side
-that needs 2.1 native tiles gets 3 tiles of about 0.8 native, not 3 whole ones
-with the last shifted back over its neighbour). They cover the canvas exactly,
-never padding the output. A canvas side shorter than one tile gets a single
-tile spanning it; the model then renders it rounded up to the alignment
-(`render_w` / `render_h`) and the router crops the result.
+between neighbours, then shrinks them so that together they are the fewest
+aligned pixels that still cover the canvas with that overlap, and spreads them
+evenly: tile sizes differ by at most one alignment step, overlaps by at most
+one step, and no tile computes more than the canvas needs (a side that needs
+2.1 native tiles gets 3 tiles of about 0.8 native, not 3 whole ones with the
+last shifted back over its neighbour). Tiles of a grid column share a width,
+tiles of a grid row a height. They cover the canvas exactly, never padding the
+output. A canvas side shorter than one tile gets a single tile spanning it;
+the model then renders it rounded up to the alignment (`render_w` /
+`render_h`) and the router crops the result.
 """
 
 from __future__ import annotations
@@ -47,8 +49,9 @@ class TilePlan:
     """The tiles covering a `width` x `height` canvas, row-major.
 
     `tile_w` / `tile_h` are the requested (native) tile size, the largest a
-    tile is; every tile has the same size (`tiles[0].w` x `tiles[0].h`).
-    `redundancy` is the tile area processed divided by the canvas area.
+    tile is; `widths[col]` / `heights[row]` are each grid column's and row's
+    tile size on the canvas. `redundancy` is the tile area processed divided
+    by the canvas area.
     """
 
     width: int
@@ -59,6 +62,8 @@ class TilePlan:
     align: int
     xs: tuple[int, ...]
     ys: tuple[int, ...]
+    widths: tuple[int, ...]
+    heights: tuple[int, ...]
     tiles: tuple[Tile, ...]
     rows: int
     cols: int
@@ -96,10 +101,10 @@ def plan_tiles(
             "overlap",
             f"must be >= 0 and smaller than the tile size {tile_w}x{tile_h}, got {overlap}",
         )
-    xs, w, render_w = _axis(width, tile_w, overlap, align, shrink)
-    ys, h, render_h = _axis(height, tile_h, overlap, align, shrink)
+    xs, widths, render_ws = _axis(width, tile_w, overlap, align, shrink)
+    ys, heights, render_hs = _axis(height, tile_h, overlap, align, shrink)
     tiles = tuple(
-        Tile(r * len(xs) + c, r, c, x, y, w, h, render_w, render_h)
+        Tile(r * len(xs) + c, r, c, x, y, widths[c], heights[r], render_ws[c], render_hs[r])
         for r, y in enumerate(ys)
         for c, x in enumerate(xs)
     )
@@ -112,10 +117,12 @@ def plan_tiles(
         align=align,
         xs=xs,
         ys=ys,
+        widths=widths,
+        heights=heights,
         tiles=tiles,
         rows=len(ys),
         cols=len(xs),
-        redundancy=len(tiles) * w * h / (width * height),
+        redundancy=sum(widths) * sum(heights) / (width * height),
     )
 
 
@@ -139,33 +146,38 @@ def _check_inputs(width: int, height: int, tile_w: int, tile_h: int, align: int)
 
 def _axis(
     length: int, tile: int, overlap: int, align: int, shrink: bool
-) -> tuple[tuple[int, ...], int, int]:
-    """Tile origins along one axis, the tile extent on the canvas and its render size.
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """Tile origins along one axis, each tile's extent on the canvas and its render size.
 
-    The fewest tiles of at most `tile` with `overlap`; then the smallest
-    aligned extent (with `shrink`) with which that many still overlap by at
-    least `overlap` with origins spread evenly (the last one at the canvas
-    edge). The native tile with a fixed stride is the fallback.
+    The fewest tiles of at most `tile` with `overlap`. With `shrink`, their
+    sizes add up to the fewest aligned pixels that cover the side with that
+    overlap, shared out evenly (the first ones one step larger); otherwise
+    each is `tile`. Then the spare overlap is shared out evenly between the
+    gaps (on the alignment grid where the side is a multiple of it).
     """
     if length <= tile:
-        return (0,), length, -(-length // align) * align
-    stride = tile - overlap
-    count = -(-(length - overlap) // stride)
-    needed = -(-(length + (count - 1) * overlap) // count)
-    smallest = -(-needed // align) * align if shrink else tile
-    for size in range(smallest, tile + 1, align):
-        origins = _spread(length, size, count, align)
-        if all(b - a <= size - overlap for a, b in zip(origins, origins[1:], strict=False)):
-            return origins, size, size
-    return tuple(i * stride for i in range(count - 1)) + (length - tile,), tile, tile
+        return (0,), (length,), (-(-length // align) * align,)
+    count = -(-(length - overlap) // (tile - overlap))
+    if shrink:
+        units = -(-(length + (count - 1) * overlap) // align)
+        base, extra = divmod(units, count)
+        sizes = tuple((base + (i < extra)) * align for i in range(count))
+    else:
+        sizes = (tile,) * count
+    gaps = _share(sum(sizes) - length, count - 1, align if length % align == 0 else 1)
+    if min(gaps) < overlap:
+        gaps = _share(sum(sizes) - length, count - 1, 1)
+    origins = [0]
+    for size, gap in zip(sizes, gaps, strict=False):
+        origins.append(origins[-1] + size - gap)
+    return tuple(origins), sizes, sizes
 
 
-def _spread(length: int, size: int, count: int, align: int) -> tuple[int, ...]:
-    """`count` origins from 0 to `length - size`, evenly spaced.
-
-    On a canvas side that is a multiple of the alignment, they stay on its grid.
-    """
-    last = length - size
-    step = align if length % align == 0 else 1
-    inner = (i * last // (count - 1) // step * step for i in range(1, count - 1))
-    return (0, *inner, last)
+def _share(total: int, parts: int, step: int) -> tuple[int, ...]:
+    """`total` split into `parts` multiples of `step` as evenly as possible, larger ones
+    first; the remainder below one step goes to the first part."""
+    units, rest = divmod(total, step)
+    base, extra = divmod(units, parts)
+    shares = [(base + (i < extra)) * step for i in range(parts)]
+    shares[0] += rest
+    return tuple(shares)

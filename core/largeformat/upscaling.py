@@ -157,6 +157,8 @@ def scale_plan(plan: TilePlan, scale: int) -> TilePlan:
         align=plan.align * scale,
         xs=tuple(x * scale for x in plan.xs),
         ys=tuple(y * scale for y in plan.ys),
+        widths=tuple(w * scale for w in plan.widths),
+        heights=tuple(h * scale for h in plan.heights),
         tiles=tiles,
         rows=plan.rows,
         cols=plan.cols,

@@ -71,10 +71,12 @@ def test_scale_plan_multiplies_every_coordinate():
     assert canvas == plan.canvas
     assert (canvas.width, canvas.height, canvas.overlap) == (303, 201, 12)
     assert (canvas.rows, canvas.cols) == (source.rows, source.cols) == (3, 4)
-    assert canvas.xs == tuple(3 * x for x in source.xs) == (0, 72, 144, 216)
+    assert canvas.xs == tuple(3 * x for x in source.xs) == (0, 75, 147, 219)
+    assert canvas.widths == tuple(3 * w for w in source.widths) == (87, 84, 84, 84)
+    assert canvas.heights == (75, 75, 75)
     last = canvas.tiles[-1]
     assert (last.x + last.w, last.y + last.h) == (303, 201)
-    assert all((t.render_w, t.render_h) == (t.w, t.h) == (87, 75) for t in canvas.tiles)
+    assert all((t.render_w, t.render_h) == (t.w, t.h) for t in canvas.tiles)
 
 
 def test_box_cut_and_bad_plans():
