@@ -26,6 +26,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from diffusers.training_utils import EMAModel
+
 from core.scenes import check, render, sample_prompts
 from serve.scenes_pipeline import NATIVE_SIZE, build_scenes_pipeline, training_scheduler
 
@@ -52,7 +54,14 @@ def batch(rng: random.Random, count: int) -> tuple[list[str], torch.Tensor]:
     return [prompt for prompt, _ in pairs], tensor
 
 
-def train_loop(name: str, steps: int, step: Callable[[], torch.Tensor], params, run: Run) -> None:
+def train_loop(
+    name: str,
+    steps: int,
+    step: Callable[[], torch.Tensor],
+    params,
+    run: Run,
+    after_step: Callable[[], None] | None = None,
+) -> None:
     """`steps` optimiser steps of `step`'s loss (AdamW, linear warm-up), losses kept in `run`."""
     optimiser = torch.optim.AdamW(params, lr=run.args.lr, weight_decay=1e-4)
     warmup = max(1, steps // 20)
@@ -65,6 +74,8 @@ def train_loop(name: str, steps: int, step: Callable[[], torch.Tensor], params, 
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimiser.step()
         schedule.step()
+        if after_step is not None:
+            after_step()
         run.losses[name].append(loss.item())
         if (index + 1) % run.args.log_every == 0 or index + 1 == steps:
             recent = statistics.fmean(run.losses[name][-run.args.log_every :])
@@ -98,7 +109,11 @@ def encode_prompts(pipe, prompts: list[str]) -> torch.Tensor:
 
 
 def train_unet(pipe, rng: random.Random, run: Run) -> None:
-    """Epsilon prediction on the frozen VAE's latents, text encoder trained alongside."""
+    """Epsilon prediction on the frozen VAE's latents, text encoder trained alongside.
+
+    The weights kept are an exponential moving average of the trained ones
+    (decay `--ema-decay`), which samples cleaner than the last step's weights.
+    """
     noise_schedule = training_scheduler()
     pipe.unet.train()
     pipe.text_encoder.train()
@@ -116,7 +131,9 @@ def train_unet(pipe, rng: random.Random, run: Run) -> None:
         return F.mse_loss(predicted, noise)
 
     params = [*pipe.unet.parameters(), *pipe.text_encoder.parameters()]
-    train_loop("unet", run.args.unet_steps, step, params, run)
+    ema = EMAModel(params, decay=run.args.ema_decay)
+    train_loop("unet", run.args.unet_steps, step, params, run, lambda: ema.step(params))
+    ema.copy_to(params)
     pipe.unet.eval()
     pipe.text_encoder.eval()
 
@@ -194,7 +211,8 @@ def model_card(run: Run) -> str:
             "",
             "## Training",
             f"VAE {a.vae_steps} steps (batch {a.vae_batch_size}), UNet and text encoder "
-            f"{a.unet_steps} steps (batch {a.batch_size}), AdamW lr {a.lr}, "
+            f"{a.unet_steps} steps (batch {a.batch_size}), AdamW lr {a.lr}, weights kept as an "
+            f"EMA (decay {a.ema_decay}), "
             f"{a.threads} torch threads, torch {torch.__version__}. Wall time: "
             + ", ".join(f"{k} {v / 60:.1f} min" for k, v in run.seconds.items())
             + ".",
@@ -228,11 +246,12 @@ def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("models/scenes"))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--vae-steps", type=int, default=1200)
+    parser.add_argument("--vae-steps", type=int, default=1500)
     parser.add_argument("--vae-batch-size", type=int, default=8)
-    parser.add_argument("--unet-steps", type=int, default=6000)
+    parser.add_argument("--unet-steps", type=int, default=8000)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--ema-decay", type=float, default=0.999)
     parser.add_argument("--drop-prompt", type=float, default=0.1)
     parser.add_argument("--eval-prompts", type=int, default=200)
     parser.add_argument("--default-steps", type=int, default=20)
