@@ -44,6 +44,7 @@ __all__ = ["JOBS_NAMESPACE", "JobWork", "PROGRESS_POLL_S", "router_pool"]
 
 PROGRESS_POLL_S = 0.5
 JOBS_NAMESPACE = "render-cluster-jobs"
+ROUTER_REFILL_DELAY_S = 2.0  # a taken router's replacement starts once its job is under way
 
 
 def router_pool(config: ClusterConfig, app_name: str, pool: RouterPool | None = None) -> RouterPool:
@@ -54,7 +55,7 @@ def router_pool(config: ClusterConfig, app_name: str, pool: RouterPool | None = 
         return models.start_router(name, JOBS_NAMESPACE)
 
     if pool is None:
-        return RouterPool(start, config.jobs.warm_routers)
+        return RouterPool(start, config.jobs.warm_routers, refill_delay_s=ROUTER_REFILL_DELAY_S)
     pool.reset(start, config.jobs.warm_routers)
     return pool
 

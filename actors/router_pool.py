@@ -3,7 +3,9 @@
 A router actor's start (a new worker process importing Ray Serve, numpy, libvips
 and the blend kernels) takes about 2 s on a small machine. The job supervisor
 keeps `jobs.warm_routers` routers started and idle; a job takes one (a queue pop)
-and a new one starts in its place in the background. Each router still serves one
+and a new one starts in its place in the background, `refill_delay_s` later (inside
+an event loop): a router's start is a second of CPU that would otherwise compete
+with the job that just began on the same cores. Each router still serves one
 job and is killed when that job ends, so a job's memory and failures never outlive
 it. Routers are named ``router-<hex>`` in the jobs namespace; `job_router` finds
 the one working on a job.
@@ -11,6 +13,7 @@ the one working on a job.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -32,17 +35,27 @@ def _kill(router: Any) -> None:
 class RouterPool:
     """`size` started, idle routers; `take` hands one out and starts its replacement."""
 
-    def __init__(self, start: StartRouter, size: int, stop: Callable[[Any], None] = _kill):
+    def __init__(
+        self,
+        start: StartRouter,
+        size: int,
+        stop: Callable[[Any], None] = _kill,
+        refill_delay_s: float = 0.0,
+    ):
         self._start = start
         self._stop = stop
         self._size = size
+        self._refill_delay_s = refill_delay_s
         self._idle: deque[Any] = deque()
         self._fill()
 
     def take(self) -> Any:
         """A router for one job: a warm one when there is one, else a new one."""
         router = self._idle.popleft() if self._idle else self._new()
-        self._fill()
+        try:
+            asyncio.get_running_loop().call_later(self._refill_delay_s, self._fill)
+        except RuntimeError:  # no event loop: refill now
+            self._fill()
         return router
 
     def reset(self, start: StartRouter, size: int) -> None:

@@ -1,3 +1,5 @@
+import asyncio
+
 from actors.router_pool import ROUTER_PREFIX, RouterPool
 
 
@@ -40,3 +42,15 @@ def test_a_new_config_replaces_the_idle_routers():
     assert pool.take() == f"new:{new.names[0]}"
     pool.close()
     assert stopped[-1] == f"new:{new.names[1]}"
+
+
+def test_in_an_event_loop_a_taken_router_is_replaced_after_the_refill_delay():
+    async def scenario() -> tuple[int, int]:
+        starts = Starts()
+        pool = RouterPool(starts, 1, lambda router: None, refill_delay_s=0.05)
+        assert pool.take() == f"a:{starts.names[0]}"
+        right_after = len(starts.names)  # not yet: the job's router starts its work first
+        await asyncio.sleep(0.3)
+        return right_after, len(starts.names)
+
+    assert asyncio.run(scenario()) == (1, 2)
