@@ -25,7 +25,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-
 from diffusers.training_utils import EMAModel
 
 from core.scenes import check, render, sample_prompts
