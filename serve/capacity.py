@@ -3,12 +3,16 @@
 A model with no running replica whose replica cannot be placed (its GPUs are
 not in the cluster, or none is free) gets work refused at once with the reason,
 instead of work that waits forever. `/readyz` lists every deployment that is
-not running. Serve's status is read off the event loop and cached briefly.
+not running. Serve's status is read off the event loop and cached briefly; with
+`stale_s`, a cache past `cache_s` (but not past `cache_s + stale_s`) answers at once
+while a read in the background refreshes it, so admission (a job's 202) does not
+wait for the controller; a refusal is always confirmed by a fresh read.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
@@ -19,23 +23,57 @@ from core.config import APP_NAME, ClusterConfig, deployment_name
 
 __all__ = ["Capacity"]
 
+logger = logging.getLogger(__name__)
+
 
 class Capacity:
-    """Reads Serve's deployment states (cached for `cache_s`)."""
+    """Reads Serve's deployment states (cached for `cache_s`, answered stale for `stale_s`
+    more while a background read refreshes them)."""
 
-    def __init__(self, config: ClusterConfig, app_name: str = APP_NAME, cache_s: float = 2.0):
+    def __init__(
+        self,
+        config: ClusterConfig,
+        app_name: str = APP_NAME,
+        cache_s: float = 2.0,
+        stale_s: float = 0.0,
+    ):
         self.config = config
         self.app_name = app_name
         self.cache_s = cache_s
+        self.stale_s = stale_s
         self._cached: tuple[float, dict[str, Any]] | None = None
+        self._refreshing: asyncio.Task | None = None
 
     async def deployments(self) -> dict[str, Any]:
         """Deployment name -> Serve's status of it (empty before the app exists)."""
-        if self._cached is None or time.monotonic() - self._cached[0] > self.cache_s:
-            status = await asyncio.to_thread(serve.status)
-            app = status.applications.get(self.app_name)
-            self._cached = (time.monotonic(), dict(app.deployments) if app else {})
+        age = None if self._cached is None else time.monotonic() - self._cached[0]
+        if age is None or age > self.cache_s + self.stale_s:
+            await self._read()
+        elif age > self.cache_s and self._refreshing is None:
+            self._refreshing = asyncio.create_task(self._refresh())
+        assert self._cached is not None
         return self._cached[1]
+
+    def _stale(self) -> bool:
+        return self._cached is None or time.monotonic() - self._cached[0] > self.cache_s
+
+    @staticmethod
+    def _runs(deployments: dict[str, Any], model_name: str) -> bool:
+        deployment = deployments.get(deployment_name(model_name))
+        return deployment is not None and deployment.replica_states.get("RUNNING", 0) > 0
+
+    async def _read(self) -> None:
+        status = await asyncio.to_thread(serve.status)
+        app = status.applications.get(self.app_name)
+        self._cached = (time.monotonic(), dict(app.deployments) if app else {})
+
+    async def _refresh(self) -> None:
+        try:
+            await self._read()
+        except Exception:  # the stale answer stands; the next call tries again
+            logger.warning("reading Serve's status failed", exc_info=True)
+        finally:
+            self._refreshing = None
 
     async def placement_problem(self, model_name: str) -> str | None:
         """Why `model_name` cannot get a replica now, or None if it has or can get one.
@@ -45,10 +83,10 @@ class Capacity:
         if not ray.is_initialized():
             return None
         deployments = await self.deployments()
-        if not deployments:
-            return None
-        deployment = deployments.get(deployment_name(model_name))
-        if deployment is not None and deployment.replica_states.get("RUNNING", 0) > 0:
+        if not self._runs(deployments, model_name) and self._stale():
+            await self._read()  # refuse only on a fresh reading
+            deployments = await self.deployments()
+        if not deployments or self._runs(deployments, model_name):
             return None
         need = self.config.models[model_name].gpus_per_replica
         if need <= 0:

@@ -35,6 +35,11 @@ from serve.gate import current_caller
 from serve.jobs import JobDesk
 from serve.links import LinkSigner
 
+# Admission answers from Serve's status up to this much past its 2 s cache while a
+# background read refreshes it (a model whose replicas went away is refused a little
+# later; its job would have waited in the store anyway).
+CAPACITY_STALE_S = 30.0
+
 
 class RenderService:
     """Runs renders for the ingress."""
@@ -51,7 +56,8 @@ class RenderService:
         self.registry = RunRegistry(store)
         target = ServeTarget(config.storage, app_name)
         self.calls = RenderCalls(config, self.registry, ModelCalls(target, model_render))
-        self.jobs = JobDesk(config, self.registry, Capacity(config, app_name), app_name)
+        capacity = Capacity(config, app_name, stale_s=CAPACITY_STALE_S)
+        self.jobs = JobDesk(config, self.registry, capacity, app_name)
         self.links = LinkSigner(config.auth, store)
         self.pixels = PixelLedger(store)
 

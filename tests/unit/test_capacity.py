@@ -70,3 +70,31 @@ def test_up_needs_the_gpus_of_every_models_minimum_replicas():
     message = gpu_shortfall(config, 2)
     assert message.startswith("the models' minimum replicas need 3 GPUs (quality 1, fast 1, ")
     assert "1 short" in message
+
+
+def test_a_stale_status_admits_at_once_but_refuses_only_when_fresh(gpus, monkeypatch):
+    clock = {"now": 100.0}
+    monkeypatch.setattr(capacity, "time", SimpleNamespace(monotonic=lambda: clock["now"]))
+    reads = []
+    monkeypatch.setattr(capacity.serve, "status", lambda: reads.append(1) or gpus["status"])
+    check = capacity.Capacity(parse_config(CONFIG), cache_s=2, stale_s=30)
+
+    async def scenario() -> list:
+        seen = [await check.placement_problem("quality"), len(reads)]  # no cache: read
+        gpus["status"] = _status(quality=0, big=0)  # quality's replica went away
+        clock["now"] += 5  # past the cache, within the stale allowance
+        seen += [await check.placement_problem("quality"), len(reads)]  # stale: admitted
+        await asyncio.sleep(0.2)  # the background read lands
+        seen += [await check.placement_problem("quality"), len(reads)]  # fresh: refused
+        clock["now"] += 5
+        gpus["status"] = _status(quality=1, big=0)  # back again
+        seen += [await check.placement_problem("quality"), len(reads)]  # confirmed fresh
+        return seen
+
+    answers = asyncio.run(scenario())
+    refusal = (
+        "no replica runs and none can be placed: each needs 1 GPUs, 0 are free "
+        "(other models hold the rest)"
+    )
+    assert answers[0::2] == [None, None, refusal, None]
+    assert answers[1] == 1 and answers[3] in (1, 2) and answers[5] == 2 and answers[7] in (3, 4)
