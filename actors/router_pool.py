@@ -82,10 +82,10 @@ def job_router(job_id: str, namespace: str, timeout_s: float = 10.0) -> Any | No
     for actor in ray.util.list_named_actors(all_namespaces=True):
         if actor["namespace"] != namespace or not actor["name"].startswith(ROUTER_PREFIX):
             continue
-        router = ray.get_actor(actor["name"], namespace=namespace)
         try:
+            router = ray.get_actor(actor["name"], namespace=namespace)
             if ray.get(router.job.remote(), timeout=timeout_s) == job_id:
                 return router
-        except (ray.exceptions.RayError, TimeoutError):
-            continue  # ended or not answering: not this job's
+        except (ValueError, ray.exceptions.RayError, TimeoutError):
+            continue  # gone since listed, ended or not answering: not this job's
     return None

@@ -94,7 +94,7 @@ def main(workdir: Path, port: int) -> dict:
                 lambda: (_job(http, job_id) or {}).get("progress", {}).get("done", 0) >= 2,
                 "2 tiles",
             )
-            router = job_router(job_id, JOBS_NAMESPACE)
+            router = _until(lambda: job_router(job_id, JOBS_NAMESPACE), "the job's router")
             router_node = ray.get(router.where.remote())["node_id"]
             victim = next(w for w in workers if w.node_id == router_node)
             replicas_there = _replicas_on(router_node)

@@ -110,17 +110,19 @@ def test_killed_replica_mid_render_gives_the_same_image(solo):
         job_id = started.json()["id"]
         wait_until(
             lambda: http.get(f"/v1/renders/{job_id}").json(),
-            lambda view: view["progress"]["done"] >= 2,
+            lambda view: view["progress"]["done"] >= 1,
             timeout_s=300,
             interval_s=0.1,
-            what=f"render {job_id} to finish 2 tiles",
+            what=f"render {job_id} to finish a tile",
         )
-        victims = [
-            a["name"]
-            for a in ray.util.list_named_actors(all_namespaces=True)
-            if a["name"].startswith(f"SERVE_REPLICA::{APP_NAME}#model-quality#")
-        ]
-        ray.kill(ray.get_actor(victims[0], namespace="serve"), no_restart=True)
+        victim = wait_until(
+            busy_quality_replica,
+            lambda replica: replica is not None,
+            timeout_s=60,
+            interval_s=0.05,
+            what="a quality replica computing one of the job's tiles",
+        )
+        ray.kill(victim, no_restart=True)
         view = wait_until(
             lambda: http.get(f"/v1/renders/{job_id}").json(),
             lambda view: view["status"] not in ("queued", "running"),
@@ -134,6 +136,20 @@ def test_killed_replica_mid_render_gives_the_same_image(solo):
             Image.open(__import__("io").BytesIO(http.get(view["result"]["url"]).content))
         )
     assert np.array_equal(image, REFERENCE["image"])
+
+
+def busy_quality_replica():
+    """A running `quality` replica with a request in flight, or None."""
+    for actor in ray.util.list_named_actors(all_namespaces=True):
+        if not actor["name"].startswith(f"SERVE_REPLICA::{APP_NAME}#model-quality#"):
+            continue
+        try:
+            replica = ray.get_actor(actor["name"], namespace=actor["namespace"])
+            if ray.get(replica.get_num_ongoing_requests.remote(), timeout=5) > 0:
+                return replica
+        except (ValueError, ray.exceptions.RayError, TimeoutError):
+            continue  # stopped since listed
+    return None
 
 
 def test_a_full_model_queue_makes_accepted_jobs_wait_never_fail(solo):

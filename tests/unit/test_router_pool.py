@@ -1,6 +1,8 @@
 import asyncio
 
-from actors.router_pool import ROUTER_PREFIX, RouterPool
+import ray
+
+from actors.router_pool import ROUTER_PREFIX, RouterPool, job_router
 
 
 class Starts:
@@ -54,3 +56,28 @@ def test_in_an_event_loop_a_taken_router_is_replaced_after_the_refill_delay():
         return right_after, len(starts.names)
 
     assert asyncio.run(scenario()) == (1, 2)
+
+
+class FakeRouter:
+    def __init__(self, job: str):
+        self.job = type("Method", (), {"remote": staticmethod(lambda: job)})
+
+
+def test_finding_a_jobs_router_skips_one_that_died_after_it_was_listed(monkeypatch):
+    listed = [
+        {"name": f"{ROUTER_PREFIX}gone", "namespace": "jobs"},
+        {"name": f"{ROUTER_PREFIX}other", "namespace": "elsewhere"},
+        {"name": f"{ROUTER_PREFIX}working", "namespace": "jobs"},
+    ]
+    alive = {f"{ROUTER_PREFIX}working": FakeRouter("job-1")}
+
+    def get_actor(name: str, namespace: str):
+        if name not in alive:
+            raise ValueError(f"Failed to look up actor with name '{name}'")
+        return alive[name]
+
+    monkeypatch.setattr(ray.util, "list_named_actors", lambda all_namespaces: listed)
+    monkeypatch.setattr(ray, "get_actor", get_actor)
+    monkeypatch.setattr(ray, "get", lambda ref, timeout: ref)
+    assert job_router("job-1", "jobs") is alive[f"{ROUTER_PREFIX}working"]
+    assert job_router("job-2", "jobs") is None
