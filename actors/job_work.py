@@ -52,7 +52,9 @@ def router_pool(config: ClusterConfig, app_name: str, pool: RouterPool | None = 
     models = ModelCalls(ServeTarget(config.storage, app_name, default_spool_dir()))
 
     def start(name: str) -> Any:
-        return models.start_router(name, JOBS_NAMESPACE)
+        router = models.start_router(name, JOBS_NAMESPACE)
+        router.prepare.remote(list(config.models))  # open the handles while it waits
+        return router
 
     if pool is None:
         return RouterPool(start, config.jobs.warm_routers, refill_delay_s=ROUTER_REFILL_DELAY_S)

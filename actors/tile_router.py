@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import ray
+from ray import serve
 
 from actors import ray_metrics
 from actors.serve_calls import deployment_call, running_replicas
-from core.config import StorageConfig
+from core.config import StorageConfig, deployment_name
 from core.largeformat.assembler import warm_up
 from core.largeformat.fused_schemas import FusedCalls
 from core.largeformat.replica_capacity import ReplicaCount
@@ -49,6 +50,7 @@ class TileRouter:
         self.job_id: str | None = None
         store = open_store(StorageConfig.model_validate(storage))
         self.runner = TileJobRunner(store, Path(spool_dir))
+        self._handles: dict[str, Any] = {}  # model name -> its deployment's Serve handle
 
     async def where(self) -> dict[str, Any]:
         """The node and process the router runs in (for operators and failure tests)."""
@@ -58,6 +60,27 @@ class TileRouter:
         """The id of the job this router works on (None while it waits in the pool)."""
         return self.job_id
 
+    async def prepare(self, model_names: list[str], timeout_s: float = 30.0) -> list[str]:
+        """Open the models' Serve handles before a job comes (a router waiting in the pool).
+
+        A handle's first call waits for it to learn the deployment's replicas and their
+        queues; one `info` call per model does that here, so a job's first tiles go out
+        at once (bench_fanout.py: "pool router"). A model with no running replica is
+        skipped: a call would wake a deployment scaled to zero. Returns the models whose
+        handles answered; the others are left to their jobs' own calls.
+        """
+        ready = []
+        for name in model_names:
+            if await asyncio.to_thread(running_replicas, self.app_name, name) == 0:
+                continue
+            try:
+                await asyncio.wait_for(self._handle(name).info.remote(), timeout_s)
+            except Exception:  # any failure leaves the model to its job's own calls
+                self._handles.pop(name, None)
+                continue
+            ready.append(name)
+        return ready
+
     async def progress(self) -> dict[str, Any]:
         """Tiles done / total, and the phase (base, tiles, pass N, text, done, failed)."""
         return self.runner.progress.as_dict()
@@ -65,13 +88,23 @@ class TileRouter:
     async def run(self, job: LargeRenderJob) -> LargeRenderResult:
         """Render a hires, tiled or fused job into the store; raise `JobFailed` with a reason."""
         self.job_id = job.job_id
-        call = deployment_call(self.app_name, job.model_name, "render")
+        call = self._call(job.model_name, "render")
         base = job.base_model_name
-        base_call = None if base is None else deployment_call(self.app_name, base, "render")
+        base_call = None if base is None else self._call(base, "render")
         if job.mode == "fused":
             calls = self._fused_calls(job.model_name, call)
             return await self.runner.fused(job, calls, base_call)
         return await self.runner.render(job, call, base_call, self._replicas(job.model_name))
+
+    def _handle(self, model_name: str) -> Any:
+        if model_name not in self._handles:
+            self._handles[model_name] = serve.get_deployment_handle(
+                deployment_name(model_name), self.app_name
+            )
+        return self._handles[model_name]
+
+    def _call(self, model_name: str, method: str) -> Any:
+        return deployment_call(self.app_name, model_name, method, self._handle(model_name))
 
     def _replicas(self, model_name: str) -> ReplicaCount:
         """Counts the model's running replicas (off the event loop: it asks the controller)."""
@@ -86,7 +119,7 @@ class TileRouter:
         once (`ray.put`, owned by this actor) and every denoise call carries the reference."""
 
         def method(name: str) -> Any:
-            return deployment_call(self.app_name, model_name, name)
+            return self._call(model_name, name)
 
         return FusedCalls(
             render=render,
@@ -101,5 +134,5 @@ class TileRouter:
     async def upscale(self, job: UpscaleJob) -> LargeRenderResult:
         """Upscale an image (tiled, chained passes) into the store."""
         self.job_id = job.job_id
-        call = deployment_call(self.app_name, job.model_name, "upscale")
+        call = self._call(job.model_name, "upscale")
         return await self.runner.upscale(job, call, self._replicas(job.model_name))

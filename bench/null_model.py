@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from typing import Any
 
 import numpy as np
 import ray
@@ -122,6 +123,10 @@ class NullModel:
         """Zero latents of the tile's latent size, at once."""
         h, w = request.image.shape[0] // 8, request.image.shape[1] // 8
         return EncodeResult(np.zeros((4, h, w), np.float32), self.replica, time.time())
+
+    async def info(self) -> dict[str, Any]:
+        """Which replica answers (as a model server's `info`; pool routers call it)."""
+        return {"replica": self.replica, "gpu_ids": self.gpu_ids}
 
     async def echo(self, pixels: np.ndarray) -> np.ndarray:
         """Return the array passed by value (it travels inside the call, both ways)."""

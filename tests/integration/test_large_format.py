@@ -181,7 +181,9 @@ def test_progress_is_published_and_tiled_mode_works(solo):
     deploy_quality_only(solo.config, 4)
     with solo.client() as http:
         started = http.post(
-            "/v1/renders", json={**JOB, "mode": "tiled", "wait": False, "width": 512, "height": 512}
+            "/v1/renders",
+            # 12 steps: long enough per tile for the 0.1 s poll to see progress move
+            json={**JOB, "mode": "tiled", "wait": False, "width": 512, "height": 512, "steps": 12},
         )
         assert started.status_code == 202
         view = started.json()

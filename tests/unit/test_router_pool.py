@@ -81,3 +81,23 @@ def test_finding_a_jobs_router_skips_one_that_died_after_it_was_listed(monkeypat
     monkeypatch.setattr(ray, "get", lambda ref, timeout: ref)
     assert job_router("job-1", "jobs") is alive[f"{ROUTER_PREFIX}working"]
     assert job_router("job-2", "jobs") is None
+
+
+def test_each_pool_router_opens_the_configs_model_handles_as_it_starts(monkeypatch):
+    from actors import job_work
+    from core.config_file import load_config
+
+    config = load_config("configs/local.yaml")
+    prepared: list[list[str]] = []
+
+    class Router:
+        class prepare:  # noqa: N801 - an actor method's shape: `router.prepare.remote(...)`
+            @staticmethod
+            def remote(models: list[str]) -> None:
+                prepared.append(models)
+
+    monkeypatch.setattr(job_work.ModelCalls, "start_router", lambda self, name, ns: Router())
+    pool = job_work.router_pool(config, "app")
+    assert prepared == [list(config.models)] * config.jobs.warm_routers
+    pool.take()  # outside an event loop: the replacement starts at once
+    assert len(prepared) == config.jobs.warm_routers + 1
