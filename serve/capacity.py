@@ -23,6 +23,12 @@ from core.config import APP_NAME, ClusterConfig, deployment_name
 
 __all__ = ["Capacity"]
 
+# Replica states of a replica on its way (placed, starting or restarting): work for the
+# model waits in its queue for it instead of being refused.
+COMING = ("STARTING", "UPDATING", "RECOVERING")
+# Deployment states in which a starting replica is not to be counted on.
+FAILING = ("UNHEALTHY", "DEPLOY_FAILED")
+
 logger = logging.getLogger(__name__)
 
 
@@ -62,6 +68,14 @@ class Capacity:
         deployment = deployments.get(deployment_name(model_name))
         return deployment is not None and deployment.replica_states.get("RUNNING", 0) > 0
 
+    @staticmethod
+    def _coming(deployments: dict[str, Any], model_name: str) -> bool:
+        """Whether a replica of the model is starting (and the deployment is not failing)."""
+        deployment = deployments.get(deployment_name(model_name))
+        if deployment is None or deployment.status.value in FAILING:
+            return False
+        return any(deployment.replica_states.get(state, 0) > 0 for state in COMING)
+
     async def _read(self) -> None:
         status = await asyncio.to_thread(serve.status)
         app = status.applications.get(self.app_name)
@@ -87,6 +101,8 @@ class Capacity:
             await self._read()  # refuse only on a fresh reading
             deployments = await self.deployments()
         if not deployments or self._runs(deployments, model_name):
+            return None
+        if self._coming(deployments, model_name):  # its GPUs are booked already
             return None
         need = self.config.models[model_name].gpus_per_replica
         if need <= 0:

@@ -53,6 +53,20 @@ def test_a_model_whose_replica_cannot_be_placed_is_refused_with_why(gpus):
     assert asyncio.run(check.placement_problem("big")) is None  # it can scale up from zero
 
 
+def test_a_model_whose_replica_is_starting_is_not_refused(gpus):
+    """A restarting replica holds its GPU: no GPU is free, yet a replica is on its way."""
+    check = capacity.Capacity(parse_config(CONFIG), cache_s=0)
+    gpus["gpus"] = (4.0, 0.0)
+    starting = _status(quality=0, big=0)
+    big = starting.applications["render-cluster"].deployments["model-big"]
+    big.replica_states = {"STARTING": 1}
+    gpus["status"] = starting
+    assert asyncio.run(check.placement_problem("big")) is None
+    assert asyncio.run(check.not_ready())["model-quality"].startswith("no replica runs")
+    big.status = SimpleNamespace(value="DEPLOY_FAILED")  # a replica that never comes up
+    assert "each needs 2 GPUs, 0 are free" in asyncio.run(check.placement_problem("big"))
+
+
 def test_readiness_names_the_deployments_that_do_not_serve(gpus):
     check = capacity.Capacity(parse_config(CONFIG), cache_s=0)
     assert asyncio.run(check.not_ready()) == {
