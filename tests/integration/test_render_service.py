@@ -10,6 +10,7 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import numpy as np
 import pytest
 import ray
@@ -37,6 +38,13 @@ MASK = np.zeros((64, 64), np.uint8)
 MASK[16:48, 16:48] = 255
 
 
+def rendered(http: httpx.Client, body: dict) -> dict:
+    """POST a render that must succeed; its view (the answer's text names any failure)."""
+    response = http.post("/v1/renders", json=body)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
 def test_health_and_models(cluster):
     with cluster.client() as http:
         assert http.get("/healthz").json() == {"status": "ok"}
@@ -56,9 +64,9 @@ def test_each_model_and_mode_renders_and_is_reproducible(cluster, model, mode):
     if mode == "inpaint":
         body["mask"] = png_b64(MASK)
     with cluster.client() as http:
-        first = http.post("/v1/renders", json=body).json()
-        again = http.post("/v1/renders", json=body).json()
-        other = http.post("/v1/renders", json={**body, "seed": 43}).json()
+        first = rendered(http, body)
+        again = rendered(http, body)
+        other = rendered(http, {**body, "seed": 43})
     assert (first["model"], first["mode"], first["seed"]) == (model, mode, 42)
     image = decode(first["image_base64"])
     assert image.shape == (64, 64, 3) and image.dtype == np.uint8
@@ -71,7 +79,7 @@ def test_each_model_and_mode_renders_and_is_reproducible(cluster, model, mode):
         other_mask = np.zeros_like(MASK)
         other_mask[:, :32] = 255
         with cluster.client() as http:
-            moved = http.post("/v1/renders", json={**body, "mask": png_b64(other_mask)}).json()
+            moved = rendered(http, {**body, "mask": png_b64(other_mask)})
         assert not np.array_equal(decode(moved["image_base64"]), image)
 
 
@@ -93,11 +101,10 @@ def test_style_routes_to_its_model(cluster):
     base = {"prompt": "same prompt", "width": 64, "height": 64, "seed": 7}
     with cluster.client() as http:
         by_style = {
-            s: http.post("/v1/renders", json={**base, "style": s}).json()
-            for s in ("photoreal", "typography", "draft")
+            s: rendered(http, {**base, "style": s}) for s in ("photoreal", "typography", "draft")
         }
-        default = http.post("/v1/renders", json=base).json()
-        by_model = http.post("/v1/renders", json={**base, "model": "fast", "steps": 2}).json()
+        default = rendered(http, base)
+        by_model = rendered(http, {**base, "model": "fast", "steps": 2})
     assert {s: r["model"] for s, r in by_style.items()} == {
         "photoreal": "quality",
         "typography": "quality",
@@ -157,12 +164,16 @@ def test_concurrent_load_scales_out_with_one_logical_gpu_per_replica(cluster):
     # test does not depend on how fast this machine renders a fixed number of requests.
     stop = threading.Event()
     statuses: list[int] = []
+    refusals: list[str] = []
 
     def keep_posting(worker: int) -> None:
         with cluster.client() as http:
             seed = worker * 1000
             while not stop.is_set():
-                statuses.append(http.post("/v1/renders", json={**body, "seed": seed}).status_code)
+                response = http.post("/v1/renders", json={**body, "seed": seed})
+                statuses.append(response.status_code)
+                if response.status_code != 200:
+                    refusals.append(response.text)
                 seed += 1
 
     with ThreadPoolExecutor(12) as pool:
@@ -181,7 +192,7 @@ def test_concurrent_load_scales_out_with_one_logical_gpu_per_replica(cluster):
             stop.set()
             for worker in workers:
                 worker.result()
-    assert statuses and set(statuses) == {200}
+    assert statuses and set(statuses) == {200}, refusals[:3]
     assert peak > 1  # the autoscaler went above one replica under the load
     replicas = max(running(), 1)
     handle = serve.get_deployment_handle(deployment_name("quality"), app_name=APP_NAME)
