@@ -137,7 +137,9 @@ class ModelConfig(_Strict):
         "(a provider's HTTP API, see the 'remote' section).",
     )
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
-        "auto", description="Weights dtype; 'auto' is float16 on a GPU and float32 on a CPU."
+        "auto",
+        description="Weights dtype; 'auto' is float32 on a CPU and, on a GPU, bfloat16 for "
+        "families flux and sd3 (float16 overflows them) and float16 for the others.",
     )
     default_steps: int = Field(25, ge=1, le=500, description="Denoising steps when unset.")
     default_guidance: float = Field(7.0, ge=0, le=50, description="CFG scale when unset.")

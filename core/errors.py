@@ -9,6 +9,8 @@
 - `TileError`: the model failed on a tile; not retried, the job fails.
 - `JobFailed`: the job is over; the message says why.
 - `ConfigError`: the config file is wrong; every problem is listed.
+- `ModelOutputError`: a model returned no usable picture (NaN pixels) (HTTP 500, the
+  reason in words: it is the model's configuration, not the request).
 - `ProviderError` / `ProviderTimeout`: a hosted model's provider failed (HTTP 502 / 504);
   `ContentRefused` and `UnsupportedCapability` are request errors (422).
 
@@ -40,6 +42,24 @@ class ConfigError(RenderClusterError):
 
 class ModelLoadError(RenderClusterError):
     """The weights named by a model entry cannot be found or loaded."""
+
+
+class ModelOutputError(RenderClusterError):
+    """A model returned pixels that are not numbers (its weights overflow at its dtype)."""
+
+    status_code = 500
+
+    def __init__(self, count: int, dtype: str):
+        super().__init__(count, dtype)
+        self.count = count
+        self.dtype = dtype
+
+    def __str__(self) -> str:
+        found = f"the model returned {self.count} NaN pixel values in {self.dtype}"
+        if self.dtype == "float32":
+            return f"{found}: its weights are broken"
+        other = "float32" if self.dtype == "bfloat16" else "bfloat16 or float32"
+        return f"{found}: its weights overflow at that precision; set its dtype to {other}"
 
 
 class RequestError(RenderClusterError):
@@ -143,8 +163,7 @@ class QuotaExceeded(RenderClusterError):
     def __str__(self) -> str:
         extra = f" ({self.detail})" if self.detail else ""
         return (
-            f"limit {self.limit} = {self.value} reached{extra}; "
-            f"retry after {self.retry_after_s}s"
+            f"limit {self.limit} = {self.value} reached{extra}; retry after {self.retry_after_s}s"
         )
 
 

@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from core.errors import RequestError
+from core.errors import ModelOutputError, RequestError
 from core.image_metadata import ImageMetadata
 from core.image_tags import pil_save_options
 
@@ -31,6 +31,15 @@ EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp", "tiff": "tif"}
 
 
 B64_CHUNK = 2**20  # characters decoded per step (a multiple of 4)
+
+
+def unit_floats_to_uint8(images: np.ndarray, dtype: str) -> np.ndarray:
+    """A pipeline's [0, 1] floats as uint8 levels; `ModelOutputError` if any is NaN (a
+    model run in a precision its weights overflow, e.g. Flux in float16), never black."""
+    nan = int(np.count_nonzero(np.isnan(images)))
+    if nan:
+        raise ModelOutputError(nan, dtype)
+    return (np.clip(images, 0.0, 1.0) * 255.0).round().astype(np.uint8)
 
 
 def b64decode_strict(text: str) -> bytes:

@@ -21,6 +21,7 @@ from actors.serve_calls import ServeModelCalls
 from core.config import ClusterConfig
 from core.errors import (
     AuthError,
+    ModelOutputError,
     OverloadedError,
     ProviderError,
     QueueFull,
@@ -134,6 +135,13 @@ async def _storage_error(request: Request, exc: StorageError) -> JSONResponse:
     logger.error("storage error (request %s): %s", request_id(request), exc)
     message = "the artifact store failed; retry later (the server log names the request id)"
     return error_response(502, None, message, request=request)
+
+
+@api.exception_handler(ModelOutputError)
+async def _model_output(request: Request, exc: ModelOutputError) -> JSONResponse:
+    """500 that says what is wrong with the model's configuration (never a black image)."""
+    logger.error("model output error (request %s): %s", request_id(request), exc)
+    return error_response(exc.status_code, "model", str(exc), request=request)
 
 
 @api.exception_handler(ProviderError)

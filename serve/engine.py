@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 
 from core.errors import TileOutOfMemory
+from core.imaging import unit_floats_to_uint8
 from core.schemas import GenerateRequest, GenerateResult
 from serve.loader import LoadedModel
 
@@ -117,7 +118,9 @@ class RenderEngine:
             )
         with torch.inference_mode():
             output = pipe(**kwargs).images
-        return _to_uint8(np.asarray(output))
+        return unit_floats_to_uint8(
+            np.asarray(output), str(self.model.dtype).removeprefix("torch.")
+        )
 
 
 def _padding_request(template: GenerateRequest) -> GenerateRequest:
@@ -140,9 +143,3 @@ def _pil(array: np.ndarray | None) -> Image.Image:
     if array is None:
         raise ValueError("this mode needs init_image (and mask for inpaint)")
     return Image.fromarray(array)
-
-
-def _to_uint8(images: np.ndarray) -> np.ndarray:
-    """Pipelines return floats in [0, 1]; NaN (a broken model) becomes black."""
-    images = np.nan_to_num(images, nan=0.0)
-    return (np.clip(images, 0.0, 1.0) * 255.0).round().astype(np.uint8)

@@ -32,6 +32,7 @@ import torch
 from PIL import Image
 
 from core.errors import RequestError, TileOutOfMemory
+from core.imaging import unit_floats_to_uint8
 from core.largeformat.fused_schemas import (
     FUSED_FAMILIES,
     Conditioning,
@@ -224,7 +225,7 @@ class FusedEngine:
                 latents = latents + config.shift_factor
             image = vae.decode(latents, return_dict=False)[0]
             image = self.pipe.image_processor.postprocess(image, output_type="np")
-        pixels = (np.clip(np.nan_to_num(image[0]), 0.0, 1.0) * 255.0).round().astype(np.uint8)
+        pixels = unit_floats_to_uint8(image[0], str(vae.dtype).removeprefix("torch."))
         replica, gpu_ids = self._identity()
         elapsed = time.perf_counter() - started
         return GenerateResult(pixels, 0, elapsed, 1, replica, gpu_ids, started_at)

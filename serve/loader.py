@@ -60,19 +60,31 @@ class LoadedModel:
     source: ModelSource
 
 
-def pick_device_and_dtype(requested: str) -> tuple[str, torch.dtype]:
-    """float16 on a GPU and float32 on a CPU unless the config pins a dtype."""
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    if requested == "auto":
-        return device, torch.float16 if device == "cuda" else torch.float32
-    return device, getattr(torch, requested)
+# `dtype: auto` on a GPU, by family: Flux and SD3 overflow float16 (NaN pixels), so they
+# run in bfloat16 as their authors ship them; SD and SDXL run in float16 (SDXL's VAE is
+# upcast where it overflows, see `force_upcast`).
+GPU_DTYPES = {"flux": torch.bfloat16, "sd3": torch.bfloat16}
+
+
+def pick_device_and_dtype(
+    requested: str, family: str = "sd", device: str | None = None
+) -> tuple[str, torch.dtype]:
+    """The device (a GPU when there is one) and dtype: the config's, or for `auto` float32
+    on a CPU and the family's half precision on a GPU (`GPU_DTYPES`, else float16)."""
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if requested != "auto":
+        return device, getattr(torch, requested)
+    if device == "cpu":
+        return device, torch.float32
+    return device, GPU_DTYPES.get(family, torch.float16)
 
 
 def load_model(model: ModelConfig, cache_dir: Path) -> LoadedModel:
     """Load a model entry into txt2img / img2img / inpaint pipelines."""
     source = parse_source(model.source)
     directory, kwargs = _resolve(source, Path(cache_dir).expanduser())
-    device, dtype = pick_device_and_dtype(model.dtype)
+    device, dtype = pick_device_and_dtype(model.dtype, model.family)
     try:
         txt2img = AutoPipelineForText2Image.from_pretrained(directory, dtype=dtype, **kwargs)
     except (OSError, ValueError) as exc:
