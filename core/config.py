@@ -139,7 +139,8 @@ class ModelConfig(_Strict):
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
         "auto",
         description="Weights dtype; 'auto' is float32 on a CPU and, on a GPU, bfloat16 for "
-        "families flux and sd3 (float16 overflows them) and float16 for the others.",
+        "families flux and sd3 (float16 overflows them; float32 on GPUs without bfloat16) "
+        "and float16 for the others.",
     )
     default_steps: int = Field(25, ge=1, le=500, description="Denoising steps when unset.")
     default_guidance: float = Field(7.0, ge=0, le=50, description="CFG scale when unset.")

@@ -9,7 +9,7 @@
 - `TileError`: the model failed on a tile; not retried, the job fails.
 - `JobFailed`: the job is over; the message says why.
 - `ConfigError`: the config file is wrong; every problem is listed.
-- `ModelOutputError`: a model returned no usable picture (NaN pixels) (HTTP 500, the
+- `ModelOutputError`: a model returned no usable picture (NaN or infinite pixels) (HTTP 500, the
   reason in words: it is the model's configuration, not the request).
 - `ProviderError` / `ProviderTimeout`: a hosted model's provider failed (HTTP 502 / 504);
   `ContentRefused` and `UnsupportedCapability` are request errors (422).
@@ -45,17 +45,21 @@ class ModelLoadError(RenderClusterError):
 
 
 class ModelOutputError(RenderClusterError):
-    """A model returned pixels that are not numbers (its weights overflow at its dtype)."""
+    """A model returned pixels that are not finite (its weights overflow at its dtype)."""
 
     status_code = 500
 
-    def __init__(self, count: int, dtype: str):
-        super().__init__(count, dtype)
+    def __init__(self, model: str, count: int, dtype: str):
+        super().__init__(model, count, dtype)
+        self.model = model
         self.count = count
         self.dtype = dtype
 
     def __str__(self) -> str:
-        found = f"the model returned {self.count} NaN pixel values in {self.dtype}"
+        found = (
+            f"model {self.model!r} returned {self.count} NaN or infinite pixel values "
+            f"in {self.dtype}"
+        )
         if self.dtype == "float32":
             return f"{found}: its weights are broken"
         other = "float32" if self.dtype == "bfloat16" else "bfloat16 or float32"

@@ -33,12 +33,13 @@ EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp", "tiff": "tif"}
 B64_CHUNK = 2**20  # characters decoded per step (a multiple of 4)
 
 
-def unit_floats_to_uint8(images: np.ndarray, dtype: str) -> np.ndarray:
-    """A pipeline's [0, 1] floats as uint8 levels; `ModelOutputError` if any is NaN (a
-    model run in a precision its weights overflow, e.g. Flux in float16), never black."""
-    nan = int(np.count_nonzero(np.isnan(images)))
-    if nan:
-        raise ModelOutputError(nan, dtype)
+def unit_floats_to_uint8(images: np.ndarray, model: str, dtype: str) -> np.ndarray:
+    """A pipeline's [0, 1] floats as uint8 levels; `ModelOutputError` if any is NaN or
+    infinite (a model run in a precision its weights overflow, e.g. Flux in float16),
+    never a black or white image."""
+    bad = int(np.count_nonzero(~np.isfinite(images)))
+    if bad:
+        raise ModelOutputError(model, bad, dtype)
     return (np.clip(images, 0.0, 1.0) * 255.0).round().astype(np.uint8)
 
 

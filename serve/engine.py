@@ -118,9 +118,7 @@ class RenderEngine:
             )
         with torch.inference_mode():
             output = pipe(**kwargs).images
-        return unit_floats_to_uint8(
-            np.asarray(output), str(self.model.dtype).removeprefix("torch.")
-        )
+        return unit_floats_to_uint8(np.asarray(output), self.model.name, self.model.dtype_name)
 
 
 def _padding_request(template: GenerateRequest) -> GenerateRequest:

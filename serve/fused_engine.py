@@ -73,6 +73,7 @@ class FusedEngine:
         cache_size: int = 4,
     ):
         self.pipe = model.txt2img
+        self.name = model.name
         self.family = family
         self.device = model.device
         self.dtype = model.dtype
@@ -225,7 +226,7 @@ class FusedEngine:
                 latents = latents + config.shift_factor
             image = vae.decode(latents, return_dict=False)[0]
             image = self.pipe.image_processor.postprocess(image, output_type="np")
-        pixels = unit_floats_to_uint8(image[0], str(vae.dtype).removeprefix("torch."))
+        pixels = unit_floats_to_uint8(image[0], self.name, str(vae.dtype).removeprefix("torch."))
         replica, gpu_ids = self._identity()
         elapsed = time.perf_counter() - started
         return GenerateResult(pixels, 0, elapsed, 1, replica, gpu_ids, started_at)

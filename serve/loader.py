@@ -58,6 +58,11 @@ class LoadedModel:
     device: str
     dtype: torch.dtype
     source: ModelSource
+    name: str = "model"  # the config's name for it (errors name it)
+
+    @property
+    def dtype_name(self) -> str:
+        return str(self.dtype).removeprefix("torch.")
 
 
 # `dtype: auto` on a GPU, by family: Flux and SD3 overflow float16 (NaN pixels), so they
@@ -67,21 +72,25 @@ GPU_DTYPES = {"flux": torch.bfloat16, "sd3": torch.bfloat16}
 
 
 def pick_device_and_dtype(
-    requested: str, family: str = "sd", device: str | None = None
+    requested: str, family: str = "sd", device: str | None = None, bf16: bool | None = None
 ) -> tuple[str, torch.dtype]:
     """The device (a GPU when there is one) and dtype: the config's, or for `auto` float32
-    on a CPU and the family's half precision on a GPU (`GPU_DTYPES`, else float16)."""
+    on a CPU and the family's half precision on a GPU (`GPU_DTYPES`, else float16); a GPU
+    without bfloat16 (`bf16`: before Ampere) runs those families in float32."""
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if requested != "auto":
         return device, getattr(torch, requested)
     if device == "cpu":
         return device, torch.float32
-    return device, GPU_DTYPES.get(family, torch.float16)
+    dtype = GPU_DTYPES.get(family, torch.float16)
+    if dtype == torch.bfloat16 and not (torch.cuda.is_bf16_supported() if bf16 is None else bf16):
+        return device, torch.float32
+    return device, dtype
 
 
-def load_model(model: ModelConfig, cache_dir: Path) -> LoadedModel:
-    """Load a model entry into txt2img / img2img / inpaint pipelines."""
+def load_model(model: ModelConfig, cache_dir: Path, name: str = "model") -> LoadedModel:
+    """Load the config's model entry `name` into txt2img / img2img / inpaint pipelines."""
     source = parse_source(model.source)
     directory, kwargs = _resolve(source, Path(cache_dir).expanduser())
     device, dtype = pick_device_and_dtype(model.dtype, model.family)
@@ -97,7 +106,7 @@ def load_model(model: ModelConfig, cache_dir: Path) -> LoadedModel:
     inpaint = AutoPipelineForInpainting.from_pipe(txt2img)
     for pipe in (txt2img, img2img, inpaint):
         pipe.set_progress_bar_config(disable=True)
-    return LoadedModel(txt2img, img2img, inpaint, device, dtype, source)
+    return LoadedModel(txt2img, img2img, inpaint, device, dtype, source, name)
 
 
 def _resolve(source: ModelSource, cache_dir: Path) -> tuple[str, dict[str, Any]]:

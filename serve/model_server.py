@@ -52,7 +52,7 @@ class ModelServer:
         self.config = ModelConfig.model_validate(model)
         if not torch.cuda.is_available():
             torch.set_num_threads(self.config.torch_threads)
-        loaded = load_model(self.config, Path(cache_dir))
+        loaded = load_model(self.config, Path(cache_dir), model_name)
         batching = self.config.batching
         self.engine = RenderEngine(
             loaded,

@@ -12,7 +12,7 @@ from tests.api import inprocess
 
 
 async def nan_render(model_name: str, request: GenerateRequest) -> GenerateResult:
-    raise ModelOutputError(request.width * request.height * 3, "float16")
+    raise ModelOutputError(model_name, request.width * request.height * 3, "float16")
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def test_nan_pixels_are_a_500_that_names_the_dtype_to_use(client):
     error = response.json()["error"]
     assert error == {
         "field": "model",
-        "message": "the model returned 12288 NaN pixel values in float16: its weights overflow "
-        "at that precision; set its dtype to bfloat16 or float32",
+        "message": "model 'tiny' returned 12288 NaN or infinite pixel values in float16: "
+        "its weights overflow at that precision; set its dtype to bfloat16 or float32",
     }
     assert "Traceback" not in response.text

@@ -164,16 +164,19 @@ def test_memory_guard_refuses_calls_over_the_pixel_limit(tiny_dir):
 
 def test_dtype_auto_is_float32_on_a_cpu_and_the_familys_half_precision_on_a_gpu():
     assert pick_device_and_dtype("auto", "flux", "cpu") == ("cpu", torch.float32)
-    assert pick_device_and_dtype("auto", "flux", "cuda") == ("cuda", torch.bfloat16)
-    assert pick_device_and_dtype("auto", "sd3", "cuda") == ("cuda", torch.bfloat16)
-    assert pick_device_and_dtype("auto", "sdxl", "cuda") == ("cuda", torch.float16)
+    assert pick_device_and_dtype("auto", "flux", "cuda", bf16=True) == ("cuda", torch.bfloat16)
+    assert pick_device_and_dtype("auto", "sd3", "cuda", bf16=True) == ("cuda", torch.bfloat16)
+    assert pick_device_and_dtype("auto", "sdxl", "cuda", bf16=True) == ("cuda", torch.float16)
     assert pick_device_and_dtype("auto", "sd", "cuda") == ("cuda", torch.float16)
     assert pick_device_and_dtype("float16", "flux", "cuda") == ("cuda", torch.float16)  # pinned
+    # a GPU without bfloat16 (before Ampere): float16 would overflow, so float32
+    assert pick_device_and_dtype("auto", "flux", "cuda", bf16=False) == ("cuda", torch.float32)
+    assert pick_device_and_dtype("auto", "sdxl", "cuda", bf16=False) == ("cuda", torch.float16)
 
 
-def test_nan_pixels_are_an_error_naming_the_dtype_never_a_black_image(tiny_dir):
+def test_nan_pixels_are_an_error_naming_the_model_never_a_black_image(tiny_dir):
     """A model whose weights overflow its dtype decodes NaN: the engine says so."""
-    loaded = load_model(ModelConfig(source=str(tiny_dir)), tiny_dir.parent)
+    loaded = load_model(ModelConfig(source=str(tiny_dir)), tiny_dir.parent, "quality")
     engine = RenderEngine(loaded, max_batch_size=1, fixed_batch_shape=True)
     request = GenerateRequest(prompt="x", width=64, height=64, steps=1, guidance=1.0, seed=0)
     assert engine.render([request])[0].image.std() > 0
@@ -181,20 +184,20 @@ def test_nan_pixels_are_an_error_naming_the_dtype_never_a_black_image(tiny_dir):
     with pytest.raises(ModelOutputError) as raised:
         engine.render([request])
     assert raised.value.count == 64 * 64 * 3
-    assert (
-        str(raised.value)
-        == "the model returned 12288 NaN pixel values in float32: its weights are broken"
+    assert str(raised.value) == (
+        "model 'quality' returned 12288 NaN or infinite pixel values in float32: "
+        "its weights are broken"
     )
 
 
-def test_nan_in_half_precision_names_the_dtype_to_use():
-    pixels = np.array([[[0.0, 0.5, 1.0], [np.nan, 2.0, -1.0]]], np.float32)
+def test_nan_or_infinity_in_half_precision_names_the_dtype_to_use():
+    pixels = np.array([[[0.0, 0.5, 1.0], [np.nan, 2.0, -np.inf]]], np.float32)
     with pytest.raises(
         ModelOutputError,
-        match="1 NaN pixel values in float16: .* set its dtype to bfloat16 or float32",
+        match="'flux' returned 2 NaN or infinite .* in float16: .* set its dtype to bfloat16 or",
     ):
-        unit_floats_to_uint8(pixels, "float16")
+        unit_floats_to_uint8(pixels, "flux", "float16")
     with pytest.raises(ModelOutputError, match="in bfloat16: .* set its dtype to float32$"):
-        unit_floats_to_uint8(pixels, "bfloat16")
-    finite = np.nan_to_num(pixels, nan=0.25)
-    assert unit_floats_to_uint8(finite, "float16").tolist() == [[[0, 128, 255], [64, 255, 0]]]
+        unit_floats_to_uint8(pixels, "flux", "bfloat16")
+    finite = np.array([[[0.0, 0.5, 1.0], [0.25, 2.0, -1.0]]], np.float32)
+    assert unit_floats_to_uint8(finite, "sd", "float16").tolist() == [[[0, 128, 255], [64, 255, 0]]]
