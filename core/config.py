@@ -33,6 +33,8 @@ from core.typography.schema import DEFAULT_FONT_DIR, GateThresholds, TextBox, Te
 from core.upscaler_variants import REALESRGAN_VARIANTS
 
 MODEL_NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"
+DIFFUSION_FAMILIES = ("sd", "sdxl", "sd3", "flux")
+TINY_FAMILIES = ("sd", "sdxl")  # the families `tiny[:seed]` sources are built for
 SOURCE_PATTERN = re.compile(
     r"^(tiny(:\d+)?|hf:[\w.-]+/[\w.-]+@[\w.-]+|s3://[a-z0-9.-]{3,63}/.*|realesrgan:[\w.-]+"
     r"|remote:[a-z]+/[\w.:-]+|/.+|\./.+|[\w.-]+/.*|[\w.-]+\.param)$"
@@ -232,6 +234,11 @@ class ModelConfig(_Strict):
                     f"upscaler.scale ({self.upscaler.scale}) does not match {self.source} "
                     f"(x{variant.scale})"
                 )
+        is_tiny = self.source == "tiny" or self.source.startswith("tiny:")
+        if is_tiny and self.family in DIFFUSION_FAMILIES and self.family not in TINY_FAMILIES:
+            problems.append(
+                f"source 'tiny' builds families {', '.join(TINY_FAMILIES)}, not {self.family!r}"
+            )
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -3,7 +3,8 @@
 Sources: `hf:org/name@revision` (Hugging Face cache or hub, pinned revision;
 offline with HF_HUB_OFFLINE=1 when cached), a local directory in
 `save_pretrained` layout, `s3://bucket/prefix` (copied once to node-local disk
-with boto3), or `tiny[:seed]` (built from configs, saved once to the cache).
+with boto3), or `tiny[:seed]` (a tiny model of the config's family, built from
+configs, saved once to the cache).
 txt2img, img2img and inpainting share one set of weights (`from_pipe`).
 """
 
@@ -92,7 +93,7 @@ def pick_device_and_dtype(
 def load_model(model: ModelConfig, cache_dir: Path, name: str = "model") -> LoadedModel:
     """Load the config's model entry `name` into txt2img / img2img / inpaint pipelines."""
     source = parse_source(model.source)
-    directory, kwargs = _resolve(source, Path(cache_dir).expanduser())
+    directory, kwargs = _resolve(source, Path(cache_dir).expanduser(), model.family)
     device, dtype = pick_device_and_dtype(model.dtype, model.family)
     try:
         txt2img = AutoPipelineForText2Image.from_pretrained(directory, dtype=dtype, **kwargs)
@@ -109,10 +110,10 @@ def load_model(model: ModelConfig, cache_dir: Path, name: str = "model") -> Load
     return LoadedModel(txt2img, img2img, inpaint, device, dtype, source, name)
 
 
-def _resolve(source: ModelSource, cache_dir: Path) -> tuple[str, dict[str, Any]]:
+def _resolve(source: ModelSource, cache_dir: Path, family: str) -> tuple[str, dict[str, Any]]:
     """Return what to pass to from_pretrained: a directory or repo id, and extra kwargs."""
-    if source.kind == "tiny":
-        return str(tiny_pipeline_dir(cache_dir, source.seed)), {}
+    if source.kind == "tiny":  # the config allows only `TINY_FAMILIES` here
+        return str(tiny_pipeline_dir(cache_dir, source.seed, family)), {}
     if source.kind == "local":
         path = Path(source.location).expanduser()
         if not (path / "model_index.json").exists():

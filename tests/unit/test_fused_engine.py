@@ -18,14 +18,10 @@ import numpy as np
 import pytest
 import torch
 from diffusers import (
-    AutoencoderKL,
-    EulerDiscreteScheduler,
     StableDiffusionPanoramaPipeline,
     StableDiffusionXLPipeline,
-    UNet2DConditionModel,
 )
 from PIL import Image
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
 from core.config import ModelConfig, StorageConfig
 from core.errors import RequestError, TileOutOfMemory
@@ -42,7 +38,7 @@ from core.schemas import LargeRenderJob
 from core.store import open_store
 from serve.fused_engine import FusedEngine
 from serve.loader import SCHEDULERS, load_model
-from serve.tiny_pipeline import _tokenizer, tiny_pipeline_dir
+from serve.tiny_pipeline import tiny_pipeline_dir
 
 PROMPT = "a harbour town at dusk"
 LINEAR = {  # scheduler: config changes (the tiny config leaves DDIM's clip_sample on)
@@ -207,66 +203,8 @@ def test_the_conditioning_is_installed_once_and_the_limits_hold(tmp_path, tiny):
         FusedEngine(model, "sd3").encode_prompt(PromptRequest(PROMPT, "", 5.0, 256, 256))
 
 
-def tiny_sdxl_dir(root: Path) -> Path:
-    """A tiny random SDXL pipeline (two text encoders, size conditioning) saved to disk."""
-    target = root / "tiny-sdxl"
-    if (target / "model_index.json").exists():
-        return target
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(
-        block_out_channels=(32, 64),
-        layers_per_block=2,
-        sample_size=32,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        attention_head_dim=(2, 4),
-        use_linear_projection=True,
-        addition_embed_type="text_time",
-        addition_time_embed_dim=8,
-        transformer_layers_per_block=(1, 2),
-        projection_class_embeddings_input_dim=80,  # 6 size ids x 8 + pooled 32
-        cross_attention_dim=64,
-        norm_num_groups=16,
-    )
-    vae = AutoencoderKL(
-        block_out_channels=(32, 32, 64, 64),
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        latent_channels=4,
-        norm_num_groups=16,
-        sample_size=256,
-    )
-    tokenizer = _tokenizer()
-    config = CLIPTextConfig(
-        bos_token_id=256,
-        eos_token_id=257,
-        pad_token_id=257,
-        hidden_size=32,
-        intermediate_size=37,
-        num_attention_heads=4,
-        num_hidden_layers=2,
-        vocab_size=len(tokenizer),
-        projection_dim=32,
-    )
-    StableDiffusionXLPipeline(
-        vae=vae,
-        text_encoder=CLIPTextModel(config),
-        text_encoder_2=CLIPTextModelWithProjection(config),
-        tokenizer=tokenizer,
-        tokenizer_2=tokenizer,
-        unet=unet,
-        scheduler=EulerDiscreteScheduler(
-            beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1
-        ),
-    ).save_pretrained(target)
-    return target
-
-
 def test_sdxl_fused_on_one_tile_is_the_sdxl_pipeline(tmp_path, cache_dir):
-    directory = tiny_sdxl_dir(cache_dir)
-    model = load_model(ModelConfig(source=str(directory), family="sdxl"), cache_dir)
+    model = load_model(ModelConfig(source="tiny:0", family="sdxl"), cache_dir)
     assert isinstance(model.txt2img, StableDiffusionXLPipeline)
     engine = FusedEngine(model, "sdxl")
     decoded: list[np.ndarray] = []
