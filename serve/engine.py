@@ -10,9 +10,11 @@ then returns the same bytes however it happened to be batched.
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -107,6 +109,8 @@ class RenderEngine:
         elif first.mode == "img2img":
             pipe = self.model.img2img
             kwargs.update(image=[_pil(r.init_image) for r in batch], strength=first.strength)
+            if _takes_size(pipe):  # SD3 and Flux otherwise render their default size
+                kwargs.update(width=first.width, height=first.height)
         else:
             pipe = self.model.inpaint
             kwargs.update(
@@ -135,6 +139,11 @@ def _padding_request(template: GenerateRequest) -> GenerateRequest:
         init_image=template.init_image,
         mask=template.mask,
     )
+
+
+def _takes_size(pipe: Any) -> bool:
+    """Whether the pipeline's call takes `width` and `height` (SD's img2img does not)."""
+    return "width" in inspect.signature(pipe.__call__).parameters
 
 
 def _pil(array: np.ndarray | None) -> Image.Image:

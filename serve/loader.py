@@ -112,7 +112,7 @@ def load_model(model: ModelConfig, cache_dir: Path, name: str = "model") -> Load
 
 def _resolve(source: ModelSource, cache_dir: Path, family: str) -> tuple[str, dict[str, Any]]:
     """Return what to pass to from_pretrained: a directory or repo id, and extra kwargs."""
-    if source.kind == "tiny":  # the config allows only `TINY_FAMILIES` here
+    if source.kind == "tiny":
         return str(tiny_pipeline_dir(cache_dir, source.seed, family)), {}
     if source.kind == "local":
         path = Path(source.location).expanduser()
