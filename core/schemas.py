@@ -147,6 +147,20 @@ class RenderResponse(BaseModel):
     image_base64: str
 
 
+class LoadedPipelines(BaseModel):
+    """What a replica of a diffusion model loaded: its pipelines, dtype and placement."""
+
+    pipelines: dict[str, str] = Field(
+        description="Mode (txt2img, img2img, inpaint) -> the diffusers pipeline class."
+    )
+    dtype: str
+    device: str
+    components: dict[str, str] = Field(
+        description="Each weighted component (unet or transformer, vae, text encoders) -> "
+        "the device its weights sit on."
+    )
+
+
 class ModelSummary(BaseModel):
     """One served model, as `GET /v1/models` lists it."""
 
@@ -160,6 +174,11 @@ class ModelSummary(BaseModel):
     gpus_per_replica: float
     min_replicas: int
     max_replicas: int
+    loaded: LoadedPipelines | None = Field(
+        None,
+        description="What a running replica loaded (absent: a model that is not a diffusion "
+        "model, or no replica runs now: it is not woken to answer).",
+    )
 
 
 @dataclass

@@ -65,6 +65,22 @@ class LoadedModel:
     def dtype_name(self) -> str:
         return str(self.dtype).removeprefix("torch.")
 
+    def describe(self) -> dict[str, Any]:
+        """Its pipelines' classes, dtype and where each weighted component sits
+        (`core.schemas.LoadedPipelines`)."""
+        pipes = {"txt2img": self.txt2img, "img2img": self.img2img, "inpaint": self.inpaint}
+        components = {
+            name: str(next(module.parameters()).device)
+            for name, module in self.txt2img.components.items()
+            if isinstance(module, torch.nn.Module) and any(True for _ in module.parameters())
+        }
+        return {
+            "pipelines": {mode: type(pipe).__name__ for mode, pipe in pipes.items()},
+            "dtype": self.dtype_name,
+            "device": self.device,
+            "components": components,
+        }
+
 
 # `dtype: auto` on a GPU, by family: Flux and SD3 overflow float16 (NaN pixels), so they
 # run in bfloat16 as their authors ship them; SD and SDXL run in float16 (SDXL's VAE is

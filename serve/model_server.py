@@ -121,7 +121,8 @@ class ModelServer:
                 raise
 
     async def info(self) -> dict[str, Any]:
-        """Where this replica runs: replica id, logical GPUs, device, dtype, pid."""
+        """Where this replica runs (replica id, logical GPUs, device, dtype, pid) and what it
+        loaded (pipelines and where each component sits)."""
         replica, gpu_ids = _replica_identity()
         return {
             "model": self.model_name,
@@ -129,8 +130,10 @@ class ModelServer:
             "gpu_ids": gpu_ids,
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
             "device": self.engine.model.device,
-            "dtype": str(self.engine.model.dtype).removeprefix("torch."),
+            "dtype": self.engine.model.dtype_name,
             "pid": os.getpid(),
+            "family": self.config.family,
+            "loaded": self.engine.model.describe(),
         }
 
     def check_health(self) -> None:

@@ -28,6 +28,7 @@ from serve.api_app import (
 )
 from serve.cluster_status import deployment_status
 from serve.gate import SETTINGS
+from serve.model_info import DIFFUSION_FAMILIES, loaded_pipelines
 from serve.report_links import is_report, sign_report_links
 from serve.responses import ANSWER, BINARY, ClusterStatus, ModelsAnswer
 from serve.routes.renders import artifact_response
@@ -89,8 +90,17 @@ def _may_see_details(authorization: str | None, x_api_key: str | None) -> bool:
 
 @keyed.get("/v1/models", response_model=ModelsAnswer, **ANSWER)
 async def models(ctx: Context) -> dict[str, Any]:
-    """The models, styles and request limits."""
+    """The models, styles and request limits; for a diffusion model with a running replica,
+    the pipelines that replica loaded, their dtype and where each component sits."""
     config = ctx.config
+    deployments = await ctx.renders.jobs.capacity.deployments()
+    diffusion = [
+        name for name, model in config.models.items() if model.family in DIFFUSION_FAMILIES
+    ]
+    answers = await asyncio.gather(
+        *(loaded_pipelines(ctx.app_name, name, deployments) for name in diffusion)
+    )
+    loaded = dict(zip(diffusion, answers, strict=True))
     summaries = [
         ModelSummary(
             name=name,
@@ -103,7 +113,8 @@ async def models(ctx: Context) -> dict[str, Any]:
             gpus_per_replica=model.gpus_per_replica,
             min_replicas=model.autoscaling.min_replicas,
             max_replicas=model.autoscaling.max_replicas,
-        ).model_dump()
+            loaded=loaded.get(name),
+        ).model_dump(exclude_none=True)
         for name, model in config.models.items()
     ]
     return {

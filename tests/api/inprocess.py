@@ -54,6 +54,9 @@ class FakeSupervisor:
 
 
 class FakeCapacity:
+    async def deployments(self) -> dict[str, Any]:
+        return {}  # no replica runs: /v1/models asks none what it loaded
+
     async def placement_problem(self, model_name: str) -> str | None:
         return None
 

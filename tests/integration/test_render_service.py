@@ -52,6 +52,18 @@ def test_health_and_models(cluster):
     assert {m["name"] for m in listing["models"]} == {"quality", "fast", "upscaler"}
     assert listing["styles"] == {"photoreal": "quality", "typography": "quality", "draft": "fast"}
     assert listing["limits"]["max_steps"] == 50
+    by_name = {m["name"]: m for m in listing["models"]}
+    assert by_name["quality"]["loaded"] == {  # asked of a running replica
+        "pipelines": {
+            "txt2img": "StableDiffusionPipeline",
+            "img2img": "StableDiffusionImg2ImgPipeline",
+            "inpaint": "StableDiffusionInpaintPipeline",
+        },
+        "dtype": "float32",
+        "device": "cpu",
+        "components": {"unet": "cpu", "vae": "cpu", "text_encoder": "cpu"},
+    }
+    assert "loaded" not in by_name["upscaler"]  # not a diffusion model
 
 
 @pytest.mark.parametrize("model", ["quality", "fast"])

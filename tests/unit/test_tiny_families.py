@@ -93,6 +93,22 @@ def test_each_family_loads_its_own_pipelines_on_one_set_of_weights(models, famil
     assert len(denoisers) == 1 and len({id(pipe.vae) for pipe in loaded}) == 1
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_model_describes_what_it_loaded_and_where(models, family):
+    described = models[family].describe()
+    assert described["pipelines"] == {
+        mode: cls.__name__
+        for mode, cls in zip(("txt2img", "img2img", "inpaint"), PIPELINES[family], strict=True)
+    }
+    assert described["dtype"] == "float32" and described["device"] == "cpu"
+    denoiser = "unet" if family in ("sd", "sdxl") else "transformer"
+    encoders = {"sd": 1, "sdxl": 2, "sd3": 3, "flux": 2}[family]
+    assert set(described["components"]) == {denoiser, "vae", "text_encoder"} | {
+        f"text_encoder_{i}" for i in range(2, encoders + 1)
+    }
+    assert set(described["components"].values()) == {"cpu"}
+
+
 def test_each_family_has_its_own_pieces(models):
     sdxl, sd3, flux = models["sdxl"].txt2img, models["sd3"].txt2img, models["flux"].txt2img
     assert sdxl.text_encoder_2 is not None  # SDXL's second encoder, with a projection
