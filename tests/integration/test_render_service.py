@@ -38,6 +38,21 @@ MASK = np.zeros((64, 64), np.uint8)
 MASK[16:48, 16:48] = 255
 
 
+@pytest.fixture(scope="module", autouse=True)
+def models_serving(cluster) -> None:
+    """Each model runs a replica before this module's renders (the module before may have
+    redeployed the application: its replicas could still be starting)."""
+
+    def running() -> dict[str, int]:
+        deployments = serve.status().applications[APP_NAME].deployments
+        return {
+            name: deployments[deployment_name(name)].replica_states.get("RUNNING", 0)
+            for name in cluster.config.models
+        }
+
+    wait_until(running, lambda counts: all(counts.values()), timeout_s=180, what="every model")
+
+
 def rendered(http: httpx.Client, body: dict) -> dict:
     """POST a render that must succeed; its view (the answer's text names any failure)."""
     response = http.post("/v1/renders", json=body)
