@@ -76,6 +76,10 @@ def click_and_load(driver, css: str) -> None:
             old.tag_name  # noqa: B018 - raises once the page has been replaced
         except StaleElementReferenceException:
             return driver.execute_script("return document.readyState") == "complete"
+        except WebDriverException as exc:  # mid-navigation chromedriver says "gone" this way
+            if "does not belong to the document" not in str(exc):
+                raise
+            return driver.execute_script("return document.readyState") == "complete"
         return False
 
     wait_until(gone, timeout_s=DEADLINE_S, what=f"the page after clicking {css}")
