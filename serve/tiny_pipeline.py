@@ -71,7 +71,7 @@ def build_tiny_pipeline(seed: int = 0, family: str = "sd") -> DiffusionPipeline:
 
 
 def _vae(latent_channels: int = 4, **flow_vae: float | bool) -> AutoencoderKL:
-    """SD's VAE layout; SD3 and Flux use 16 channels, a shift and no quant convs."""
+    """SD's VAE layout (SD3 and Flux: see `_flow_vae`)."""
     return AutoencoderKL(
         block_out_channels=(32, 32, 64, 64),
         in_channels=3,
@@ -82,6 +82,33 @@ def _vae(latent_channels: int = 4, **flow_vae: float | bool) -> AutoencoderKL:
         norm_num_groups=16,
         sample_size=256,
         **flow_vae,
+    )
+
+
+def _flow_vae(shift_factor: float, scaling_factor: float) -> AutoencoderKL:
+    """SD3's and Flux's VAE: 16 latent channels, a shift and no quant convs."""
+    return _vae(
+        16,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+        shift_factor=shift_factor,
+        scaling_factor=scaling_factor,
+    )
+
+
+def _unet(**family: object) -> UNet2DConditionModel:
+    """The tiny UNet of SD 1.x and SDXL: two blocks, the second with cross-attention;
+    `family` adds the family's own options."""
+    return UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=2,
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        norm_num_groups=16,
+        **family,
     )
 
 
@@ -125,13 +152,7 @@ def _tiny_sd3(seed: int) -> StableDiffusion3Pipeline:
         joint_attention_dim=32,
         pooled_projection_dim=64,
     )
-    vae = _vae(
-        16,
-        use_quant_conv=False,
-        use_post_quant_conv=False,
-        shift_factor=0.0609,
-        scaling_factor=1.5035,
-    )
+    vae = _flow_vae(shift_factor=0.0609, scaling_factor=1.5035)
     text_config = _text_config(clip)
     return StableDiffusion3Pipeline(
         transformer=transformer,
@@ -163,13 +184,7 @@ def _tiny_flux(seed: int) -> FluxPipeline:
         guidance_embeds=True,
         axes_dims_rope=(4, 6, 6),
     )
-    vae = _vae(
-        16,
-        use_quant_conv=False,
-        use_post_quant_conv=False,
-        shift_factor=0.1159,
-        scaling_factor=0.3611,
-    )
+    vae = _flow_vae(shift_factor=0.1159, scaling_factor=0.3611)
     scheduler = FlowMatchEulerDiscreteScheduler(
         shift=3.0,
         use_dynamic_shifting=True,
@@ -209,14 +224,7 @@ def _tiny_sdxl(seed: int) -> StableDiffusionXLPipeline:
     second's pooled projection plus six size ids (8 each) its added time embedding."""
     tokenizer = _tokenizer()
     torch.manual_seed(seed)
-    unet = UNet2DConditionModel(
-        block_out_channels=(32, 64),
-        layers_per_block=2,
-        sample_size=32,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+    unet = _unet(
         attention_head_dim=(2, 4),
         use_linear_projection=True,
         addition_embed_type="text_time",
@@ -224,7 +232,6 @@ def _tiny_sdxl(seed: int) -> StableDiffusionXLPipeline:
         transformer_layers_per_block=(1, 2),
         projection_class_embeddings_input_dim=80,  # 6 size ids x 8 + pooled 32
         cross_attention_dim=64,
-        norm_num_groups=16,
     )
     vae = _vae()
     text_config = _text_config(tokenizer)
@@ -244,17 +251,7 @@ def _tiny_sdxl(seed: int) -> StableDiffusionXLPipeline:
 def _tiny_sd(seed: int) -> StableDiffusionPipeline:
     tokenizer = _tokenizer()
     torch.manual_seed(seed)
-    unet = UNet2DConditionModel(
-        block_out_channels=(32, 64),
-        layers_per_block=2,
-        sample_size=32,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32,
-        norm_num_groups=16,
-    )
+    unet = _unet(cross_attention_dim=32)
     vae = _vae()
     text_encoder = CLIPTextModel(_text_config(tokenizer))
     scheduler = PNDMScheduler(
