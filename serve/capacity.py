@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import ray
@@ -64,7 +65,8 @@ class Capacity:
         return self._cached is None or time.monotonic() - self._cached[0] > self.cache_s
 
     @staticmethod
-    def _runs(deployments: dict[str, Any], model_name: str) -> bool:
+    def runs(deployments: Mapping[str, Any], model_name: str) -> bool:
+        """Whether Serve's status (`deployments`) shows a running replica of the model."""
         deployment = deployments.get(deployment_name(model_name))
         return deployment is not None and deployment.replica_states.get("RUNNING", 0) > 0
 
@@ -97,10 +99,10 @@ class Capacity:
         if not ray.is_initialized():
             return None
         deployments = await self.deployments()
-        if not self._runs(deployments, model_name) and self._stale():
+        if not self.runs(deployments, model_name) and self._stale():
             await self._read()  # refuse only on a fresh reading
             deployments = await self.deployments()
-        if not deployments or self._runs(deployments, model_name):
+        if not deployments or self.runs(deployments, model_name):
             return None
         if self._coming(deployments, model_name):  # its GPUs are booked already
             return None

@@ -10,6 +10,7 @@ from typing import Any
 from ray import serve
 
 from core.config import deployment_name
+from serve.capacity import Capacity
 
 __all__ = ["DIFFUSION_FAMILIES", "loaded_pipelines"]
 
@@ -25,8 +26,7 @@ async def loaded_pipelines(
     """One running replica's `info()["loaded"]` (`deployments`: Serve's status of the app's
     deployments). None when no replica runs (a model scaled to zero is not woken to
     answer) or none answers within `INFO_TIMEOUT_S`."""
-    deployment = deployments.get(deployment_name(model_name))
-    if deployment is None or deployment.replica_states.get("RUNNING", 0) == 0:
+    if not Capacity.runs(deployments, model_name):
         return None
     handle = serve.get_deployment_handle(deployment_name(model_name), app_name)
     try:
