@@ -22,6 +22,7 @@ from pydantic import (
 
 from core.auth_config import AuthConfig
 from core.jobs_config import JobsConfig
+from core.memory_options import MemoryOptions, memory_problems
 from core.pipelines import PipelineConfig, PipelineName, check_pipeline_references
 from core.remote.config import (
     RemoteConfig,
@@ -180,6 +181,10 @@ class ModelConfig(_Strict):
         64, ge=1, le=100000, description="Requests queued per caller before 503 backpressure."
     )
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
+    memory: MemoryOptions = Field(
+        default_factory=MemoryOptions,
+        description="GPU memory savings of a diffusion model (offload, VAE tiling, ...).",
+    )
     upscaler: UpscalerOptions | None = Field(
         None, description="Scale and tiling of an upscaler model (required for family 'upscaler')."
     )
@@ -206,6 +211,7 @@ class ModelConfig(_Strict):
     @model_validator(mode="after")
     def _upscaler_consistent(self) -> ModelConfig:
         problems = remote_problems(self.family, self.source, self.remote, self.gpus_per_replica)
+        problems += memory_problems(self.family, self.memory)
         upscaler_source = self.source.startswith("realesrgan:") or self.source.endswith(".param")
         if self.family == "upscaler":
             if self.upscaler is None:

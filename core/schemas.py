@@ -159,6 +159,11 @@ class LoadedPipelines(BaseModel):
         description="Each weighted component (unet or transformer, vae, text encoders) -> "
         "the device its weights sit on."
     )
+    memory: list[str] | None = Field(
+        None,
+        description="The memory steps the replica took at load, in order (`to_device`, "
+        "`model_cpu_offload`, `sequential_cpu_offload`, `drop_t5`, `vae_tiling`, ...).",
+    )
 
 
 class ModelSummary(BaseModel):

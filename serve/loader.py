@@ -35,6 +35,7 @@ from diffusers import (
 
 from core.config import ModelConfig
 from core.errors import ModelLoadError
+from core.memory_options import Action, gpu_auto_dtype, memory_actions
 from core.model_source import ModelSource, parse_source
 from serve.tiny_pipeline import tiny_pipeline_dir
 
@@ -60,14 +61,15 @@ class LoadedModel:
     dtype: torch.dtype
     source: ModelSource
     name: str = "model"  # the config's name for it (errors name it)
+    memory: tuple[str, ...] = ("to_device",)  # the `memory_actions` applied at load
 
     @property
     def dtype_name(self) -> str:
         return str(self.dtype).removeprefix("torch.")
 
     def describe(self) -> dict[str, Any]:
-        """Its pipelines' classes, dtype and where each weighted component sits
-        (`core.schemas.LoadedPipelines`)."""
+        """Its pipelines' classes, dtype, where each weighted component sits and the memory
+        steps applied at load (`core.schemas.LoadedPipelines`)."""
         pipes = {"txt2img": self.txt2img, "img2img": self.img2img, "inpaint": self.inpaint}
         components = {
             name: str(next(module.parameters()).device)
@@ -79,20 +81,15 @@ class LoadedModel:
             "dtype": self.dtype_name,
             "device": self.device,
             "components": components,
+            "memory": list(self.memory),
         }
-
-
-# `dtype: auto` on a GPU, by family: Flux and SD3 overflow float16 (NaN pixels), so they
-# run in bfloat16 as their authors ship them; SD and SDXL run in float16 (SDXL's VAE is
-# upcast where it overflows, see `force_upcast`).
-GPU_DTYPES = {"flux": torch.bfloat16, "sd3": torch.bfloat16}
 
 
 def pick_device_and_dtype(
     requested: str, family: str = "sd", device: str | None = None, bf16: bool | None = None
 ) -> tuple[str, torch.dtype]:
     """The device (a GPU when there is one) and dtype: the config's, or for `auto` float32
-    on a CPU and the family's half precision on a GPU (`GPU_DTYPES`, else float16); a GPU
+    on a CPU and the family's half precision on a GPU (`gpu_auto_dtype`); a GPU
     without bfloat16 (`bf16`: before Ampere) runs those families in float32."""
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -100,7 +97,7 @@ def pick_device_and_dtype(
         return device, getattr(torch, requested)
     if device == "cpu":
         return device, torch.float32
-    dtype = GPU_DTYPES.get(family, torch.float16)
+    dtype = getattr(torch, gpu_auto_dtype(family))
     if dtype == torch.bfloat16 and not (torch.cuda.is_bf16_supported() if bf16 is None else bf16):
         return device, torch.float32
     return device, dtype
@@ -111,6 +108,9 @@ def load_model(model: ModelConfig, cache_dir: Path, name: str = "model") -> Load
     source = parse_source(model.source)
     directory, kwargs = _resolve(source, Path(cache_dir).expanduser(), model.family)
     device, dtype = pick_device_and_dtype(model.dtype, model.family)
+    actions = memory_actions(model.memory, model.family, device)
+    if "drop_t5" in actions:
+        kwargs.update(text_encoder_3=None, tokenizer_3=None)
     try:
         txt2img = AutoPipelineForText2Image.from_pretrained(directory, dtype=dtype, **kwargs)
     except (OSError, ValueError) as exc:
@@ -118,12 +118,38 @@ def load_model(model: ModelConfig, cache_dir: Path, name: str = "model") -> Load
     if model.scheduler != "default":
         scheduler_cls = SCHEDULERS[model.scheduler]
         txt2img.scheduler = scheduler_cls.from_config(txt2img.scheduler.config)
-    txt2img = txt2img.to(device)
     img2img = AutoPipelineForImage2Image.from_pipe(txt2img)
     inpaint = AutoPipelineForInpainting.from_pipe(txt2img)
-    for pipe in (txt2img, img2img, inpaint):
+    pipes = (txt2img, img2img, inpaint)
+    for action in actions:
+        _apply(action, pipes, device)
+    for pipe in pipes:
         pipe.set_progress_bar_config(disable=True)
-    return LoadedModel(txt2img, img2img, inpaint, device, dtype, source, name)
+    return LoadedModel(*pipes, device, dtype, source, name, memory=tuple(actions))
+
+
+def _apply(action: Action, pipes: tuple[DiffusionPipeline, ...], device: str) -> None:
+    """Run one of `memory_actions`' steps on the pipelines (they share their components).
+
+    Model offload hooks are set on every pipeline, so each one's call ends by moving the
+    shared components back to host memory; sequential offload hooks sit on the modules
+    themselves and serve every pipeline. VAE and attention settings live in the shared
+    modules, so setting them once covers all three.
+    """
+    txt2img = pipes[0]
+    if action == "to_device":
+        txt2img.to(device)
+    elif action == "model_cpu_offload":
+        for pipe in pipes:
+            pipe.enable_model_cpu_offload(device=device)
+    elif action == "sequential_cpu_offload":
+        txt2img.enable_sequential_cpu_offload(device=device)
+    elif action == "vae_tiling":
+        txt2img.vae.enable_tiling()
+    elif action == "vae_slicing":
+        txt2img.vae.enable_slicing()
+    elif action == "attention_slicing":
+        txt2img.enable_attention_slicing()
 
 
 def _resolve(source: ModelSource, cache_dir: Path, family: str) -> tuple[str, dict[str, Any]]:
