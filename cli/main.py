@@ -24,6 +24,7 @@ from cli.jobs import describe, download, follow_job
 from cli.jobs_app import jobs_app
 from cli.k8s import app as k8s_app
 from cli.keys import keys_app
+from cli.models import models_app
 from cli.options import DEFAULT_URL, JsonOption, OptionalUrlOption, UrlOption, emit
 from cli.runs import pipeline_app, register, runs_app
 from cli.text_boxes import TextBoxesOption, read_text_boxes
@@ -42,6 +43,7 @@ app.add_typer(campaign_app, name="campaign")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(keys_app, name="keys")
 app.add_typer(experiments_app, name="experiments")
+app.add_typer(models_app, name="models")
 app.command("init")(init)
 console = Console(highlight=False)
 
