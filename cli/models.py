@@ -34,7 +34,8 @@ PLANNED_FAMILIES = ("sd", "sdxl", "sd3", "flux")
 ESTIMATE_NOTE = (
     "weights: exact, from the safetensors headers at the model's GPU dtype; reserve: an "
     "ESTIMATE of working memory (CUDA context, activations, VAE decode) for one call at "
-    "this size and batch (README, 'Memory'). Offload keeps every weight in host memory."
+    "this size and batch (README: 'Memory options and models plan'). Offload keeps every "
+    "weight in host memory."
 )
 
 
