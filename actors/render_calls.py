@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -59,6 +60,7 @@ __all__ = [
     "ModelRender",
     "RenderCalls",
     "RenderOutcome",
+    "SPOOL_DIR_ENV",
     "ServeTarget",
     "default_output_key",
     "default_spool_dir",
@@ -71,9 +73,15 @@ def default_output_key(run_id: str, fmt: str) -> str:
     return f"renders/{run_id}/image.{EXTENSIONS[fmt]}"
 
 
+SPOOL_DIR_ENV = "RENDER_CLUSTER_SPOOL_DIR"
+"""Names the directory large jobs spool into (the Helm chart points it at its spool volume)."""
+
+
 def default_spool_dir() -> Path:
-    """Where routers spool the files of large jobs on this node."""
-    return Path(tempfile.gettempdir()) / "render-cluster-spool"
+    """Where routers spool the files of large jobs: $RENDER_CLUSTER_SPOOL_DIR, else a
+    directory under the system's temporary directory."""
+    configured = os.environ.get(SPOOL_DIR_ENV)
+    return Path(configured) if configured else Path(tempfile.gettempdir()) / "render-cluster-spool"
 
 
 @dataclass

@@ -31,6 +31,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.assets import CHART_DIR
+from cli.client import API_KEY_ENV
 from cli.errors import fail
 from cli.exit_codes import ExitCode, for_http_status
 from cli.options import JsonOption, emit
@@ -48,7 +49,10 @@ RAY_VERSION = "v1"
 APP_LABEL = "app.kubernetes.io/name=render-cluster"
 CLUSTER_LABEL = "ray.io/cluster"
 GROUP_LABEL = "ray.io/group"
-DEFAULT_ENTRYPOINT = "rendercluster campaign run {manifest}"
+# {api}: the RayService's Serve Service, so the campaign runs on the deployed API (without
+# --url, `campaign run` would start an embedded cluster inside the job).
+DEFAULT_ENTRYPOINT = "rendercluster campaign run {manifest} --url {api}"
+SERVE_PORT = 8000
 MANIFEST_ENV = "RENDER_CLUSTER_MANIFEST_GZ"
 # The manifest travels gzipped in an environment variable of the Ray job; Linux caps
 # one variable at 128 KiB, which leaves room for several thousand campaign items.
@@ -305,6 +309,30 @@ def _active_cluster(rayservice: dict[str, Any]) -> str | None:
     return rayservice.get("status", {}).get("activeServiceStatus", {}).get("rayClusterName")
 
 
+def serve_url(rayservice: dict[str, Any]) -> str:
+    """The in-cluster URL of the RayService's Serve Service (KubeRay keeps it pointed at
+    the active cluster across upgrades)."""
+    meta = rayservice["metadata"]
+    service = rayservice["spec"].get("serveService", {}).get("metadata", {}).get("name")
+    service = service or f"{meta['name']}-serve-svc"
+    return f"http://{service}.{meta.get('namespace', 'default')}.svc:{SERVE_PORT}"
+
+
+def api_keys_env(rayservice: dict[str, Any]) -> str | None:
+    """The variable the deployed API reads its keys from (the serve config's
+    `auth.api_keys_env`), set in every Ray pod; None when the API has no such keys."""
+    try:
+        serve_config = yaml.safe_load(rayservice["spec"].get("serveConfigV2") or "{}")
+        for application in serve_config.get("applications", []):
+            config = (application.get("args") or {}).get("config") or {}
+            found = (config.get("auth") or {}).get("api_keys_env")
+            if found:
+                return found
+    except (AttributeError, yaml.YAMLError):
+        return None
+    return None
+
+
 # ---------------------------------------------------------------- status
 
 
@@ -436,13 +464,17 @@ def rayjob_body(
     image: str,
     manifest_name: str,
     manifest: bytes,
+    api_url: str,
+    keys_env: str | None = None,
     entrypoint: str = DEFAULT_ENTRYPOINT,
 ) -> dict[str, Any]:
     """The RayJob that runs `entrypoint` on the serving cluster with the manifest at hand.
 
     The manifest travels gzipped in the job's runtime environment and is written to
     a file on the head before the entrypoint runs; `{manifest}` in the entrypoint is
-    replaced by that file's path.
+    replaced by that file's path and `{api}` by `api_url`. With `keys_env` (the variable
+    holding the API's comma-separated keys on the head) the first key is exported as
+    RENDERCLUSTER_API_KEY, so the key never appears in the RayJob.
     """
     encoded = base64.b64encode(gzip.compress(manifest, mtime=0)).decode()
     if len(encoded) > MAX_ENCODED_MANIFEST:
@@ -451,7 +483,9 @@ def rayjob_body(
             f"compressed, limit {MAX_ENCODED_MANIFEST // 1024} KiB): split the campaign"
         )
     path = shlex.quote(f"/tmp/{job_name}{Path(manifest_name).suffix or '.yaml'}")
-    command = entrypoint.replace("{manifest}", path)
+    command = entrypoint.replace("{manifest}", path).replace("{api}", shlex.quote(api_url))
+    if keys_env:
+        command = f'export {API_KEY_ENV}="${{{keys_env}%%,*}}" && {command}'
     runtime_env = {"env_vars": {MANIFEST_ENV: encoded}}
     return {
         "apiVersion": f"{RAY_GROUP}/{RAY_VERSION}",
@@ -505,7 +539,8 @@ def submit_campaign(
     name: NameOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Create a RayJob that runs the campaign on the deployed cluster."""
+    """Create a RayJob that runs the campaign through the running RayService's API, on its
+    active Ray cluster (no cluster of its own)."""
     from kubernetes import client
 
     with _one_line_errors(as_json):
@@ -522,12 +557,15 @@ def submit_campaign(
                 "wait until `rendercluster k8s status` shows it ready"
             )
         head = rayservice["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]
+        api_url = serve_url(rayservice)
         body = rayjob_body(
             job_name=rayjob_name(manifest, secrets.token_hex(3)),
             cluster_name=cluster,
             image=head["containers"][0]["image"],
             manifest_name=manifest.name,
             manifest=data,
+            api_url=api_url,
+            keys_env=api_keys_env(rayservice),
             entrypoint=entrypoint,
         )
         client.CustomObjectsApi(api).create_namespaced_custom_object(
@@ -540,8 +578,9 @@ def submit_campaign(
         )
     job = body["metadata"]["name"]
     if as_json:
-        emit({"rayjob": job, "namespace": namespace, "ray_cluster": cluster})
+        emit({"rayjob": job, "namespace": namespace, "ray_cluster": cluster, "api": api_url})
         return
     console.print(f"created RayJob [bold]{job}[/] in {namespace} on Ray cluster {cluster}")
+    console.print(f"the campaign runs through {api_url}")
     console.print(f"follow it: kubectl -n {namespace} get rayjob {job} -w")
     console.print(f"logs:      kubectl -n {namespace} logs -f job/{job}")

@@ -15,98 +15,24 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    NonNegativeFloat,
-    NonNegativeInt,
-    StringConstraints,
-    model_validator,
-)
+from pydantic import Field, StringConstraints, model_validator
 
-from core.config import SOURCE_PATTERN, ClusterConfig, ModelConfig
+from core.config import MODEL_NAME_PATTERN, SOURCE_PATTERN, ClusterConfig, ModelConfig
+from core.helm_pod_values import (
+    ComputeResources,
+    HeadGroup,
+    Resources,
+    Spool,
+    ValuesModel,
+    WorkerGroup,
+)
 
 # Keys of `ClusterConfig` the chart owns: Serve's HTTP options are fixed by the
 # RayService (0.0.0.0:8000 in every pod) and the model cache is the chart's volume.
 CHART_OWNED_CLUSTER_KEYS = ("http", "model_cache_dir")
 
-_QUANTITY = r"^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+|[numkKMGTPE]i?)?$"
-_DNS_LABEL = r"^[a-z]([-a-z0-9]{0,28}[a-z0-9])?$"
 
-Quantity = Annotated[
-    NonNegativeInt | NonNegativeFloat | Annotated[str, StringConstraints(pattern=_QUANTITY)],
-    Field(description="A Kubernetes quantity: a number or a string such as '500m' or '16Gi'."),
-]
-
-
-class _Values(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-class ComputeResources(_Values):
-    """CPU and memory of one container (GPUs come from `gpusPerPod`)."""
-
-    cpu: Quantity = Field(..., description="CPU cores, e.g. 4 or '500m'.")
-    memory: Quantity = Field(..., description="Memory, e.g. '16Gi'.")
-    ephemeral_storage: Quantity | None = Field(
-        None, alias="ephemeral-storage", description="Node-local scratch disk, e.g. '50Gi'."
-    )
-
-
-class Resources(_Values):
-    """Requests and limits: both are required so that every container declares them."""
-
-    requests: ComputeResources
-    limits: ComputeResources
-
-
-class Toleration(_Values):
-    """A Kubernetes toleration (for tainted GPU nodes)."""
-
-    key: str | None = Field(None, description="Taint key, e.g. 'nvidia.com/gpu'.")
-    operator: Literal["Exists", "Equal"] = Field("Equal", description="How the value matches.")
-    value: str | None = Field(None, description="Taint value (operator: Equal).")
-    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
-        None, description="Taint effect to tolerate; empty tolerates every effect."
-    )
-    tolerationSeconds: int | None = Field(None, ge=0, description="NoExecute grace period.")
-
-
-class Placement(_Values):
-    """Where a group's pods may run."""
-
-    nodeSelector: dict[str, str] = Field(default_factory=dict, description="Node labels.")
-    tolerations: list[Toleration] = Field(default_factory=list, description="Taints tolerated.")
-    affinity: dict[str, Any] = Field(
-        default_factory=dict, description="A Kubernetes affinity block, passed through."
-    )
-
-
-class HeadGroup(Placement):
-    """The Ray head pod: CPU only (`num-gpus: 0`); runs the ingress and the tile router."""
-
-    resources: Resources = Field(..., description="Head container requests and limits.")
-
-
-class WorkerGroup(Placement):
-    """One Ray worker group per GPU class (l4, a100, ...); the autoscaler adds its pods."""
-
-    name: str = Field(
-        ..., pattern=_DNS_LABEL, description="Group name (a DNS label), e.g. 'l4' or 'a100'."
-    )
-    gpusPerPod: int = Field(
-        1, ge=0, le=16, description="nvidia.com/gpu per pod (0: a CPU-only dev group)."
-    )
-    minReplicas: int = Field(0, ge=0, le=1000, description="Pods kept even when idle.")
-    maxReplicas: int = Field(4, ge=1, le=1000, description="Most pods the autoscaler may add.")
-    idleTimeoutSeconds: int | None = Field(
-        None, ge=0, description="Seconds idle before a pod is removed (default: autoscaler's)."
-    )
-    resources: Resources = Field(..., description="CPU and memory of each worker container.")
-
-
-class Image(_Values):
+class Image(ValuesModel):
     """The render-cluster image (built from k8s/Dockerfile)."""
 
     repository: str = Field(..., min_length=1, description="Image repository.")
@@ -116,13 +42,13 @@ class Image(_Values):
     )
 
 
-class LocalObjectReference(_Values):
+class LocalObjectReference(ValuesModel):
     """A reference to a Secret in the release namespace."""
 
     name: str = Field(..., min_length=1, description="Secret name.")
 
 
-class Autoscaler(_Values):
+class Autoscaler(ValuesModel):
     """KubeRay's in-tree autoscaler: turns Serve's pending replicas into GPU pods."""
 
     version: Literal["v1", "v2"] = Field("v2", description="Ray autoscaler version.")
@@ -135,7 +61,7 @@ class Autoscaler(_Values):
     resources: Resources = Field(..., description="Autoscaler sidecar requests and limits.")
 
 
-class RayAuth(_Values):
+class RayAuth(ValuesModel):
     """Ray's own token authentication (dashboard and job submission)."""
 
     mode: Literal["token", "disabled"] = Field(
@@ -143,7 +69,7 @@ class RayAuth(_Values):
     )
 
 
-class ModelCache(_Values):
+class ModelCache(ValuesModel):
     """Node-local disk for weights copied from S3 or Hugging Face."""
 
     mountPath: str = Field(
@@ -155,7 +81,7 @@ class ModelCache(_Values):
     )
 
 
-class S3Secret(_Values):
+class S3Secret(ValuesModel):
     """S3 credentials as AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (none: IAM roles)."""
 
     existingSecret: str = Field("", description="Secret with keys AWS_ACCESS_KEY_ID and ...KEY.")
@@ -163,21 +89,21 @@ class S3Secret(_Values):
     secretAccessKey: str = Field("", description="Secret key for the Secret the chart creates.")
 
 
-class HuggingFaceSecret(_Values):
+class HuggingFaceSecret(ValuesModel):
     """Hugging Face token as HF_TOKEN (for gated models)."""
 
     existingSecret: str = Field("", description="Secret with key HF_TOKEN.")
     token: str = Field("", description="Token for the Secret the chart creates.")
 
 
-class ApiKeysSecret(_Values):
+class ApiKeysSecret(ValuesModel):
     """API keys, exposed as the variable named by `cluster.auth.api_keys_env`."""
 
     existingSecret: str = Field("", description="Secret with key API_KEYS (comma-separated).")
     keys: list[str] = Field(default_factory=list, description="Keys for the created Secret.")
 
 
-class ProvidersSecret(_Values):
+class ProvidersSecret(ValuesModel):
     """API keys of hosted models (family 'remote'), one per environment variable name."""
 
     existingSecret: str = Field(
@@ -191,7 +117,7 @@ class ProvidersSecret(_Values):
     )
 
 
-class Secrets(_Values):
+class Secrets(ValuesModel):
     """Credentials: an existing Secret's name, or values the chart turns into a Secret."""
 
     s3: S3Secret = Field(default_factory=S3Secret)
@@ -200,7 +126,7 @@ class Secrets(_Values):
     providers: ProvidersSecret = Field(default_factory=ProvidersSecret)
 
 
-class ServiceAccount(_Values):
+class ServiceAccount(ValuesModel):
     """The pods' ServiceAccount (the autoscaler sidecar uses it; KubeRay binds its Role)."""
 
     create: bool = Field(True, description="Create it; otherwise use `name`.")
@@ -210,21 +136,21 @@ class ServiceAccount(_Values):
     )
 
 
-class Service(_Values):
+class Service(ValuesModel):
     """The Serve HTTP Service (port 8000), kept pointed at the active cluster by KubeRay."""
 
     type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field("ClusterIP")
     annotations: dict[str, str] = Field(default_factory=dict, description="Service annotations.")
 
 
-class IngressTls(_Values):
+class IngressTls(ValuesModel):
     """A TLS Secret and the hosts it covers."""
 
     secretName: str = Field(..., min_length=1)
     hosts: list[str] = Field(default_factory=list)
 
 
-class Ingress(_Values):
+class Ingress(ValuesModel):
     """An optional Ingress in front of the Serve Service."""
 
     enabled: bool = Field(False, description="Create the Ingress.")
@@ -235,7 +161,7 @@ class Ingress(_Values):
     tls: list[IngressTls] = Field(default_factory=list)
 
 
-class ApiReplicas(_Values):
+class ApiReplicas(ValuesModel):
     """The HTTP ingress (CPU, on the head): autoscaled, never fewer than two replicas, so
     one busy or restarting replica never stops the API."""
 
@@ -254,7 +180,7 @@ class ApiReplicas(_Values):
         return self
 
 
-class ServiceMonitor(_Values):
+class ServiceMonitor(ValuesModel):
     """An optional Prometheus Operator ServiceMonitor scraping every Ray pod."""
 
     enabled: bool = Field(False, description="Create the metrics Service and ServiceMonitor.")
@@ -264,7 +190,7 @@ class ServiceMonitor(_Values):
     )
 
 
-class GrafanaDashboard(_Values):
+class GrafanaDashboard(ValuesModel):
     """A ConfigMap holding the rendercluster_* dashboard, for Grafana's dashboard sidecar."""
 
     enabled: bool = Field(False, description="Create the dashboard ConfigMap.")
@@ -274,19 +200,22 @@ class GrafanaDashboard(_Values):
     )
 
 
-class PodDisruptionBudget(_Values):
+class PodDisruptionBudget(ValuesModel):
     """Limits on voluntary evictions (node drains); the Ray autoscaler is not affected."""
 
     enabled: bool = Field(True, description="Create PodDisruptionBudgets.")
     headMaxUnavailable: int = Field(
-        0, ge=0, le=1, description="0: a drain waits rather than evict the only head."
+        1,
+        ge=0,
+        le=1,
+        description="1: a drain may evict the head (every replica restarts); 0 blocks drains.",
     )
     workerMaxUnavailable: int = Field(
         1, ge=0, description="Worker pods of one group a drain may evict at once."
     )
 
 
-class ClusterUpgradeOptions(_Values):
+class ClusterUpgradeOptions(ValuesModel):
     """Incremental upgrade pacing (NewClusterWithIncrementalUpgrade, Gateway API)."""
 
     gatewayClassName: str = Field(..., min_length=1, description="Gateway API class to use.")
@@ -295,7 +224,7 @@ class ClusterUpgradeOptions(_Values):
     maxSurgePercent: int = Field(100, ge=1, le=100, description="Extra capacity at once.")
 
 
-class UpgradeStrategy(_Values):
+class UpgradeStrategy(ValuesModel):
     """How KubeRay rolls out a changed Ray cluster spec (image, groups, resources)."""
 
     type: Literal["NewCluster", "NewClusterWithIncrementalUpgrade", "None"] = Field(
@@ -311,7 +240,40 @@ class UpgradeStrategy(_Values):
     )
 
 
-class ChartValues(_Values):
+class SecretKey(ValuesModel):
+    """One key of a Secret."""
+
+    name: str = Field("", description="Secret name; empty: none.")
+    key: str = Field("API_KEY", min_length=1, description="Key holding the value.")
+
+
+class HelmTest(ValuesModel):
+    """`helm test`: a pod that renders one small PNG through the deployed API."""
+
+    enabled: bool = Field(True, description="Create the test pod (it runs on `helm test`).")
+    model: str = Field(
+        "", pattern=f"^$|{MODEL_NAME_PATTERN}", description="Model; empty: the default style's."
+    )
+    width: int = Field(64, ge=16, le=1024, description="Width of the test image.")
+    height: int = Field(64, ge=16, le=1024, description="Height of the test image.")
+    steps: int = Field(2, ge=1, le=50, description="Denoising steps.")
+    timeoutSeconds: int = Field(
+        900, ge=10, description="How long to wait for the API (models may still be loading)."
+    )
+    apiKeySecret: SecretKey = Field(
+        default_factory=SecretKey,
+        description="The API key to use; empty: the first of secrets.apiKeys, if any.",
+    )
+    resources: Resources = Field(
+        default_factory=lambda: Resources(
+            requests=ComputeResources(cpu="100m", memory="128Mi"),
+            limits=ComputeResources(cpu="500m", memory="256Mi"),
+        ),
+        description="Test pod requests and limits.",
+    )
+
+
+class ChartValues(ValuesModel):
     """Everything `helm install` reads from values.yaml."""
 
     nameOverride: str = Field("", description="Replaces the chart name in resource names.")
@@ -327,6 +289,7 @@ class ChartValues(_Values):
     autoscaler: Autoscaler
     rayAuth: RayAuth = Field(default_factory=RayAuth)
     modelCache: ModelCache = Field(default_factory=ModelCache)
+    spool: Spool = Field(default_factory=Spool)
     secrets: Secrets = Field(default_factory=Secrets)
     serviceAccount: ServiceAccount = Field(default_factory=ServiceAccount)
     service: Service = Field(default_factory=Service)
@@ -336,6 +299,7 @@ class ChartValues(_Values):
     grafanaDashboard: GrafanaDashboard = Field(default_factory=GrafanaDashboard)
     podDisruptionBudget: PodDisruptionBudget = Field(default_factory=PodDisruptionBudget)
     upgradeStrategy: UpgradeStrategy = Field(default_factory=UpgradeStrategy)
+    helmTest: HelmTest = Field(default_factory=HelmTest)
     podLabels: dict[str, str] = Field(default_factory=dict, description="Extra pod labels.")
     podAnnotations: dict[str, str] = Field(
         default_factory=dict, description="Extra pod annotations."

@@ -29,6 +29,7 @@ UNVALIDATED_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
 VALUES_FILES = {
     "default": None,
     "ci": CHART / "ci" / "dev-cpu-values.yaml",
+    "gpu": CHART / "ci" / "gpu-values.yaml",
     "prod": DATA / "prod-values.yaml",
 }
 MAX_KUBERAY_NAME = 47

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from k8s_support import CHART, DATA, kuberay_problems, validate
+from k8s_support import CHART, DATA, kuberay_problems, render, validate
 from typer.testing import CliRunner
 
 from cli.exit_codes import ExitCode
@@ -20,14 +20,17 @@ from cli.k8s import (
     DEFAULT_ENTRYPOINT,
     MANIFEST_ENV,
     K8sError,
+    api_keys_env,
     app,
     rayjob_body,
     rayjob_name,
+    serve_url,
     summarize,
 )
 
 runner = CliRunner()
 MANIFEST = b"name: spring\nitems:\n  - prompt: a lighthouse at dawn\n    sizes: ['1:1']\n"
+API_URL = "http://rc-render-cluster-serve-svc.render.svc:8000"
 
 
 def body(**overrides) -> dict:
@@ -37,6 +40,7 @@ def body(**overrides) -> dict:
         "image": "registry.example.com/render-cluster:0.1.0",
         "manifest_name": "spring.yaml",
         "manifest": MANIFEST,
+        "api_url": API_URL,
     } | overrides
     return rayjob_body(**arguments)
 
@@ -114,7 +118,7 @@ def test_render_prints_every_manifest():
     result = runner.invoke(app, ["render", "--values", str(DATA / "prod-values.yaml")])
     assert result.exit_code == 0, result.output
     docs = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
-    assert len(docs) == 10  # the dashboard ConfigMap among them
+    assert len(docs) == 11  # the dashboard ConfigMap and the helm test Pod among them
     for doc in docs:
         validate(doc)
 
@@ -123,8 +127,14 @@ def test_render_writes_files(tmp_path):
     values = CHART / "ci" / "dev-cpu-values.yaml"
     result = runner.invoke(app, ["render", "-f", str(values), "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    written = sorted(p.name for p in (tmp_path / "render-cluster" / "templates").iterdir())
-    assert written == ["poddisruptionbudget.yaml", "rayservice.yaml", "serviceaccount.yaml"]
+    templates = tmp_path / "render-cluster" / "templates"
+    written = sorted(str(p.relative_to(templates)) for p in templates.rglob("*.yaml"))
+    assert written == [
+        "poddisruptionbudget.yaml",
+        "rayservice.yaml",
+        "serviceaccount.yaml",
+        "tests/render.yaml",
+    ]
 
 
 def test_render_lists_every_values_problem(tmp_path):
@@ -172,11 +182,63 @@ def test_the_entrypoint_gets_the_manifest_file(tmp_path):
     assert (tmp_path / "seen").read_bytes() == MANIFEST
 
 
-def test_default_entrypoint_runs_the_campaign_runner():
+def test_default_entrypoint_runs_the_campaign_runner_on_the_deployed_api():
     entrypoint = body()["spec"]["entrypoint"]
-    command = DEFAULT_ENTRYPOINT.replace("{manifest}", "/tmp/campaign-spring-0a1b2c.yaml")
+    command = "rendercluster campaign run /tmp/campaign-spring-0a1b2c.yaml --url " + API_URL
+    assert DEFAULT_ENTRYPOINT.endswith("--url {api}")
     assert entrypoint.endswith(f"&& {command}")
     assert MANIFEST_ENV in entrypoint
+
+
+def test_the_entrypoint_calls_the_api_with_the_first_key_of_the_heads_variable(tmp_path):
+    """The default entrypoint in a local shell, a stand-in `rendercluster` on PATH: it
+    gets the manifest, the Serve Service's URL and the first API key of the head's
+    variable, and the key itself never appears in the RayJob."""
+    job_name = f"campaign-key-{os.getpid()}"
+    job = body(job_name=job_name, keys_env="RENDER_CLUSTER_API_KEYS")
+    assert "key-one" not in json.dumps(job)
+    seen = tmp_path / "seen.json"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "rendercluster"
+    fake.write_text(
+        f"#!{sys.executable}\n"
+        "import json, os, sys\n"
+        "manifest = open(sys.argv[3]).read()\n"
+        f"json.dump([sys.argv[1:], os.environ.get('RENDERCLUSTER_API_KEY'), manifest], "
+        f"open({str(seen)!r}, 'w'))\n"
+    )
+    fake.chmod(0o755)
+    env_vars = yaml.safe_load(job["spec"]["runtimeEnvYAML"])["env_vars"]
+    path = f"{bin_dir}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    head_env = {"RENDER_CLUSTER_API_KEYS": "key-one,key-two", "PATH": path}
+    environment = {k: v for k, v in os.environ.items() if k != "RENDERCLUSTER_API_KEY"}
+    try:
+        subprocess.run(
+            job["spec"]["entrypoint"], shell=True, check=True, env=environment | env_vars | head_env
+        )
+    finally:
+        Path(f"/tmp/{job_name}.yaml").unlink(missing_ok=True)
+    arguments, key, manifest = json.loads(seen.read_text())
+    assert arguments == ["campaign", "run", f"/tmp/{job_name}.yaml", "--url", API_URL]
+    assert key == "key-one"
+    assert manifest == MANIFEST.decode()
+
+
+def test_the_api_and_its_keys_variable_come_from_the_rayservice():
+    values = yaml.safe_load((DATA / "prod-values.yaml").read_text())
+    prod = yaml.safe_load(render_rayservice(values))
+    prod["metadata"]["namespace"] = "render"
+    assert serve_url(prod) == API_URL
+    assert api_keys_env(prod) == "RENDER_CLUSTER_API_KEYS"
+    plain = yaml.safe_load(render_rayservice(None))
+    del plain["spec"]["serveService"]
+    assert serve_url(plain) == "http://rc-render-cluster-serve-svc.default.svc:8000"
+    assert api_keys_env(plain) is None  # the default install has no API keys
+
+
+def render_rayservice(values: dict | None) -> str:
+    return render(values)["render-cluster/templates/rayservice.yaml"]
 
 
 def test_an_oversized_manifest_is_refused():

@@ -206,6 +206,11 @@ def test_submit_campaign_json_creates_a_valid_rayjob(kube, manifest):
     validate(job)  # CRD schema (strict), KubeRay's own checks, the submitter pod template
     assert job["metadata"]["name"] == shown["rayjob"]
     assert job["spec"]["clusterSelector"] == {"ray.io/cluster": ACTIVE}
+    # The campaign runs through the deployed API (never an embedded cluster), with a key.
+    api = "http://rc-render-cluster-serve-svc.render.svc:8000"
+    assert shown["api"] == api
+    assert job["spec"]["entrypoint"].endswith(f" --url {api}")
+    assert 'RENDERCLUSTER_API_KEY="${RENDER_CLUSTER_API_KEYS%%,*}"' in job["spec"]["entrypoint"]
     (submitter,) = job["spec"]["submitterPodTemplate"]["spec"]["containers"]
     assert submitter["image"] == IMAGE  # the head's image
     assert ("rayjobs", NAMESPACE, shown["rayjob"]) in kube.objects

@@ -15,6 +15,8 @@
 {{- define "render-cluster.env" -}}
 - name: HF_HOME
   value: {{ printf "%s/huggingface" .Values.modelCache.mountPath | quote }}
+- name: RENDER_CLUSTER_SPOOL_DIR
+  value: {{ .Values.spool.mountPath | quote }}
 {{- $s := .Values.secrets }}
 {{- if or $s.s3.existingSecret $s.s3.accessKeyId }}
 {{- $name := include "render-cluster.secretName" (list . $s.s3) }}
@@ -57,6 +59,32 @@
   mountPath: /dev/shm
 - name: model-cache
   mountPath: {{ .Values.modelCache.mountPath }}
+- name: spool
+  mountPath: {{ .Values.spool.mountPath }}
+{{- end }}
+
+{{/* The spool volume: large jobs' canvases before encoding (RENDER_CLUSTER_SPOOL_DIR). */}}
+{{- define "render-cluster.spoolVolume" -}}
+{{- $s := .Values.spool }}
+name: spool
+{{- if eq $s.type "pvc" }}
+ephemeral:
+  volumeClaimTemplate:
+    spec:
+      accessModes: [ReadWriteOnce]
+      {{- with $s.storageClassName }}
+      storageClassName: {{ . }}
+      {{- end }}
+      resources:
+        requests:
+          storage: {{ $s.sizeLimit }}
+{{- else if eq $s.type "existingClaim" }}
+persistentVolumeClaim:
+  claimName: {{ $s.claimName }}
+{{- else }}
+emptyDir:
+  sizeLimit: {{ $s.sizeLimit }}
+{{- end }}
 {{- end }}
 
 {{/* /dev/shm backs Ray's object store: tiles travel through it. */}}
@@ -66,6 +94,7 @@
     medium: Memory
 - name: model-cache
   {{- toYaml .Values.modelCache.volume | nindent 2 }}
+- {{- include "render-cluster.spoolVolume" . | nindent 2 }}
 {{- end }}
 
 {{/* Pod metadata and spec fields shared by every Ray pod. Call with (dict "ctx" $ "component" "head" "placement" .Values.head). */}}
@@ -104,19 +133,42 @@ tolerations:
 affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
+{{- with .placement.topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .placement.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- with .placement.runtimeClassName }}
+runtimeClassName: {{ . }}
+{{- end }}
 volumes:
   {{- include "render-cluster.volumes" .ctx | nindent 2 }}
+  {{- with .placement.volumes }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
 {{- end }}
 
-{{/* Image, env, mounts and security of a Ray container. */}}
+{{/* Image, env, mounts and security of a Ray container. Call with (dict "ctx" $ "group" .Values.head). */}}
 {{- define "render-cluster.containerCommon" -}}
-image: {{ include "render-cluster.image" . }}
-imagePullPolicy: {{ .Values.image.pullPolicy }}
+image: {{ include "render-cluster.image" .ctx }}
+imagePullPolicy: {{ .ctx.Values.image.pullPolicy }}
 env:
-  {{- include "render-cluster.env" . | nindent 2 }}
+  {{- include "render-cluster.env" .ctx | nindent 2 }}
+  {{- with .group.env }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- with .group.envFrom }}
+envFrom:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 volumeMounts:
-  {{- include "render-cluster.volumeMounts" . | nindent 2 }}
-{{- with .Values.containerSecurityContext }}
+  {{- include "render-cluster.volumeMounts" .ctx | nindent 2 }}
+  {{- with .group.volumeMounts }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- with .ctx.Values.containerSecurityContext }}
 securityContext:
   {{- toYaml . | nindent 2 }}
 {{- end }}

@@ -95,6 +95,41 @@ problem is listed, worded like the pydantic validators in core/config.py.
 {{- end }}
 {{- end }}
 
+{{- $cacheSources := keys $v.modelCache.volume | sortAlpha }}
+{{- if ne (len $cacheSources) 1 }}
+{{- $errors = append $errors (printf "modelCache.volume: one volume source, got %d (%s); Helm merges yours with the default emptyDir: write emptyDir: null beside it" (len $cacheSources) (join ", " $cacheSources)) }}
+{{- end }}
+{{- if and (eq $v.spool.type "existingClaim") (not $v.spool.claimName) }}
+{{- $errors = append $errors "spool: claimName is required when type is 'existingClaim'" }}
+{{- end }}
+
+{{- /* Extra volumes and mounts of the head and each worker group. */}}
+{{- $chartVolumes := list "shm" "model-cache" "spool" }}
+{{- $chartPaths := list "/dev/shm" $v.modelCache.mountPath $v.spool.mountPath }}
+{{- $groups := list (list "head" $v.head) }}
+{{- range $i, $g := $v.workerGroups }}
+{{- $groups = append $groups (list (printf "workerGroups[%d] (%s)" $i $g.name) $g) }}
+{{- end }}
+{{- range $groups }}
+{{- $where := index . 0 }}
+{{- $g := index . 1 }}
+{{- $names := $chartVolumes }}
+{{- range $g.volumes }}
+{{- if has .name $names }}
+{{- $errors = append $errors (printf "%s.volumes: the name %q is taken (the chart's volumes: %s)" $where .name (join ", " $chartVolumes)) }}
+{{- end }}
+{{- $names = append $names .name }}
+{{- end }}
+{{- range $g.volumeMounts }}
+{{- if not (has .name $names) }}
+{{- $errors = append $errors (printf "%s.volumeMounts: %q names no volume (volumes: %s)" $where .name (join ", " $names)) }}
+{{- end }}
+{{- if has .mountPath $chartPaths }}
+{{- $errors = append $errors (printf "%s.volumeMounts: %s is where the chart mounts its own volume" $where .mountPath) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{- $upgrade := $v.upgradeStrategy }}
 {{- if and (eq $upgrade.type "NewClusterWithIncrementalUpgrade") (kindIs "invalid" $upgrade.clusterUpgradeOptions) }}
 {{- $errors = append $errors "upgradeStrategy: NewClusterWithIncrementalUpgrade needs clusterUpgradeOptions (gatewayClassName, stepSizePercent, intervalSeconds)" }}
