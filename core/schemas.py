@@ -147,6 +147,15 @@ class RenderResponse(BaseModel):
     image_base64: str
 
 
+class ReplicaWarmup(BaseModel):
+    """The small render a replica made before it reported healthy (`serve.warmup`)."""
+
+    width: int
+    height: int
+    steps: int
+    seconds: float
+
+
 class LoadedPipelines(BaseModel):
     """What a replica of a diffusion model loaded: its pipelines, dtype and placement."""
 
@@ -163,6 +172,9 @@ class LoadedPipelines(BaseModel):
         None,
         description="The memory steps the replica took at load, in order (`to_device`, "
         "`model_cpu_offload`, `sequential_cpu_offload`, `drop_t5`, `vae_tiling`, ...).",
+    )
+    warmup: ReplicaWarmup | None = Field(
+        None, description="The render the replica made before it reported healthy."
     )
 
 

@@ -8,6 +8,9 @@ responsive while a batch renders.
 Fused renders (sd and sdxl families) call `encode_prompt`, `denoise`, `decode` and
 `encode_image` (`serve.fused_engine.FusedEngine`), one at a time per replica and
 never batched across requests, so that their bytes never depend on batching.
+
+A replica renders one small image in its constructor (`serve.warmup`), so Serve
+routes nothing to it before its first, slow render is done.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from core.schemas import GenerateRequest, GenerateResult
 from serve.engine import RenderEngine
 from serve.fused_engine import FusedEngine
 from serve.loader import load_model
+from serve.warmup import warm_up_renderer
 
 
 def _replica_identity() -> tuple[str, list[str]]:
@@ -70,6 +74,7 @@ class ModelServer:
         self._fused_lock = asyncio.Lock()
         self._render_batch.set_max_batch_size(batching.max_batch_size)
         self._render_batch.set_batch_wait_timeout_s(batching.batch_wait_timeout_s)
+        self.warmup = warm_up_renderer(self.engine.render, self.config)
         self._healthy = True
 
     async def render(self, request: GenerateRequest) -> GenerateResult:
@@ -133,7 +138,7 @@ class ModelServer:
             "dtype": self.engine.model.dtype_name,
             "pid": os.getpid(),
             "family": self.config.family,
-            "loaded": self.engine.model.describe(),
+            "loaded": {**self.engine.model.describe(), "warmup": self.warmup.describe()},
         }
 
     def check_health(self) -> None:

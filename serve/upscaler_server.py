@@ -21,6 +21,7 @@ from core.config import ModelConfig
 from core.errors import TileOutOfMemory
 from core.largeformat.upscaling import UpscaleRequest, UpscaleResult
 from serve.upscaler import load_upscaler, vulkan_device_count
+from serve.warmup import warm_up_upscaler
 
 
 def _replica_identity() -> tuple[str, list[str]]:
@@ -55,6 +56,7 @@ class UpscalerServer:
             threads=self.config.torch_threads,
             vulkan_device=_vulkan_device(gpu_ids),
         )
+        self.warmup = warm_up_upscaler(self.engine.upscale)
         self._healthy = True
 
     async def upscale(self, request: UpscaleRequest) -> UpscaleResult:
@@ -84,7 +86,8 @@ class UpscalerServer:
         )
 
     async def info(self) -> dict[str, Any]:
-        """Where this replica runs: replica id, logical GPUs, device, scale, pid."""
+        """Where this replica runs (replica id, logical GPUs, device, scale, pid) and its
+        warm-up."""
         replica, gpu_ids = _replica_identity()
         return {
             "model": self.model_name,
@@ -95,6 +98,7 @@ class UpscalerServer:
             "scale": self.engine.scale,
             "threads": self.config.torch_threads,
             "pid": os.getpid(),
+            "warmup": self.warmup.describe(),
         }
 
     def check_health(self) -> None:

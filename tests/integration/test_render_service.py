@@ -68,7 +68,11 @@ def test_health_and_models(cluster):
     assert listing["styles"] == {"photoreal": "quality", "typography": "quality", "draft": "fast"}
     assert listing["limits"]["max_steps"] == 50
     by_name = {m["name"]: m for m in listing["models"]}
-    assert by_name["quality"]["loaded"] == {  # asked of a running replica
+    loaded = by_name["quality"]["loaded"]  # asked of a running replica
+    warmup = loaded.pop("warmup")  # rendered before the replica reported healthy
+    assert (warmup["width"], warmup["height"], warmup["steps"]) == (256, 256, 2)
+    assert warmup["seconds"] > 0
+    assert loaded == {
         "pipelines": {
             "txt2img": "StableDiffusionPipeline",
             "img2img": "StableDiffusionImg2ImgPipeline",
@@ -77,6 +81,7 @@ def test_health_and_models(cluster):
         "dtype": "float32",
         "device": "cpu",
         "components": {"unet": "cpu", "vae": "cpu", "text_encoder": "cpu"},
+        "memory": ["to_device"],
     }
     assert "loaded" not in by_name["upscaler"]  # not a diffusion model
 
