@@ -90,10 +90,12 @@ class BatchingConfig(_Strict):
         0.01, ge=0, le=10, description="How long a partial batch waits for more requests."
     )
     fixed_batch_shape: bool = Field(
-        True,
+        False,
         description=(
             "Pad partial batches to max_batch_size so that a request's bytes never depend "
-            "on what it was batched with (kernels differ in the last bits by batch size)."
+            "on what it was batched with (kernels differ in the last bits by batch size); "
+            "costs a lone request max_batch_size images of compute. Off: a request costs "
+            "one image, and its bytes may differ in the last bit by batch."
         ),
     )
 

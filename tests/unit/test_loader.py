@@ -138,6 +138,31 @@ def test_fixed_batch_shape_makes_bytes_independent_of_batching(tiny_dir):
     assert not np.array_equal(batched[0].image, batched[1].image)
 
 
+@pytest.mark.parametrize(("fixed", "rows"), [(None, 1), (True, 4)])
+def test_a_lone_request_renders_one_row_unless_the_model_fixes_the_batch_shape(
+    tiny_dir, monkeypatch, fixed, rows
+):
+    batching = {} if fixed is None else {"fixed_batch_shape": fixed}
+    config = ModelConfig(source=str(tiny_dir), batching={"max_batch_size": 4, **batching})
+    loaded = load_model(config, tiny_dir.parent)
+    engine = RenderEngine(
+        loaded,
+        max_batch_size=config.batching.max_batch_size,
+        fixed_batch_shape=config.batching.fixed_batch_shape,
+    )
+    calls: list[int] = []
+    pipeline_call = type(loaded.txt2img).__call__
+
+    def counting(pipe, *args, **kwargs):
+        calls.append(len(kwargs["prompt"]))
+        return pipeline_call(pipe, *args, **kwargs)
+
+    monkeypatch.setattr(type(loaded.txt2img), "__call__", counting)
+    request = GenerateRequest(prompt="x", width=64, height=64, steps=1, guidance=1.0, seed=0)
+    [result] = engine.render([request])
+    assert calls == [rows] and result.batch_size == 1 and result.image.shape == (64, 64, 3)
+
+
 def test_device_out_of_memory_becomes_a_tile_oom(tiny_dir, monkeypatch):
     loaded = load_model(ModelConfig(source=str(tiny_dir)), tiny_dir.parent)
     engine = RenderEngine(loaded, max_batch_size=1, fixed_batch_shape=True)
