@@ -22,7 +22,7 @@ from pydantic import (
 
 from core.auth_config import AuthConfig
 from core.jobs_config import JobsConfig
-from core.memory_options import MemoryOptions, memory_problems
+from core.memory_options import MemoryOptions, memory_problems, placement_problems
 from core.pipelines import PipelineConfig, PipelineName, check_pipeline_references
 from core.remote.config import (
     RemoteConfig,
@@ -158,7 +158,11 @@ class ModelConfig(_Strict):
         8, ge=1, le=64, description="Pixels per latent cell: width and height must be multiples."
     )
     gpus_per_replica: float = Field(
-        1.0, ge=0, le=8, description="Logical GPUs each replica reserves (0: CPU only)."
+        1.0,
+        ge=0,
+        le=8,
+        description="Logical GPUs each replica reserves (0: CPU only); 2 or more: a diffusion "
+        "replica places its components across them (diffusers' device_map 'balanced').",
     )
     cpus_per_replica: float = Field(
         0.25, gt=0, le=64, description="CPUs each replica reserves (keep small on GPU nodes)."
@@ -214,6 +218,8 @@ class ModelConfig(_Strict):
     def _upscaler_consistent(self) -> ModelConfig:
         problems = remote_problems(self.family, self.source, self.remote, self.gpus_per_replica)
         problems += memory_problems(self.family, self.memory)
+        if self.family not in ("upscaler", "remote"):
+            problems += placement_problems(self.memory, self.gpus_per_replica)
         upscaler_source = self.source.startswith("realesrgan:") or self.source.endswith(".param")
         if self.family == "upscaler":
             if self.upscaler is None:

@@ -3,6 +3,9 @@
 `memory_actions` is the one decision: which diffusers calls a replica makes for a
 model's `memory:` options on the device it loads on (the loader runs them). Offload
 moves weights between host and GPU memory, so on a CPU it means nothing and is skipped.
+A replica that books several GPUs (`gpus_per_replica` 2 or more) places its pipeline's
+components across them with diffusers' `device_map="balanced"`: whole components
+(denoiser, text encoders, VAE) go to the GPU with the most free memory, in turn.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ __all__ = [
     "gpu_auto_dtype",
     "memory_actions",
     "memory_problems",
+    "placement_problems",
 ]
 
 # `dtype: auto` on a GPU, by family: Flux and SD3 overflow float16 (NaN pixels), so they
@@ -30,6 +34,7 @@ SLICED_ATTENTION = ("sd", "sdxl")
 Action = Literal[
     "drop_t5",
     "to_device",
+    "device_map_balanced",
     "model_cpu_offload",
     "sequential_cpu_offload",
     "vae_tiling",
@@ -97,13 +102,38 @@ def memory_problems(family: str, options: MemoryOptions) -> list[str]:
     return problems
 
 
-def memory_actions(options: MemoryOptions, family: str, device: str) -> list[Action]:
+def placement_problems(options: MemoryOptions, gpus_per_replica: float) -> list[str]:
+    """What is wrong with placing a replica on `gpus_per_replica` GPUs with `options`."""
+    if gpus_per_replica <= 1:
+        return []
+    problems = []
+    if gpus_per_replica != int(gpus_per_replica):
+        problems.append(
+            f"gpus_per_replica ({gpus_per_replica:g}) above 1 must be a whole number: "
+            "a replica places its components across whole GPUs"
+        )
+    if options.offload != "none":
+        problems.append(
+            f"memory.offload ({options.offload}) keeps weights in host memory on one GPU; "
+            f"a replica with gpus_per_replica {gpus_per_replica:g} places its components "
+            "across its GPUs instead: set offload 'none' or gpus_per_replica 1"
+        )
+    return problems
+
+
+def memory_actions(
+    options: MemoryOptions, family: str, device: str, gpus_per_replica: float = 1.0
+) -> list[Action]:
     """The loader's steps, in order: what to leave out when loading, how to place the
-    weights (on the device, or offloaded on CUDA), then the VAE and attention settings."""
+    weights (on the device, across the replica's GPUs, or offloaded on CUDA), then the
+    VAE and attention settings."""
     actions: list[Action] = []
     if options.drop_t5 and family == "sd3":  # validation refuses it elsewhere
         actions.append("drop_t5")
-    if options.offload != "none" and device.startswith("cuda"):
+    on_gpu = device.startswith("cuda")
+    if on_gpu and gpus_per_replica >= 2:
+        actions.append("device_map_balanced")
+    elif options.offload != "none" and on_gpu:
         actions.append(
             "model_cpu_offload" if options.offload == "model" else "sequential_cpu_offload"
         )

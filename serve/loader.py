@@ -108,9 +108,11 @@ def load_model(model: ModelConfig, cache_dir: Path, name: str = "model") -> Load
     source = parse_source(model.source)
     directory, kwargs = _resolve(source, Path(cache_dir).expanduser(), model.family)
     device, dtype = pick_device_and_dtype(model.dtype, model.family)
-    actions = memory_actions(model.memory, model.family, device)
+    actions = memory_actions(model.memory, model.family, device, model.gpus_per_replica)
     if "drop_t5" in actions:
         kwargs.update(text_encoder_3=None, tokenizer_3=None)
+    if "device_map_balanced" in actions:  # placed while loading, never moved after
+        kwargs["device_map"] = "balanced"
     try:
         txt2img = AutoPipelineForText2Image.from_pretrained(directory, dtype=dtype, **kwargs)
     except (OSError, ValueError) as exc:
