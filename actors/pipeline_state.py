@@ -252,6 +252,7 @@ def stage_params(config: ClusterConfig, stage: StageConfig, model: ModelConfig) 
             tile_size=model.native_resolution,
             align=model.latent_factor,
             format="png",
+            hires_upscaler=stage.hires_upscaler or model.hires.upscaler,
         )
     elif stage.image_input is not None:
         params.update(

@@ -48,6 +48,7 @@ from actors.stage_delivery import deliver_stage_image
 from core import telemetry
 from core.config import ClusterConfig
 from core.errors import NotFoundError, StorageError
+from core.hires_validation import hires_upscaler
 from core.imaging import encode_image
 from core.model_source import parse_source
 from core.pipelines import (
@@ -343,6 +344,7 @@ class StageRunner:
                 max_attempts=self.config.tiling.max_attempts,
                 text=self.config.typography.spec(boxes) if boxes else None,
                 max_call_pixels=max_call_pixels(model),
+                upscaler=hires_upscaler(params["hires_upscaler"], self.config),
                 **common,
             )
         else:

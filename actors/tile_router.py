@@ -25,6 +25,7 @@ from actors.serve_calls import deployment_call, running_replicas
 from core.config import StorageConfig, deployment_name
 from core.largeformat.assembler import warm_up
 from core.largeformat.fused_schemas import FusedCalls
+from core.largeformat.job_context import UpscalerCall
 from core.largeformat.replica_capacity import ReplicaCount
 from core.largeformat.runner import TileJobRunner
 from core.schemas import LargeRenderJob, LargeRenderResult, UpscaleJob
@@ -94,7 +95,12 @@ class TileRouter:
         if job.mode == "fused":
             calls = self._fused_calls(job.model_name, call)
             return await self.runner.fused(job, calls, base_call)
-        return await self.runner.render(job, call, base_call, self._replicas(job.model_name))
+        upscaler = None
+        if job.upscaler is not None:  # the base goes through an upscaler model first
+            name = job.upscaler.model_name
+            upscaler = UpscalerCall(self._call(name, "upscale"), self._replicas(name))
+        replicas = self._replicas(job.model_name)
+        return await self.runner.render(job, call, base_call, replicas, upscaler)
 
     def _handle(self, model_name: str) -> Any:
         if model_name not in self._handles:

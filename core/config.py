@@ -11,16 +11,10 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from core.auth_config import AuthConfig
+from core.hires_options import HiresOptions, hires_upscaler_problems
 from core.jobs_config import JobsConfig
 from core.memory_options import MemoryOptions, memory_problems, placement_problems
 from core.pipelines import PipelineConfig, PipelineName, check_pipeline_references
@@ -196,6 +190,9 @@ class ModelConfig(_Strict):
     )
     remote: RemoteConfig | None = Field(
         None, description="The provider's API of a hosted model (required for family 'remote')."
+    )
+    hires: HiresOptions = Field(
+        default_factory=HiresOptions, description="Hires renders: the upscaler of their base."
     )
 
     @model_validator(mode="before")
@@ -377,7 +374,7 @@ class ClusterConfig(_Strict):
     @field_validator("models")
     @classmethod
     def _refiners_are_local(cls, models: dict[str, ModelConfig]) -> dict[str, ModelConfig]:
-        problems = refine_model_problems(models)
+        problems = refine_model_problems(models) + hires_upscaler_problems(models)
         if problems:
             raise ValueError("; ".join(problems))
         return models

@@ -28,6 +28,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.errors import RenderClusterError
+from core.hires_options import LANCZOS, upscaler_problem
 from core.schemas import MAX_SEED
 
 __all__ = [
@@ -92,6 +93,13 @@ class StageConfig(_Strict):
     seed: int | None = Field(
         None, ge=0, le=MAX_SEED, description="Seed of this stage (default: the run's seed)."
     )
+    hires_upscaler: str | None = Field(
+        None,
+        description=(
+            "Hires stages: 'lanczos' or an upscaler model that upscales the input before the "
+            "tiled refine (default: the stage model's hires.upscaler)."
+        ),
+    )
     consumes: list[StageInput] = Field(
         default_factory=list,
         description=(
@@ -143,6 +151,8 @@ class StageConfig(_Strict):
             raise ValueError(
                 f"{where}: a mask needs an image to paint into ('previous' or 'reference')"
             )
+        if self.kind != "hires" and self.hires_upscaler is not None:
+            raise ValueError(f"{where}: hires_upscaler is only used by hires stages")
         if self.kind == "hires" and self.quiet_zone == "inpaint":
             raise ValueError(f"{where}: quiet_zone 'inpaint' runs on render stages, not hires")
         if self.kind == "hires" and any(item != "previous" for item in self.consumes):
@@ -230,6 +240,7 @@ def check_pipeline_references(
 ) -> list[str]:
     """Problems with the models and styles a pipeline names, and its sizes on their grids."""
     problems = []
+    families = {model_name: model.family for model_name, model in models.items()}
     for stage in pipeline.stages:
         where = f"pipeline {name!r} stage {stage.name!r}"
         if stage.model is not None and stage.model not in models:
@@ -246,6 +257,9 @@ def check_pipeline_references(
             continue
         model_name = stage.model if stage.model is not None else styles[str(stage.style)]
         factor = models[model_name].latent_factor
+        problem = upscaler_problem(stage.hires_upscaler or LANCZOS, families)
+        if problem is not None:
+            problems.append(f"{where}: hires_upscaler {problem}")
         if stage.kind == "hires" and models[model_name].family == "remote":
             problems.append(
                 f"{where}: model {model_name!r} is hosted; a hires stage refines tile by "

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from core.config import ModelConfig
+from core.hires_options import LANCZOS
 from core.records import RunRecord, model_fields, with_typography
 from core.remote.record import provider_fields
 from core.schemas import LargeRenderJob, LargeRenderResult, RenderRequestBody, UpscaleJob
@@ -102,6 +103,8 @@ def large_record(
     }
     if job.base_model_name is not None:  # a hosted base, refined by a local model
         params["refine_model"] = job.model_name
+    if job.mode == "hires":
+        params["hires_upscaler"] = job.upscaler.model_name if job.upscaler else LANCZOS
     return RunRecord(
         id=job.job_id,
         kind=labels.kind or "hires",

@@ -100,6 +100,14 @@ class RenderRequestBody(BaseModel):
             "image to start from (img2img at `strength`, default 0.75), stretched to the size."
         ),
     )
+    hires_upscaler: str | None = Field(
+        None,
+        description=(
+            "Hires renders: 'lanczos' or an upscaler model (family 'upscaler') that upscales "
+            "the base, tiled across its replicas, before the tiled refine (default: the "
+            "model's hires.upscaler)."
+        ),
+    )
     text_boxes: list[TextBox] = Field(
         default_factory=list,
         description=(
@@ -236,6 +244,17 @@ class GenerateResult:
 LargeFormat = Literal["png", "jpeg", "tiff"]
 
 
+@dataclass(frozen=True)
+class HiresUpscaler:
+    """The upscaler model a hires job's base goes through before the refine, and its tiling."""
+
+    model_name: str
+    scale: int  # the model's output size / input size
+    tile_size: int  # source pixels per tile
+    padding: int  # source pixels of context around each tile, cropped after
+    replica_requests: int = 0  # its max_ongoing_requests (0: unknown): calls in flight
+
+
 @dataclass
 class LargeRenderJob:
     """A large-format render for the tile router (hires refine or direct tiled txt2img)."""
@@ -272,6 +291,7 @@ class LargeRenderJob:
     checkpoint: bool = False  # keep finished tiles in the store so a new attempt resumes
     base_model_name: str | None = None  # a hosted model draws the base; model_name refines it
     base_resolution: int = 0  # the base's side at about its area (0: native_resolution)
+    upscaler: HiresUpscaler | None = None  # hires: the base's upscaler model (None: Lanczos)
     metadata: ImageMetadata | None = None  # the run id and parameters the file carries
     preview: bool = False  # keep a live preview of the finished rows in the store (jobs)
     owner: str | None = None  # the tenant whose job it is (its preview carries it)

@@ -20,6 +20,7 @@ import numpy as np
 from core.config import ClusterConfig, ModelConfig
 from core.errors import RequestError
 from core.fused_validation import check_fused, check_fused_overlap, fused_tiles_per_call
+from core.hires_validation import check_single_pass_upscaler, resolve_hires_upscaler
 from core.imaging import decode_base64_image
 from core.schemas import (
     MAX_CALL_AREA,
@@ -65,6 +66,7 @@ def resolve_render(body: RenderRequestBody, config: ClusterConfig) -> ResolvedRe
         raise RequestError("base_image", "is only used by hires and fused renders")
     if body.fuse is not None:
         raise RequestError("fuse", "is only used by fused renders (mode 'fused')")
+    check_single_pass_upscaler(body, config)
     init_image, mask = _decode_images(body, config)
     if init_image is not None and (body.width is None and body.height is None):
         height, width = init_image.shape[:2]
@@ -290,6 +292,7 @@ def resolve_large(
         tiles_per_call=fused_tiles_per_call(model, tile),
         base_model_name=base_model,
         base_resolution=hosted.native_resolution if base_model else 0,
+        upscaler=resolve_hires_upscaler(body, config, hosted),
     )
     return job, hosted if base_model else model
 

@@ -173,6 +173,8 @@ class RenderService:
             "height": record.params.get("height"),
             "format": record.params.get("format"),
         }
+        if "hires_upscaler" in record.params:  # what upscaled a hires render's base
+            view["hires_upscaler"] = record.params["hires_upscaler"]
         if job is not None:
             view["job"] = f"/v1/jobs/{job.id}"
         if record.status == "done":

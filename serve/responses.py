@@ -144,6 +144,9 @@ class RenderView(Answer):
     width: JsonValue = Field(description="Output width in pixels.")
     height: JsonValue = Field(description="Output height in pixels.")
     format: JsonValue = Field(description="Image format (png, jpeg, webp, tiff).")
+    hires_upscaler: str | None = Field(
+        None, description="Hires renders: what upscaled the base ('lanczos' or a model)."
+    )
     job: str | None = Field(None, description="Path of its job, when it is one.")
     result: RenderResult | None = Field(None, description="Present once done.")
     review: ArtifactLink | None = Field(None, description="Review image (text boxes marked).")

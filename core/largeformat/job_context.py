@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from core.largeformat.tiling import TilePlan
 from core.schemas import LargeFormat, LargeRenderJob, LargeRenderResult, UpscaleJob
 from core.store import ArtifactStore
 
-__all__ = ["JobContext", "JobOutput"]
+__all__ = ["JobContext", "JobOutput", "UpscalerCall"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,14 @@ class JobOutput:
     key: str
     format: LargeFormat
     dpi: int
+
+
+@dataclass(frozen=True)
+class UpscalerCall:
+    """How a hires job reaches its upscaler model: the call and its running replicas."""
+
+    call: ModelCall
+    replicas: ReplicaCount | None = None
 
 
 @dataclass
@@ -61,6 +69,19 @@ class JobContext:
     base_provider: dict[str, Any] | None = None  # that hosted call, as its record keeps it
     preview: JobPreview | None = None  # the live preview of finished rows (stored jobs)
     replicas: ReplicaCount | None = None  # counts the model's running replicas (None: unknown)
+    upscaler: UpscalerCall | None = None  # a hires job's upscaler model (None: Lanczos)
+
+    def upscaling(self) -> JobContext:
+        """This job's context for its upscaler model's calls: the same progress, statistics
+        and checkpoints, no preview (the preview shows the refined canvas)."""
+        assert self.upscaler is not None, "a hires job with an upscaler model needs its call"
+        return replace(
+            self,
+            call=self.upscaler.call,
+            replicas=self.upscaler.replicas,
+            preview=None,
+            upscaler=None,
+        )
 
     def fanout(self, job: LargeRenderJob | UpscaleJob, blend: str = "feather") -> Fanout:
         """How the job's tiles go out: as many at once as the model's replicas take."""

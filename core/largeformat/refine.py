@@ -1,11 +1,12 @@
 """A hires or tiled large-format render, given a model call. No Ray.
 
 Hires: the base image (rendered at the model's native size, or supplied) is
-upscaled tile by tile and every tile refined by img2img, colour-matched to the
-base under it. Tiled: every tile is drawn by txt2img from its own seed. Tiles
-that run out of memory are split into 2x2 overlapping sub-tiles (up to
-`MAX_SPLIT_DEPTH` times) and blended back. The job's text boxes are delivered
-into the finished canvas before it is encoded.
+upscaled (Lanczos tile by tile, or by an upscaler model first: see
+`core.largeformat.hires_upscale`) and every tile refined by img2img,
+colour-matched to the upscaled base under it. Tiled: every tile is drawn by
+txt2img from its own seed. Tiles that run out of memory are split into 2x2
+overlapping sub-tiles (up to `MAX_SPLIT_DEPTH` times) and blended back. The
+job's text boxes are delivered into the finished canvas before it is encoded.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ import time
 from dataclasses import dataclass, replace
 
 import numpy as np
-from PIL import Image
 
 from core.errors import JobFailed, TileOutOfMemory
 from core.largeformat.assembler import RowAssembler
 from core.largeformat.colour import match_low_frequency
 from core.largeformat.fanout import Finish, OutputFile, abandon, gather_to_file
-from core.largeformat.hires import base_size, crop_to_tile, pad_to_render_size, upscaled_crop
+from core.largeformat.hires import base_size, crop_to_tile, pad_to_render_size
+from core.largeformat.hires_upscale import Reference, tile_references
 from core.largeformat.job_context import JobContext, JobOutput
 from core.largeformat.tiling import Tile, TilePlan, plan_tiles, tile_seed
 from core.schemas import GenerateRequest, LargeRenderJob, LargeRenderResult
@@ -46,26 +47,30 @@ class Region:
 async def render_large(job: LargeRenderJob, ctx: JobContext) -> LargeRenderResult:
     """Render `job` into the store through `ctx`'s model call; raise `JobFailed` with a reason."""
     ctx.progress.phase = "base"
-    base, base_dims = await _base(job, ctx)
+    base = await _base(job, ctx)
     base_s = time.perf_counter() - ctx.started
     plan = plan_tiles(job.width, job.height, job.tile_size, job.overlap, job.align)
-    ctx.progress.phase = "tiles"
+    async with tile_references(job, ctx, base, plan) as reference:
+        upscale_s = time.perf_counter() - ctx.started - base_s
+        ctx.progress.phase = "tiles"
 
-    async def render_tile(tile: Tile) -> np.ndarray:
-        return await _tile(job, ctx, plan, tile, base)
+        async def render_tile(tile: Tile) -> np.ndarray:
+            return await _tile(job, ctx, tile, reference)
 
-    gathered = await gather_to_file(
-        plan,
-        render_tile,
-        OutputFile(
-            ctx.spool(f"{job.job_id}.{job.format}"), job.format, job.dpi, job.metadata, ctx.preview
-        ),
-        ctx.fanout(job, job.blend),
-        ctx.progress,
-        finish=None if job.text is None else _text_pass(job, ctx),
-    )
+        spool = ctx.spool(f"{job.job_id}.{job.format}")
+        gathered = await gather_to_file(
+            plan,
+            render_tile,
+            OutputFile(spool, job.format, job.dpi, job.metadata, ctx.preview),
+            ctx.fanout(job, job.blend),
+            ctx.progress,
+            finish=None if job.text is None else _text_pass(job, ctx),
+        )
     output = JobOutput(job.output_key, job.format, job.dpi)
+    base_dims = None if base is None else (base.shape[1], base.shape[0])
     result = ctx.result(output, plan, gathered, base_dims, base_s)
+    if job.upscaler is not None and base is not None:
+        result.timings["upscale_s"] = round(upscale_s, 3)
     result.typography = gathered.finished_with
     return result
 
@@ -83,14 +88,11 @@ def txt2img(job: LargeRenderJob, width: int, height: int, seed: int) -> Generate
     )
 
 
-async def _base(
-    job: LargeRenderJob, ctx: JobContext
-) -> tuple[Image.Image | None, tuple[int, int] | None]:
+async def _base(job: LargeRenderJob, ctx: JobContext) -> np.ndarray | None:
     """The base image for the hires path (rendered at native size or supplied)."""
     if job.mode == "tiled":
-        return None, None
-    image = job.base_image if job.base_image is not None else await draw_base(job, ctx)
-    return Image.fromarray(image), (image.shape[1], image.shape[0])
+        return None
+    return job.base_image if job.base_image is not None else await draw_base(job, ctx)
 
 
 async def draw_base(job: LargeRenderJob, ctx: JobContext) -> np.ndarray:
@@ -117,10 +119,10 @@ async def draw_base(job: LargeRenderJob, ctx: JobContext) -> np.ndarray:
 
 
 async def _tile(
-    job: LargeRenderJob, ctx: JobContext, plan: TilePlan, tile: Tile, base: Image.Image | None
+    job: LargeRenderJob, ctx: JobContext, tile: Tile, upscaled: Reference | None
 ) -> np.ndarray:
     async def render() -> np.ndarray:
-        reference = None if base is None else upscaled_crop(base, plan.width, plan.height, tile)
+        reference = None if upscaled is None else upscaled(tile)
         region = Region(tile, tile_seed(job.seed, tile), tile.key, reference)
         pixels = await render_region(job, ctx, region)
         if reference is not None and job.colour_match:

@@ -18,7 +18,7 @@ from core.errors import JobFailed, RenderClusterError
 from core.jobs.checkpoints import Checkpoints
 from core.largeformat.fanout import JobProgress, ModelCall, RetryPolicy
 from core.largeformat.fused_schemas import FusedCalls
-from core.largeformat.job_context import JobContext
+from core.largeformat.job_context import JobContext, UpscalerCall
 from core.largeformat.refine import draw_base, render_large
 from core.largeformat.replica_capacity import ReplicaCount
 from core.largeformat.row_preview import JobPreview
@@ -44,10 +44,13 @@ class TileJobRunner:
         call: ModelCall,
         base_call: ModelCall | None = None,
         replicas: ReplicaCount | None = None,
+        upscaler: UpscalerCall | None = None,
     ) -> LargeRenderResult:
         """Render a hires or tiled job (`base_call`: the hosted model of its base; `replicas`
-        counts the model's running replicas); raise `JobFailed` with a reason."""
+        counts the model's running replicas; `upscaler`: the model that upscales the base,
+        when `job.upscaler` names one); raise `JobFailed` with a reason."""
         ctx = self._context(job, call, base_call, replicas)
+        ctx.upscaler = upscaler
         return await self._guarded(ctx, render_large(job, ctx), job.model_name)
 
     async def fused(

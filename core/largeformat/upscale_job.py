@@ -2,7 +2,9 @@
 
 Each pass sends padded source tiles to the upscaler and blends the upscaled
 tiles into the next canvas; a pass's canvas is a spool file that the next pass
-reads on demand (libvips), never whole in memory.
+reads on demand (libvips), never whole in memory. A hires job with an upscaler
+model runs the same passes on its base (`upscale_to_file`) and reads its refine
+tiles' inputs from the last pass's file.
 """
 
 from __future__ import annotations
@@ -13,19 +15,29 @@ from typing import Any
 import numpy as np
 import pyvips
 
+from core.image_metadata import ImageMetadata
 from core.largeformat.fanout import GatherResult, OutputFile, gather_to_file
 from core.largeformat.job_context import JobContext, JobOutput
-from core.largeformat.tiling import Tile
+from core.largeformat.tiling import Tile, TilePlan
 from core.largeformat.upscaling import UpscalePlan, UpscaleRequest, plan_upscale
 from core.schemas import LargeRenderResult, UpscaleJob
 
-__all__ = ["upscale_image"]
+__all__ = ["upscale_image", "upscale_to_file"]
 
 Source = np.ndarray | pyvips.Image
 
 
 async def upscale_image(job: UpscaleJob, ctx: JobContext) -> LargeRenderResult:
     """Upscale `job.image` by `job.scale` into the store, `job.passes` passes of the model."""
+    canvas, gathered = await upscale_to_file(job, ctx, job.format, job.metadata)
+    return ctx.result(JobOutput(job.output_key, job.format, job.dpi), canvas, gathered)
+
+
+async def upscale_to_file(
+    job: UpscaleJob, ctx: JobContext, fmt: str, tags: ImageMetadata | None
+) -> tuple[TilePlan, GatherResult]:
+    """Upscale `job.image` by `job.scale` into a spool file (the last pass's canvas, as
+    `fmt` carrying `tags`); return the canvas's plan and the gathered file."""
     source: Source = job.image
     height, width = job.image.shape[:2]
     intermediate: Path | None = None
@@ -33,10 +45,9 @@ async def upscale_image(job: UpscaleJob, ctx: JobContext) -> LargeRenderResult:
         last = index == job.passes - 1
         ctx.progress.phase = f"pass {index + 1}/{job.passes}"
         plan = plan_upscale(width, height, job.model_scale, job.tile_size, job.padding)
-        fmt = job.format if last else "tiff"
-        tags = job.metadata if last else None
-        spool = ctx.spool(f"{job.job_id}.pass{index}.{fmt}")
-        output = OutputFile(spool, fmt, job.dpi, tags, ctx.preview)
+        pass_fmt = fmt if last else "tiff"
+        spool = ctx.spool(f"{job.job_id}.pass{index}.{pass_fmt}")
+        output = OutputFile(spool, pass_fmt, job.dpi, tags if last else None, ctx.preview)
         try:
             gathered = await _upscale_pass(job, ctx, plan, source, output)
         finally:
@@ -46,7 +57,7 @@ async def upscale_image(job: UpscaleJob, ctx: JobContext) -> LargeRenderResult:
         if not last:
             intermediate = gathered.path
             source = pyvips.Image.new_from_file(str(intermediate), access="random")
-    return ctx.result(JobOutput(job.output_key, job.format, job.dpi), plan.canvas, gathered)
+    return plan.canvas, gathered
 
 
 async def _upscale_pass(

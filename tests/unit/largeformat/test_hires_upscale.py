@@ -1,0 +1,121 @@
+"""A hires job whose base goes through an upscaler model before the tiled refine. No Ray.
+
+The models are plain functions: the upscaler repeats pixels (nearest, x2) and the
+refine returns its init image, so the output is the model-upscaled base resized to
+the target, and differs from the Lanczos path's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+import pyvips
+from PIL import Image
+
+from core.largeformat.hires import upscaled_crop
+from core.largeformat.hires_upscale import passes_to_cover, resized_crop
+from core.largeformat.job_context import UpscalerCall
+from core.largeformat.tiling import plan_tiles
+from core.largeformat.upscaling import UpscaleRequest, UpscaleResult
+from core.schemas import HiresUpscaler
+from tests.unit.largeformat.test_runner import PureModel, _base, _decoded, _job, _runner
+
+
+@pytest.mark.parametrize(
+    ("size", "target", "scale", "passes"),
+    [
+        ((64, 32), (256, 128), 4, 1),  # exactly covered
+        ((64, 32), (200, 100), 4, 1),  # overshoot, resized down
+        ((64, 32), (257, 128), 4, 2),  # one pixel short on one side
+        ((64, 32), (1024, 512), 2, 4),
+        ((300, 100), (256, 128), 2, 1),  # a supplied base over the target: one pass all the same
+    ],
+)
+def test_passes_cover_the_target_on_both_sides(size, target, scale, passes):
+    assert passes_to_cover(size, target, scale) == passes
+
+
+def _vips(array: np.ndarray) -> pyvips.Image:
+    height, width, bands = array.shape
+    return pyvips.Image.new_from_memory(array.tobytes(), width, height, bands, "uchar")
+
+
+@pytest.mark.parametrize("canvas_size", [(256, 128), (400, 190), (777, 333)])
+def test_a_tiles_crop_reads_its_region_and_matches_resizing_the_whole_canvas(canvas_size):
+    canvas = np.random.default_rng(5).integers(0, 256, (*canvas_size[::-1], 3), dtype=np.uint8)
+    whole = np.asarray(Image.fromarray(canvas).resize((200, 100), Image.Resampling.LANCZOS))
+    for tile in plan_tiles(200, 100, 64, 8, 8).tiles:
+        crop = resized_crop(_vips(canvas), 200, 100, tile)
+        expected = whole[tile.y : tile.y + tile.h, tile.x : tile.x + tile.w]
+        assert crop.shape == expected.shape
+        assert np.abs(crop.astype(int) - expected).max() <= 1  # float rounding of the box
+
+
+class NearestUpscaler:
+    """Repeats every pixel `scale` times each way; counts its calls."""
+
+    def __init__(self, scale: int = 2):
+        self.scale = scale
+        self.calls = 0
+
+    async def __call__(self, request: UpscaleRequest) -> UpscaleResult:
+        self.calls += 1
+        await asyncio.sleep(0)
+        image = request.image.repeat(self.scale, axis=0).repeat(self.scale, axis=1)
+        if request.crop is not None:
+            image = request.crop.cut(image)
+        return UpscaleResult(np.ascontiguousarray(image), 0.001, "replica-u", ["0"])
+
+
+UPSCALER = HiresUpscaler("esrgan", scale=2, tile_size=16, padding=4)
+
+
+def _run(tmp_path, job, upscaler: NearestUpscaler | None = None):
+    runner = _runner(tmp_path)
+    reach = None if upscaler is None else UpscalerCall(upscaler)
+    result = asyncio.run(runner.render(job, PureModel(), upscaler=reach))
+    return runner, result
+
+
+def test_the_lanczos_path_refines_the_lanczos_crops_of_the_base(tmp_path):
+    job = _job()
+    runner, result = _run(tmp_path, job)
+    base = Image.fromarray(_base())
+    plan = plan_tiles(256, 128, 64, None, 8)
+    image = _decoded(runner, job.output_key)
+    tile = plan.tiles[0]  # no neighbour blends into its top-left corner
+    corner = image[: tile.h // 2, : tile.w // 2]
+    assert np.array_equal(corner, upscaled_crop(base, 256, 128, tile)[: tile.h // 2, : tile.w // 2])
+    assert "upscale_s" not in result.timings
+
+
+def test_a_model_upscaled_base_is_refined_instead_and_its_spool_file_removed(tmp_path):
+    base = _base()  # 64 x 32; x2 twice covers 256 x 128 exactly
+    lanczos_runner, _ = _run(tmp_path / "lanczos", _job())
+    upscaler = NearestUpscaler()
+    job = _job(upscaler=UPSCALER)
+    runner, result = _run(tmp_path / "model", job, upscaler)
+    image = _decoded(runner, job.output_key)
+    nearest = base.repeat(4, axis=0).repeat(4, axis=1)  # exactly the target: no resize
+    assert image.shape == (128, 256, 3)
+    corner = plan_tiles(256, 128, 64, None, 8).tiles[0].w // 2
+    assert np.array_equal(image[:corner, :corner], nearest[:corner, :corner])
+    assert not np.array_equal(image, _decoded(lanczos_runner, job.output_key))
+    sources = plan_tiles(64, 32, 16, None, 1).tiles + plan_tiles(128, 64, 16, None, 1).tiles
+    assert upscaler.calls == len(sources)  # two passes of tiles, each tile once
+    assert result.tiles == len(plan_tiles(256, 128, 64, None, 8).tiles)
+    assert result.base_size == (64, 32) and result.timings["upscale_s"] >= 0
+    assert not list((tmp_path / "model" / "spool").iterdir())  # canvases gone
+    assert runner.progress.done == runner.progress.total == upscaler.calls + result.tiles
+
+
+def test_a_model_upscale_that_overshoots_is_resized_to_the_exact_target(tmp_path):
+    job = _job(width=200, height=100, upscaler=HiresUpscaler("esrgan", 4, 16, 4))
+    runner, result = _run(tmp_path, job, NearestUpscaler(4))  # 64 x 32 -> 256 x 128
+    image = _decoded(runner, job.output_key)
+    assert image.shape == (100, 200, 3) and (result.width, result.height) == (200, 100)
+    nearest = _base().repeat(4, axis=0).repeat(4, axis=1)
+    whole = np.asarray(Image.fromarray(nearest).resize((200, 100), Image.Resampling.LANCZOS))
+    assert np.abs(image[:20, :20].astype(int) - whole[:20, :20]).max() <= 1
