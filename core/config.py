@@ -112,6 +112,14 @@ class UpscalerOptions(_Strict):
             "so that tiles match the whole-image result."
         ),
     )
+    backend: Literal["auto", "ncnn", "torch"] = Field(
+        "auto",
+        description=(
+            "What runs the network: 'auto' is torch on a replica with a CUDA GPU and ncnn "
+            "elsewhere; 'ncnn' (CPU, or Vulkan on a GPU) or 'torch' (CUDA, else CPU) forces one. "
+            "torch runs 'realesrgan:' variants and .param/.bin graphs of the same layers."
+        ),
+    )
 
 
 class ModelConfig(_Strict):

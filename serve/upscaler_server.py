@@ -2,9 +2,10 @@
 
 Bound by `serve.app.application` in place of `ModelServer` for upscaler
 models, with the same deployment options (autoscaling, queue limits, GPUs per
-replica). A replica with a logical GPU uses Vulkan when ncnn finds a device,
-the CPU otherwise. The ncnn work runs in a worker thread so that health
-checks stay responsive while a tile upscales.
+replica). A replica with a logical GPU runs the torch backend on CUDA (or,
+with `upscaler.backend: ncnn`, ncnn on Vulkan when it finds a device); one
+without runs ncnn on the CPU. The upscaling runs in a worker thread so that
+health checks stay responsive while a tile upscales.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ import time
 from typing import Any
 
 import ray
+import torch
 from ray import serve
 
 from core.config import ModelConfig
 from core.errors import TileOutOfMemory
 from core.largeformat.upscaling import UpscaleRequest, UpscaleResult
-from serve.upscaler import load_upscaler, vulkan_device_count
+from serve.upscaler import choose_backend, load_upscaler, vulkan_device_count
 from serve.warmup import warm_up_upscaler
 
 
@@ -50,11 +52,14 @@ class UpscalerServer:
         if self.config.upscaler is None:
             raise ValueError(f"model {model_name} is not an upscaler (family {self.config.family})")
         _, gpu_ids = _replica_identity()
+        cuda = bool(gpu_ids) and torch.cuda.is_available()
+        backend = choose_backend(self.config.upscaler.backend, cuda)
         self.engine = load_upscaler(
             self.config.source,
             self.config.upscaler.scale,
             threads=self.config.torch_threads,
-            vulkan_device=_vulkan_device(gpu_ids),
+            vulkan_device=_vulkan_device(gpu_ids) if backend == "ncnn" else None,
+            backend=backend,
         )
         self.warmup = warm_up_upscaler(self.engine.upscale)
         self._healthy = True
@@ -73,7 +78,7 @@ class UpscalerServer:
         try:
             image = await asyncio.to_thread(self.engine.upscale, request.image, request.crop)
         except RuntimeError:
-            if self.engine.device != "cpu":  # a failed Vulkan run: let Serve replace us
+            if self.engine.device != "cpu":  # a failed GPU run: let Serve replace us
                 self._healthy = False
             raise
         replica, gpu_ids = _replica_identity()
@@ -86,14 +91,15 @@ class UpscalerServer:
         )
 
     async def info(self) -> dict[str, Any]:
-        """Where this replica runs (replica id, logical GPUs, device, scale, pid) and its
-        warm-up."""
+        """Where this replica runs (replica id, logical GPUs, backend, device, scale, pid) and
+        its warm-up."""
         replica, gpu_ids = _replica_identity()
         return {
             "model": self.model_name,
             "replica": replica,
             "gpu_ids": gpu_ids,
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+            "backend": self.engine.backend,
             "device": self.engine.device,
             "scale": self.engine.scale,
             "threads": self.config.torch_threads,
