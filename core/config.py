@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from core.auth_config import AuthConfig
 from core.hires_options import HiresOptions, hires_upscaler_problems
 from core.jobs_config import JobsConfig
+from core.lora_options import LoraAdapter, LoraChoice, LoraChoiceError, chosen_loras
 from core.memory_options import MemoryOptions, memory_problems, placement_problems
 from core.model_options import AutoscalingConfig, BatchingConfig, UpscalerOptions
 from core.pipelines import PipelineConfig, PipelineName, check_pipeline_references
@@ -25,6 +26,7 @@ from core.remote.config import (
     remote_defaults,
     remote_problems,
 )
+from core.sampling_options import SchedulerName, sampling_problems
 from core.typography.schema import DEFAULT_FONT_DIR, GateThresholds, TextBox, TextSpec
 from core.upscaler_variants import REALESRGAN_VARIANTS
 
@@ -121,6 +123,16 @@ class ModelConfig(_Strict):
     hires: HiresOptions = Field(
         default_factory=HiresOptions, description="Hires renders: the upscaler of their base."
     )
+    loras: list[LoraAdapter] = Field(
+        default_factory=list,
+        description="LoRA adapters loaded once per replica: fused ones are always on, the "
+        "others are the allow-list a request or style switches on per render.",
+    )
+    schedulers: list[SchedulerName] = Field(
+        default_factory=list,
+        description="Schedulers a request may pick by name ('scheduler'), besides the model's "
+        "own; sd and sdxl only (sd3 and flux sample by flow matching).",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -142,6 +154,7 @@ class ModelConfig(_Strict):
     def _upscaler_consistent(self) -> ModelConfig:
         problems = remote_problems(self.family, self.source, self.remote, self.gpus_per_replica)
         problems += memory_problems(self.family, self.memory)
+        problems += sampling_problems(self.family, self.loras, self.schedulers)
         if self.family not in ("upscaler", "remote"):
             problems += placement_problems(self.memory, self.gpus_per_replica)
         upscaler_source = self.source.startswith("realesrgan:") or self.source.endswith(".param")
@@ -280,6 +293,11 @@ class ClusterConfig(_Strict):
     styles: dict[str, ModelName] = Field(
         default_factory=dict, description="Style label -> model name (the dispatcher)."
     )
+    style_loras: dict[str, list[LoraChoice]] = Field(
+        default_factory=dict,
+        description="Style label -> the LoRA adapters of its model (from the model's "
+        "allow-list) a render of that style switches on, unless the request names its own.",
+    )
     default_style: str | None = Field(
         None, description="Style used when a request names neither model nor style."
     )
@@ -321,6 +339,23 @@ class ClusterConfig(_Strict):
                 f"(models: {', '.join(sorted(models))})"
             )
         return styles
+
+    @field_validator("style_loras")
+    @classmethod
+    def _style_loras_allowed(
+        cls, style_loras: dict[str, list[LoraChoice]], info: ValidationInfo
+    ) -> dict[str, list[LoraChoice]]:
+        models, styles = info.data.get("models"), info.data.get("styles")
+        if models is None or styles is None:  # reported on their own
+            return style_loras
+        for style, choices in style_loras.items():
+            if style not in styles:
+                raise ValueError(f"style_loras.{style}: no such style")
+            try:
+                chosen_loras(choices, models[styles[style]].loras, f"style_loras.{style}")
+            except LoraChoiceError as exc:
+                raise ValueError(str(exc)) from None
+        return style_loras
 
     @field_validator("default_style")
     @classmethod

@@ -64,6 +64,7 @@ def single_record(
         "format": resolved.format,
         "dpi": body.dpi,
         **_text_params(body),
+        **sampling_params(request.scheduler, request.loras),
     }
     return RunRecord(
         id=run_id,
@@ -100,6 +101,7 @@ def large_record(
         "blend": job.blend,
         "colour_match": job.colour_match,
         **_text_params(body),
+        **sampling_params(job.scheduler, job.loras),
     }
     if job.base_model_name is not None:  # a hosted base, refined by a local model
         params["refine_model"] = job.model_name
@@ -161,6 +163,17 @@ def finished_large_record(record: RunRecord, result: LargeRenderResult) -> RunRe
 def with_report(record: RunRecord, report: TypographyReport | None) -> RunRecord:
     """`record` with the typography gate's report, if the render had text boxes."""
     return record if report is None else with_typography(record, report)
+
+
+def sampling_params(scheduler: str | None, loras: tuple[tuple[str, float], ...]) -> dict[str, Any]:
+    """A render's chosen scheduler and LoRA adapters, as its record keeps them (only when
+    it chose any, so earlier records and their cache keys stay as they were)."""
+    params: dict[str, Any] = {}
+    if scheduler is not None:
+        params["scheduler"] = scheduler
+    if loras:
+        params["loras"] = [{"name": name, "scale": scale} for name, scale in loras]
+    return params
 
 
 def _text_params(body: RenderRequestBody) -> dict[str, Any]:

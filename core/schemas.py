@@ -13,6 +13,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
 from core.image_metadata import ImageMetadata
+from core.lora_options import LoraChoice
 from core.typography.results import TypographyReport
 from core.typography.schema import TextBox, TextSpec
 
@@ -118,6 +119,16 @@ class RenderRequestBody(BaseModel):
     callback_url: HttpUrl | None = Field(
         None, description="Large renders: POSTed the job's final state (signed) when it ends."
     )
+    scheduler: str | None = Field(
+        None,
+        description="A scheduler from the model's `schedulers` allow-list ('default': the "
+        "model's own); not for fused renders.",
+    )
+    loras: list[LoraChoice] | None = Field(
+        None,
+        description="LoRA adapters of the model's allow-list to switch on, with scales "
+        "(default: the style's `style_loras`, else none); not for fused renders.",
+    )
 
 
 class UpscaleRequestBody(BaseModel):
@@ -184,6 +195,12 @@ class LoadedPipelines(BaseModel):
     warmup: ReplicaWarmup | None = Field(
         None, description="The render the replica made before it reported healthy."
     )
+    loras: list[str] | None = Field(
+        None, description="LoRA adapters a render may switch on (the model's allow-list)."
+    )
+    fused_loras: list[str] | None = Field(
+        None, description="LoRA adapters merged into the weights at load (always on)."
+    )
 
 
 class ModelSummary(BaseModel):
@@ -221,10 +238,21 @@ class GenerateRequest:
     strength: float = 0.75
     init_image: np.ndarray | None = field(default=None, repr=False)  # (H, W, 3)
     mask: np.ndarray | None = field(default=None, repr=False)  # (H, W), 0 or 255
+    scheduler: str | None = None  # one of the model's `schedulers`; None: its own
+    loras: tuple[tuple[str, float], ...] = ()  # (adapter, scale) switched on for this render
 
     def batch_key(self) -> tuple:
         """Requests with equal keys can run as one pipeline call."""
-        return (self.mode, self.width, self.height, self.steps, self.guidance, self.strength)
+        return (
+            self.mode,
+            self.width,
+            self.height,
+            self.steps,
+            self.guidance,
+            self.strength,
+            self.scheduler,
+            self.loras,
+        )
 
 
 @dataclass
@@ -292,6 +320,8 @@ class LargeRenderJob:
     base_model_name: str | None = None  # a hosted model draws the base; model_name refines it
     base_resolution: int = 0  # the base's side at about its area (0: native_resolution)
     upscaler: HiresUpscaler | None = None  # hires: the base's upscaler model (None: Lanczos)
+    scheduler: str | None = None  # every tile's scheduler (None: the model's own)
+    loras: tuple[tuple[str, float], ...] = ()  # every tile's adapters, (name, scale)
     metadata: ImageMetadata | None = None  # the run id and parameters the file carries
     preview: bool = False  # keep a live preview of the finished rows in the store (jobs)
     owner: str | None = None  # the tenant whose job it is (its preview carries it)

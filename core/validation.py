@@ -22,6 +22,7 @@ from core.errors import RequestError
 from core.fused_validation import check_fused, check_fused_overlap, fused_tiles_per_call
 from core.hires_validation import check_single_pass_upscaler, resolve_hires_upscaler
 from core.imaging import decode_base64_image
+from core.sampling_validation import sampling_fields
 from core.schemas import (
     MAX_CALL_AREA,
     MAX_SEED,
@@ -101,6 +102,7 @@ def resolve_render(body: RenderRequestBody, config: ClusterConfig) -> ResolvedRe
         strength=strength,
         init_image=init_image,
         mask=mask,
+        **sampling_fields(body, config, model_name, model),
     )
     return ResolvedRender(model_name, model, request, body.format, text)
 
@@ -293,6 +295,7 @@ def resolve_large(
         base_model_name=base_model,
         base_resolution=hosted.native_resolution if base_model else 0,
         upscaler=resolve_hires_upscaler(body, config, hosted),
+        **sampling_fields(body, config, model_name, model),
     )
     return job, hosted if base_model else model
 

@@ -6,6 +6,10 @@ The kernels themselves can differ in the last bits between a batch of 1 and a
 larger batch (measured on this CPU: up to 1/255 per pixel), so with
 `fixed_batch_shape` every group is padded to `max_batch_size` rows; a request
 then returns the same bytes however it happened to be batched.
+
+A request may pick one of the model's allowed schedulers (the call runs on a copy
+of the mode's pipeline with that scheduler, sharing every weight) and switch on
+LoRA adapters; requests differing in either never share a call.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from PIL import Image
 from core.errors import TileOutOfMemory
 from core.imaging import unit_floats_to_uint8
 from core.schemas import GenerateRequest, GenerateResult
-from serve.loader import LoadedModel
+from serve.loader import SCHEDULERS, LoadedModel
+from serve.lora_loading import activate
 
 _PAD_SEED = 0
 
@@ -44,6 +49,7 @@ class RenderEngine:
         self.fixed_batch_shape = fixed_batch_shape
         self.max_pixels_per_call = max_pixels_per_call
         self._identity = identity
+        self._scheduled: dict[tuple[str, str], Any] = {}  # (mode, scheduler) -> pipeline
 
     def render(self, requests: list[GenerateRequest]) -> list[GenerateResult]:
         """Render every request; results come back in request order."""
@@ -103,16 +109,14 @@ class RenderEngine:
             "generator": [torch.Generator(device).manual_seed(r.seed) for r in batch],
             "output_type": "np",
         }
+        pipe = self._pipeline(first.mode, first.scheduler)
         if first.mode == "txt2img":
-            pipe = self.model.txt2img
             kwargs.update(width=first.width, height=first.height)
         elif first.mode == "img2img":
-            pipe = self.model.img2img
             kwargs.update(image=[_pil(r.init_image) for r in batch], strength=first.strength)
             if _takes_size(pipe):  # SD3 and Flux otherwise render their default size
                 kwargs.update(width=first.width, height=first.height)
         else:
-            pipe = self.model.inpaint
             kwargs.update(
                 image=[_pil(r.init_image) for r in batch],
                 mask_image=[_pil(r.mask) for r in batch],
@@ -120,9 +124,24 @@ class RenderEngine:
                 height=first.height,
                 strength=first.strength,
             )
-        with torch.inference_mode():
+        with self.model.lock, torch.inference_mode():
+            if self.model.loras:
+                activate(self.model.txt2img, first.loras)  # the modules all modes share
             output = pipe(**kwargs).images
         return unit_floats_to_uint8(np.asarray(output), self.model.name, self.model.dtype_name)
+
+    def _pipeline(self, mode: str, scheduler: str | None) -> Any:
+        """The mode's pipeline, or a copy of it sampling with `scheduler` (made once)."""
+        pipe = getattr(self.model, mode)
+        if scheduler is None:
+            return pipe
+        key = (mode, scheduler)
+        if key not in self._scheduled:
+            chosen = SCHEDULERS[scheduler].from_config(pipe.scheduler.config)
+            copy = type(pipe).from_pipe(pipe, scheduler=chosen)
+            copy.set_progress_bar_config(disable=True)
+            self._scheduled[key] = copy
+        return self._scheduled[key]
 
 
 def _padding_request(template: GenerateRequest) -> GenerateRequest:
@@ -138,6 +157,8 @@ def _padding_request(template: GenerateRequest) -> GenerateRequest:
         strength=template.strength,
         init_image=template.init_image,
         mask=template.mask,
+        scheduler=template.scheduler,
+        loras=template.loras,
     )
 
 

@@ -14,7 +14,8 @@ import hashlib
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from core.config import ModelConfig
 from core.errors import ModelLoadError
 from core.memory_options import Action, gpu_auto_dtype, memory_actions
 from core.model_source import ModelSource, parse_source
+from serve.lora_loading import load_loras
 from serve.tiny_pipeline import tiny_pipeline_dir
 
 SCHEDULERS = {
@@ -62,6 +64,9 @@ class LoadedModel:
     source: ModelSource
     name: str = "model"  # the config's name for it (errors name it)
     memory: tuple[str, ...] = ("to_device",)  # the `memory_actions` applied at load
+    loras: tuple[str, ...] = ()  # adapters a render may switch on (`serve.lora_loading`)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # module state
+    fused_loras: tuple[str, ...] = ()  # adapters merged into the weights at load
 
     @property
     def dtype_name(self) -> str:
@@ -82,6 +87,8 @@ class LoadedModel:
             "device": self.device,
             "components": components,
             "memory": list(self.memory),
+            "loras": list(self.loras),
+            "fused_loras": list(self.fused_loras),
         }
 
 
@@ -120,6 +127,8 @@ def load_model(model: ModelConfig, cache_dir: Path, name: str = "model") -> Load
     if model.scheduler != "default":
         scheduler_cls = SCHEDULERS[model.scheduler]
         txt2img.scheduler = scheduler_cls.from_config(txt2img.scheduler.config)
+    switchable = load_loras(txt2img, model.loras, Path(cache_dir).expanduser(), copy_s3_prefix)
+    fused = tuple(adapter.name for adapter in model.loras if adapter.fuse)
     img2img = AutoPipelineForImage2Image.from_pipe(txt2img)
     inpaint = AutoPipelineForInpainting.from_pipe(txt2img)
     pipes = (txt2img, img2img, inpaint)
@@ -127,7 +136,16 @@ def load_model(model: ModelConfig, cache_dir: Path, name: str = "model") -> Load
         _apply(action, pipes, device)
     for pipe in pipes:
         pipe.set_progress_bar_config(disable=True)
-    return LoadedModel(*pipes, device, dtype, source, name, memory=tuple(actions))
+    return LoadedModel(
+        *pipes,
+        device,
+        dtype,
+        source,
+        name,
+        memory=tuple(actions),
+        loras=switchable,
+        fused_loras=fused,
+    )
 
 
 def _apply(action: Action, pipes: tuple[DiffusionPipeline, ...], device: str) -> None:

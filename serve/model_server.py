@@ -38,6 +38,7 @@ from core.schemas import GenerateRequest, GenerateResult
 from serve.engine import RenderEngine
 from serve.fused_engine import FusedEngine
 from serve.loader import load_model
+from serve.lora_loading import activate
 from serve.warmup import warm_up_renderer
 
 
@@ -119,11 +120,20 @@ class ModelServer:
     async def _fused(self, method: Any, *args: Any) -> Any:
         async with self._fused_lock:  # one model evaluation at a time on this replica
             try:
-                return await asyncio.to_thread(method, *args)
+                return await asyncio.to_thread(self._with_adapters_off, method, *args)
             except RuntimeError as exc:
                 if "CUDA error" in str(exc):
                     self._healthy = False
                 raise
+
+    def _with_adapters_off(self, method: Any, *args: Any) -> Any:
+        """Run a fused call with no per-render LoRA switched on (fused renders take none),
+        never while a batch call holds the model's modules."""
+        model = self.engine.model
+        with model.lock:
+            if model.loras:
+                activate(model.txt2img, ())
+            return method(*args)
 
     async def info(self) -> dict[str, Any]:
         """Where this replica runs (replica id, logical GPUs, device, dtype, pid) and what it

@@ -85,6 +85,8 @@ def txt2img(job: LargeRenderJob, width: int, height: int, seed: int) -> Generate
         steps=job.steps,
         guidance=job.guidance,
         seed=seed,
+        scheduler=job.scheduler,
+        loras=job.loras,
     )
 
 

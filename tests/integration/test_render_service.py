@@ -82,6 +82,8 @@ def test_health_and_models(cluster):
         "device": "cpu",
         "components": {"unet": "cpu", "vae": "cpu", "text_encoder": "cpu"},
         "memory": ["to_device"],
+        "loras": [],
+        "fused_loras": [],
     }
     assert "loaded" not in by_name["upscaler"]  # not a diffusion model
 
