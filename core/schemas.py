@@ -22,6 +22,7 @@ ImageFormat = Literal["png", "jpeg", "webp", "tiff"]
 JobMode = Literal["auto", "single", "hires", "tiled", "fused"]
 FuseMode = Literal["gaussian", "uniform"]
 MAX_SEED = 2**63 - 1
+MAX_RENDER_IMAGES = 8  # `n` of one POST /v1/renders
 MAX_CALL_AREA = 4
 """x native_resolution**2: the largest region an integrated text pass sends in one call
 (unless the model sets a lower max_pixels_per_call)."""
@@ -129,6 +130,14 @@ class RenderRequestBody(BaseModel):
         description="LoRA adapters of the model's allow-list to switch on, with scales "
         "(default: the style's `style_loras`, else none); not for fused renders.",
     )
+    n: int = Field(
+        1,
+        ge=1,
+        le=MAX_RENDER_IMAGES,
+        description="One-pass renders: how many images, seeds seed, seed+1, ... (rendered "
+        "together, batched on the model; each its own record). The answer lists them all "
+        "in `images`.",
+    )
 
 
 class UpscaleRequestBody(BaseModel):
@@ -164,6 +173,9 @@ class RenderResponse(BaseModel):
     timings: dict[str, float]
     url: str | None = None
     image_base64: str
+    images: list[RenderResponse] | None = Field(
+        None, description="With n > 1: every image in seed order (the first is this one)."
+    )
 
 
 class ReplicaWarmup(BaseModel):

@@ -106,6 +106,19 @@ class RenderService:
         assert outcome.encoded is not None
         return outcome.record, outcome.encoded, str(outcome.record.params["format"])
 
+    async def render_several(
+        self, bodies: list[RenderRequestBody], labels: RecordLabels | None = None
+    ) -> list[tuple[RunRecord, bytes, str]]:
+        """`render_single` of every body at once (the model batches them), in order; every
+        render ends and writes its record before the first failure is raised."""
+        outcomes = await asyncio.gather(
+            *(self.render_single(body, labels=labels) for body in bodies), return_exceptions=True
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return outcomes  # type: ignore[return-value]
+
     async def start_large(self, body: RenderRequestBody, idempotency: tuple | None = None) -> Job:
         """Validate a large-format render and queue it as a job; its job."""
         run_id = new_run_id()

@@ -240,13 +240,7 @@ async def _images(
             "render runs as a job: send it to POST /v1/renders",
         )
     labels = RecordLabels(params={"user": user} if user is not None else {})
-    outcomes = await asyncio.gather(
-        *(ctx.renders.render_single(body, labels=labels) for body in bodies),
-        return_exceptions=True,
-    )
-    for outcome in outcomes:  # every render ended (and wrote its record) before one fails
-        if isinstance(outcome, BaseException):
-            raise outcome
+    outcomes = await ctx.renders.render_several(bodies, labels)
     link_base = base_url(request)
     data = [
         await _image_data(ctx, record, encoded, response_format, link_base)

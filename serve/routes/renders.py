@@ -8,16 +8,18 @@ return the same job (or the same render) instead of starting another.
 
 import asyncio
 import mimetypes
+import secrets
 from typing import Any
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from actors.render_calls import gate_failure
+from core.errors import RequestError
 from core.imaging import MEDIA_TYPES, encode_base64
 from core.jobs.model import Job
 from core.records import RunRecord
-from core.schemas import RenderRequestBody, RenderResponse
+from core.schemas import MAX_RENDER_IMAGES, MAX_SEED, RenderRequestBody, RenderResponse
 from serve.api_app import Context, IngressContext, JsonRoute, authorized, base_url, error_response
 from serve.responses import ANSWER, BINARY, RenderAnswer, RenderView, accepted_as
 
@@ -54,8 +56,10 @@ async def render(
     accept: str | None = Header(None),
     idempotency_key: str | None = Header(None),
 ) -> Any:
-    """Render one image now, or admit a large render as a job."""
+    """Render one image now (or `n` of them), or admit a large render as a job."""
     raw_format = wanted_format(accept)
+    if body.n > 1:
+        return await _several(ctx, body, request, raw_format, idempotency_key)
     key_body = body.model_dump(mode="json")
     claimed = await ctx.renders.jobs.claimed(idempotency_key, key_body)
     if ctx.renders.is_large(body):
@@ -70,6 +74,39 @@ async def render(
     if raw_format:
         headers = {"X-Render-Id": record.id, "X-Seed": str(record.seed)}
         return Response(content=encoded, media_type=MEDIA_TYPES[fmt], headers=headers)
+    return _answer(ctx, request, record, encoded, fmt)
+
+
+async def _several(
+    ctx: IngressContext,
+    body: RenderRequestBody,
+    request: Request,
+    raw_format: str | None,
+    idempotency_key: str | None,
+) -> RenderResponse:
+    """`n` one-pass renders of seeds seed..seed+n-1, sent together (the model batches
+    them); the first image's answer, listing every image in `images`."""
+    if raw_format:
+        raise RequestError("n", "n > 1 answers JSON; ask Accept: image/* for one image")
+    if idempotency_key is not None:
+        raise RequestError("n", "an Idempotency-Key replays one render; send n 1 with it")
+    if ctx.renders.is_large(body):
+        raise RequestError("n", "a large-format render makes one image; send n 1")
+    first = body.seed
+    if first is None:
+        first = secrets.randbelow(MAX_SEED - MAX_RENDER_IMAGES)
+    if first + body.n - 1 > MAX_SEED:
+        raise RequestError("seed", f"with n {body.n} must be at most {MAX_SEED - body.n + 1}")
+    bodies = [body.model_copy(update={"seed": first + i, "n": 1}) for i in range(body.n)]
+    outcomes = await ctx.renders.render_several(bodies)
+    answers = [_answer(ctx, request, *outcome) for outcome in outcomes]
+    return answers[0].model_copy(update={"images": answers})
+
+
+def _answer(
+    ctx: IngressContext, request: Request, record: RunRecord, encoded: bytes, fmt: str
+) -> RenderResponse:
+    """The JSON answer of one finished one-pass render."""
     return RenderResponse(
         id=record.id,
         seed=record.seed,
