@@ -3,7 +3,8 @@
 1. A real photo (scikit-image's public-domain astronaut) upscaled x4 by the
    Real-ESRGAN replicas through the tiled router, plus a comparison sheet:
    Lanczos vs the model, and naive tiles vs padded, blended tiles.
-2. A billboard-format hires render (base, upscale, tiled refine, blend) on the
+2. A billboard-format hires render (base, Real-ESRGAN upscale tiled across the
+   upscaler replicas, tiled refine, blend) on the
    tiny random-weight diffusion model, with a headline typeset by code after
    the last model pass and gated: it proves the fan-out, the blending, the seam
    metric and the typography gate; its pixels are texture, since the weights
@@ -73,6 +74,7 @@ def run_demo(url: str, out_dir: Path, width: int, height: int, console: Console)
         "seed": 7,
         "steps": 4,
         "mode": "hires",
+        "hires_upscaler": "upscaler",  # the base upscaled by Real-ESRGAN, not Lanczos
         "text_boxes": [HEADLINE],
         "wait": False,
     }

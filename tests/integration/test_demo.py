@@ -24,4 +24,5 @@ def test_the_demo_writes_its_outputs_and_reports_them(cluster, tmp_path):
     billboard = Image.open(printed["billboard"]["path"])
     assert billboard.size == (768, 256)
     assert printed["billboard"]["status"] == "done"
+    assert printed["billboard"]["hires_upscaler"] == "upscaler"  # the model, not Lanczos
     assert Path(printed["comparison"]).exists()
