@@ -31,12 +31,15 @@ from core.config_file import load_config  # noqa: E402
 from serve.app import application  # noqa: E402
 from serve.local_cluster import wait_running  # noqa: E402
 
+# Long enough to be running when its router is looked up: with replicas warmed up before
+# they serve, a 50-tile, one-step job could end first (CI: "gave up waiting for the job's
+# router").
 JOB = {
     "prompt": "a city skyline at dusk",
     "model": "quality",
-    "width": 1024,
+    "width": 1536,
     "height": 512,
-    "steps": 3,
+    "steps": 6,
     "seed": 99,
     "tile_size": 128,
     "mode": "hires",
