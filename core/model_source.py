@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 
 @dataclass(frozen=True)
@@ -14,6 +15,17 @@ class ModelSource:
     location: str
     revision: str | None = None
     seed: int = 0
+
+
+def hub_kwargs(revision: str | None) -> dict[str, Any]:
+    """What a Hugging Face `from_pretrained` / `load_lora_weights` call takes for a pinned
+    revision: offline when HF_HUB_OFFLINE is set, the cache HF_HUB_CACHE names. Read at
+    call time (huggingface_hub reads them once, at import)."""
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}
+    kwargs: dict[str, Any] = {"revision": revision, "local_files_only": offline}
+    if os.environ.get("HF_HUB_CACHE"):
+        kwargs["cache_dir"] = os.environ["HF_HUB_CACHE"]
+    return kwargs
 
 
 def parse_source(source: str) -> ModelSource:

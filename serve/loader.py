@@ -37,7 +37,7 @@ from diffusers import (
 from core.config import ModelConfig
 from core.errors import ModelLoadError
 from core.memory_options import Action, gpu_auto_dtype, memory_actions
-from core.model_source import ModelSource, parse_source
+from core.model_source import ModelSource, hub_kwargs, parse_source
 from serve.lora_loading import load_loras
 from serve.tiny_pipeline import tiny_pipeline_dir
 
@@ -185,12 +185,7 @@ def _resolve(source: ModelSource, cache_dir: Path, family: str) -> tuple[str, di
         return str(path), {"local_files_only": True}
     if source.kind == "s3":
         return str(copy_s3_prefix(source.location, cache_dir)), {"local_files_only": True}
-    # Read at call time (huggingface_hub reads these once, at import).
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}
-    kwargs = {"revision": source.revision, "local_files_only": offline}
-    if os.environ.get("HF_HUB_CACHE"):
-        kwargs["cache_dir"] = os.environ["HF_HUB_CACHE"]
-    return source.location, kwargs
+    return source.location, hub_kwargs(source.revision)
 
 
 def copy_s3_prefix(uri: str, cache_dir: Path, client: Any = None) -> Path:

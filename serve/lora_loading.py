@@ -8,7 +8,6 @@ modules, so loading into one pipeline serves all three.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from diffusers import DiffusionPipeline
 
 from core.errors import ModelLoadError
 from core.lora_options import ChosenLoras, LoraAdapter
-from core.model_source import parse_source
+from core.model_source import hub_kwargs, parse_source
 
 __all__ = ["activate", "load_loras"]
 
@@ -71,8 +70,7 @@ def _location(source: str, cache_dir: Path, copy_s3: CopyS3) -> tuple[str, dict[
     """What `load_lora_weights` takes for a source: a directory or repo id, and kwargs."""
     parsed = parse_source(source)
     if parsed.kind == "hf":
-        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}
-        return parsed.location, {"revision": parsed.revision, "local_files_only": offline}
+        return parsed.location, hub_kwargs(parsed.revision)
     if parsed.kind == "s3":
         return str(copy_s3(source, cache_dir)), {}
     if parsed.kind != "local":
