@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from core.config import ClusterConfig
 from core.errors import ConfigError
+from core.model_source import parse_source
 
 
 def load_config(path: str | Path) -> ClusterConfig:
@@ -19,7 +20,20 @@ def load_config(path: str | Path) -> ClusterConfig:
         text = path.read_text()
     except OSError as exc:
         raise ConfigError(str(path), [f"cannot read file: {exc.strerror}"]) from None
-    return parse_config(text, source=str(path))
+    return locate_local_sources(parse_config(text, source=str(path)), path.parent)
+
+
+def locate_local_sources(config: ClusterConfig, config_dir: Path) -> ClusterConfig:
+    """A relative local source names a directory from the current directory, else from the
+    config file's: a starter config and the model beside it work from anywhere."""
+    moved = {}
+    for name, model in config.models.items():
+        where = Path(model.source)
+        if parse_source(model.source).kind != "local" or where.is_absolute() or where.exists():
+            continue
+        if (config_dir / where).exists():
+            moved[name] = model.model_copy(update={"source": str((config_dir / where).resolve())})
+    return config.model_copy(update={"models": {**config.models, **moved}}) if moved else config
 
 
 def parse_config(text: str, source: str = "<config>") -> ClusterConfig:

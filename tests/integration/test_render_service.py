@@ -64,7 +64,7 @@ def test_health_and_models(cluster):
     with cluster.client() as http:
         assert http.get("/healthz").json() == {"status": "ok"}
         listing = http.get("/v1/models").json()
-    assert {m["name"] for m in listing["models"]} == {"quality", "fast", "upscaler"}
+    assert {m["name"] for m in listing["models"]} == {"quality", "fast", "scenes", "upscaler"}
     assert listing["styles"] == {"photoreal": "quality", "typography": "quality", "draft": "fast"}
     assert listing["limits"]["max_steps"] == 50
     by_name = {m["name"]: m for m in listing["models"]}
@@ -243,7 +243,7 @@ def test_status_reports_replicas_and_queue(cluster):
         report = http.get("/v1/status").json()
     rows = {row["name"]: row for row in report["deployments"]}
     assert report["status"] == "RUNNING"
-    assert set(rows) == {"ingress", "model-quality", "model-fast", "model-upscaler"}
+    assert set(rows) == {"ingress", "model-quality", "model-fast", "model-scenes", "model-upscaler"}
     assert rows["model-fast"]["replicas_running"] >= 1
     assert rows["model-fast"]["replicas_target"] >= 1
     assert rows["model-fast"]["in_flight"] == 0

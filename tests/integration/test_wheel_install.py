@@ -57,7 +57,8 @@ def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
 def test_init_and_k8s_render_work_from_the_wheel_alone(installed, tmp_path):
     made = _run([str(installed), "init", "--json"], tmp_path)
     assert made.returncode == 0, made.stderr
-    assert json.loads(made.stdout)["models"] == ["fast", "quality", "upscaler"]
+    assert json.loads(made.stdout)["models"] == ["fast", "quality", "scenes", "upscaler"]
+    assert (tmp_path / "models" / "scenes" / "model_index.json").exists()  # beside the config
     python = str(installed.parent / "python")
     where = _run([python, "-c", "import cli; print(cli.__file__)"], tmp_path)
     assert not where.stdout.startswith(str(ROOT)), where.stdout  # not the checkout's code
@@ -83,7 +84,8 @@ def test_up_serves_from_the_wheel_with_the_starter_config(installed, tmp_path):
         health = httpx.get(f"{url}/healthz", timeout=10)
         assert health.status_code == 200
         models = httpx.get(f"{url}/v1/models", timeout=30).json()
-        assert {model["name"] for model in models["models"]} == {"fast", "quality", "upscaler"}
+        names = {model["name"] for model in models["models"]}
+        assert names == {"fast", "quality", "scenes", "upscaler"}
     finally:
         os.killpg(up.pid, signal.SIGTERM)
         try:

@@ -44,12 +44,18 @@ def test_values_are_valid_chart_values(case):
     jsonschema.Draft7Validator(schema).validate(merged)
 
 
+IMAGE_CHECKOUT = "/home/ray/render-cluster"  # k8s/Dockerfile's WORKDIR
+
+
 def test_ci_values_run_the_local_config_on_cpus():
     local = load_yaml(ROOT / "configs" / "local.yaml")
     cluster = values_for("ci")["cluster"]
     assert cluster["models"].pop("tiny") is None
     for name, model in local["models"].items():
-        assert cluster["models"][name] == {**model, "gpus_per_replica": 0}
+        source = model["source"]  # a model folder of the checkout is in the image's
+        if source.startswith("models/"):
+            source = f"{IMAGE_CHECKOUT}/{source}"
+        assert cluster["models"][name] == {**model, "source": source, "gpus_per_replica": 0}
     assert {k: v for k, v in cluster.items() if k != "models"} == {
         k: v for k, v in local.items() if k not in ("models", "storage", "http")
     }
@@ -101,7 +107,7 @@ def test_a_style_naming_no_model_is_refused():
     values = ci_values(cluster__styles__poster="nope")
     message = refused(values)
     assert "cluster.styles: styles name models that are not defined: 'poster' -> 'nope'" in message
-    assert "(models: fast, quality, upscaler)" in message
+    assert "(models: fast, quality, scenes, upscaler)" in message
 
 
 def test_every_problem_is_listed_at_once():

@@ -18,11 +18,29 @@ default_style: photo
 
 def test_shipped_local_config_loads_two_differing_tiny_models_and_three_styles():
     config = load_config("configs/local.yaml")
-    assert set(config.models) == {"quality", "fast", "upscaler"}
+    assert set(config.models) == {"quality", "fast", "scenes", "upscaler"}
+    assert config.models["scenes"].source == "models/scenes"  # from the checkout's root
     assert config.models["quality"].source != config.models["fast"].source
     assert set(config.styles) == {"photoreal", "typography", "draft"}
     assert config.resolve_model(None, "draft") == "fast"
     assert config.resolve_model(None, None) == "quality"  # default style photoreal
+
+
+def test_a_relative_local_source_is_found_from_the_config_files_folder(tmp_path, monkeypatch):
+    model = tmp_path / "project" / "models" / "mine"
+    model.mkdir(parents=True)
+    config_path = tmp_path / "project" / "cluster.yaml"
+    config_path.write_text(
+        "models:\n  mine: {source: models/mine}\n  gone: {source: models/gone}\n"
+        "  tiny: {source: 'tiny:2'}\n"
+    )
+    monkeypatch.chdir(tmp_path)  # neither folder is under the current directory
+    config = load_config(config_path)
+    assert config.models["mine"].source == str(model)
+    assert config.models["gone"].source == "models/gone"  # the loader will name it
+    assert config.models["tiny"].source == "tiny:2"
+    monkeypatch.chdir(tmp_path / "project")
+    assert load_config("cluster.yaml").models["mine"].source == "models/mine"
 
 
 def test_model_wins_over_style_and_unknown_names_raise():
