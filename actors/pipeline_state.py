@@ -250,7 +250,7 @@ def stage_params(config: ClusterConfig, stage: StageConfig, model: ModelConfig) 
             mode="hires",
             strength=strength,
             tile_size=model.native_resolution,
-            align=model.latent_factor,
+            align=model.size_step,
             format="png",
             hires_upscaler=stage.hires_upscaler or model.hires.upscaler,
         )

@@ -334,7 +334,7 @@ class StageRunner:
                 model_name=call.model_name,
                 tile_size=model.native_resolution,
                 native_resolution=model.native_resolution,
-                align=model.latent_factor,
+                align=model.size_step,
                 output_key=f"{CACHE_PREFIX}/{call.key[:2]}/{call.key}.png",
                 mode="hires",
                 strength=params["strength"],

@@ -7,6 +7,7 @@ rejected so that a typo never silently falls back to a default.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -41,6 +42,9 @@ ModelName = Annotated[str, Field(pattern=MODEL_NAME_PATTERN)]
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+PIPELINE_SIZE_STEP = 8  # diffusers' StableDiffusionPipeline refuses other sizes
 
 
 class ModelConfig(_Strict):
@@ -133,6 +137,12 @@ class ModelConfig(_Strict):
         description="Schedulers a request may pick by name ('scheduler'), besides the model's "
         "own; sd and sdxl only (sd3 and flux sample by flow matching).",
     )
+
+    @property
+    def size_step(self) -> int:
+        """What a single model call's width and height are multiples of: the latent factor,
+        and 8, which diffusers' text-to-image pipelines ask whatever the VAE's factor."""
+        return math.lcm(self.latent_factor, PIPELINE_SIZE_STEP)
 
     @model_validator(mode="before")
     @classmethod

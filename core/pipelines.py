@@ -256,7 +256,7 @@ def check_pipeline_references(
             )
             continue
         model_name = stage.model if stage.model is not None else styles[str(stage.style)]
-        factor = models[model_name].latent_factor
+        factor = models[model_name].size_step
         problem = upscaler_problem(stage.hires_upscaler or LANCZOS, families)
         if problem is not None:
             problems.append(f"{where}: hires_upscaler {problem}")
@@ -268,9 +268,12 @@ def check_pipeline_references(
         for side in ("width", "height"):
             value = getattr(stage, side)
             if value % factor and stage.kind != "hires":  # large renders take any size
+                step = (
+                    "latent factor" if factor == models[model_name].latent_factor else "size step"
+                )
                 problems.append(
                     f"{where}: {side} {value} is not a multiple of model {model_name!r}'s "
-                    f"latent factor {factor}"
+                    f"{step} {factor}"
                 )
     return problems
 

@@ -277,7 +277,7 @@ def resolve_large(
         seed=body.seed if body.seed is not None else secrets.randbelow(MAX_SEED),
         tile_size=tile,
         native_resolution=model.native_resolution,
-        align=model.latent_factor,
+        align=model.latent_factor if body.mode == "fused" else model.size_step,
         output_key=output_key,
         mode=body.mode if body.mode in ("tiled", "fused") else "hires",
         strength=_large_strength(body, config),
@@ -343,12 +343,15 @@ def check_size(
             raise RequestError(name, f"must be at least {model.latent_factor}, got {value}")
         if value > limit:
             raise RequestError(name, f"must be at most {limit}, got {value}")
-        factor = model.latent_factor
+        factor = model.size_step
         if on_grid and value % factor:
             below = value // factor * factor
+            why = "the model's latent factor"
+            if factor != model.latent_factor:
+                why = f"{why}, {model.latent_factor}, and 8, as diffusers' pipelines ask"
             raise RequestError(
                 name,
-                f"must be a multiple of {factor} (the model's latent factor); got {value}, "
+                f"must be a multiple of {factor} ({why}); got {value}, "
                 f"nearest valid sizes are {below} and {below + factor}",
             )
     if width * height > limits.max_pixels:

@@ -40,10 +40,10 @@ class Warmup:
 
 def warmup_request(config: ModelConfig) -> GenerateRequest:
     """The small txt2img render of a diffusion model's warm-up: a square of at most
-    WARMUP_MAX_SIDE pixels (a multiple of the latent factor), at most WARMUP_MAX_STEPS
+    WARMUP_MAX_SIDE pixels (a multiple of the model's size step), at most WARMUP_MAX_STEPS
     steps, at the model's default guidance so that guided sampling runs too."""
     side = min(config.native_resolution, WARMUP_MAX_SIDE)
-    side = max(config.latent_factor, side - side % config.latent_factor)
+    side = max(config.size_step, side - side % config.size_step)
     return GenerateRequest(
         prompt=WARMUP_PROMPT,
         width=side,

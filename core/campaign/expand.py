@@ -207,7 +207,7 @@ def _pixel_sizes(
     base = manifest.defaults.base_size or model.native_resolution
     pixels = []
     for number, spec in enumerate(sizes):
-        width, height = resolve_size(spec, base, model.latent_factor)
+        width, height = resolve_size(spec, base, model.size_step)
         if off_grid := _grid_problems(spec, width, height, model_name, model):
             problems.extend(f"{where}.sizes[{number}]: {message}" for message in off_grid)
         else:
@@ -256,13 +256,14 @@ def _grid_problems(
     it); large renders (over `single_pass_pixels`) take any size."""
     if is_ratio(spec) or width * height > single_pass_pixels(model):
         return []
-    factor = model.latent_factor
+    factor = model.size_step
+    step = "latent factor" if factor == model.latent_factor else "size step"
     problems = []
     for side, value in (("width", width), ("height", height)):
         if value % factor:
             below = value // factor * factor
             problems.append(
-                f"{spec}: {side} {value} is not a multiple of {factor} (the latent factor of "
+                f"{spec}: {side} {value} is not a multiple of {factor} (the {step} of "
                 f"model {model_name!r}); nearest are {max(below, factor)} and {below + factor}"
             )
     return problems

@@ -144,7 +144,7 @@ def fit_pipeline(config: ClusterConfig, name: str, width: int, height: int) -> P
     try:
         for stage in earlier:
             model = config.models[config.resolve_model(stage.model, stage.style)]
-            fitted = _grid_size(stage.width * stage.height, width / height, model.latent_factor)
+            fitted = _grid_size(stage.width * stage.height, width / height, model.size_step)
             pipeline = pipeline.with_overrides(
                 stage.name, {"width": fitted[0], "height": fitted[1]}
             )

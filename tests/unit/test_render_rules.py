@@ -16,10 +16,12 @@ import core.largeformat.refine as refine
 from core.campaign import expand_manifest, parse_manifest
 from core.campaign.plan import is_large_job, pipeline_models, request_body
 from core.config_file import parse_config
+from core.errors import RequestError
 from core.largeformat.fanout import JobProgress
+from core.largeformat.hires import base_size
 from core.largeformat.job_context import JobContext
 from core.schemas import RenderRequestBody
-from core.validation import is_large, resolve_large, single_pass_pixels
+from core.validation import check_size, is_large, resolve_large, single_pass_pixels
 
 CONFIG = """
 models:
@@ -94,3 +96,31 @@ def test_the_router_text_pass_uses_the_models_call_limit(config, monkeypatch, tm
     finish = refine._text_pass(job, ctx)
     asyncio.run(finish(np.zeros((256, 512, 3), np.uint8)))
     assert seen == [16384]
+
+
+def test_a_model_with_a_4x_vae_takes_sizes_in_multiples_of_8_outside_fused_latents():
+    """diffusers' text-to-image pipelines refuse sizes off a multiple of 8 whatever the
+    VAE's factor: the scenes model (latent factor 4) renders on an 8-pixel grid, and only
+    fused jobs, which never call those pipelines, align to 4."""
+    config = parse_config(
+        "models:\n  scenes: {source: models/scenes, native_resolution: 128, latent_factor: 4}\n"
+        "limits: {max_width: 4096}\n"
+    )
+    model = config.models["scenes"]
+    assert model.size_step == 8 and config.models["scenes"].latent_factor == 4
+    check_size(136, 128, model, config)
+    with pytest.raises(RequestError) as refused:
+        check_size(132, 128, model, config)
+    assert refused.value.field == "width"
+    assert str(refused.value.message).startswith(
+        "must be a multiple of 8 (the model's latent factor, 4, and 8, as diffusers' "
+        "pipelines ask); got 132, nearest valid sizes are 128 and 136"
+    )
+    body = {"prompt": "a red circle on a blue background", "model": "scenes", "seed": 1}
+    hires, _ = resolve_large(RenderRequestBody(**body, width=4096, height=1024), config, "j1", "k")
+    fused, _ = resolve_large(
+        RenderRequestBody(**body, width=512, height=512, mode="fused"), config, "j2", "k"
+    )
+    assert (hires.align, fused.align) == (8, 4)
+    assert base_size(hires.width, hires.height, 128, hires.align) == (256, 64)
+    assert base_size(2048, 1024, 128, hires.align) == (184, 88)  # 180x92 on a 4-pixel grid
