@@ -25,4 +25,12 @@ def test_the_demo_writes_its_outputs_and_reports_them(cluster, tmp_path):
     assert billboard.size == (768, 256)
     assert printed["billboard"]["status"] == "done"
     assert printed["billboard"]["hires_upscaler"] == "upscaler"  # the model, not Lanczos
+    assert printed["billboard"]["model"] == "scenes"
+    reading = {c["clause"]: c for c in printed["billboard"]["scene_check"]}
+    assert set(reading) == {"background"} | {
+        f"object{n}.{kind}" for n in (1, 2) for kind in ("colour", "shape", "position", "size")
+    }
+    assert reading["background"] == {
+        "clause": "background", "expected": "blue", "found": "blue", "holds": True
+    }  # fmt: skip
     assert Path(printed["comparison"]).exists()
