@@ -141,7 +141,10 @@ class ModelConfig(_Strict):
     @property
     def size_step(self) -> int:
         """What a single model call's width and height are multiples of: the latent factor,
-        and 8, which diffusers' text-to-image pipelines ask whatever the VAE's factor."""
+        and for a local diffusion model 8 too, which diffusers' text-to-image pipelines ask
+        whatever the VAE's factor (a hosted model takes the sizes its provider offers)."""
+        if self.family == "remote":
+            return self.latent_factor
         return math.lcm(self.latent_factor, PIPELINE_SIZE_STEP)
 
     @model_validator(mode="before")

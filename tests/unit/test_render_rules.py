@@ -108,6 +108,10 @@ def test_a_model_with_a_4x_vae_takes_sizes_in_multiples_of_8_outside_fused_laten
     )
     model = config.models["scenes"]
     assert model.size_step == 8 and config.models["scenes"].latent_factor == 4
+    hosted = parse_config(
+        "models:\n  hosted: {family: remote, remote: {provider: ideogram, model: V_2}}\n"
+    )
+    assert hosted.models["hosted"].size_step == 1  # the provider's sizes, any pixel
     check_size(136, 128, model, config)
     with pytest.raises(RequestError) as refused:
         check_size(132, 128, model, config)
