@@ -147,6 +147,11 @@ class ModelConfig(_Strict):
             return self.latent_factor
         return math.lcm(self.latent_factor, PIPELINE_SIZE_STEP)
 
+    @property
+    def size_step_name(self) -> str:
+        """How messages name `size_step`: 'latent factor' when it is just that."""
+        return "latent factor" if self.size_step == self.latent_factor else "size step"
+
     @model_validator(mode="before")
     @classmethod
     def _remote_defaults(cls, data: object) -> object:

@@ -268,12 +268,9 @@ def check_pipeline_references(
         for side in ("width", "height"):
             value = getattr(stage, side)
             if value % factor and stage.kind != "hires":  # large renders take any size
-                step = (
-                    "latent factor" if factor == models[model_name].latent_factor else "size step"
-                )
                 problems.append(
                     f"{where}: {side} {value} is not a multiple of model {model_name!r}'s "
-                    f"{step} {factor}"
+                    f"{models[model_name].size_step_name} {factor}"
                 )
     return problems
 

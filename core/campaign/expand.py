@@ -257,14 +257,14 @@ def _grid_problems(
     if is_ratio(spec) or width * height > single_pass_pixels(model):
         return []
     factor = model.size_step
-    step = "latent factor" if factor == model.latent_factor else "size step"
     problems = []
     for side, value in (("width", width), ("height", height)):
         if value % factor:
             below = value // factor * factor
             problems.append(
-                f"{spec}: {side} {value} is not a multiple of {factor} (the {step} of "
-                f"model {model_name!r}); nearest are {max(below, factor)} and {below + factor}"
+                f"{spec}: {side} {value} is not a multiple of {factor} (the "
+                f"{model.size_step_name} of model {model_name!r}); nearest are "
+                f"{max(below, factor)} and {below + factor}"
             )
     return problems
 
