@@ -154,9 +154,14 @@ class RenderService:
         )
 
     async def job_view(self, run_id: str, base_url: str) -> dict[str, Any]:
-        """`GET /v1/renders/{id}`: status, progress and, when done, the result."""
-        record = await self.visible_record(run_id)
+        """`GET /v1/renders/{id}`: status, progress and, when done, the result.
+
+        The job is read before the record: a job settles only after its record is
+        saved, so a settled job's record is already final (the other order can show
+        a job "done" beside a record still "running", without its result).
+        """
         job = await self.jobs.find(run_id)
+        record = await self.visible_record(run_id)
         return self.view(record, job, base_url)
 
     async def visible_record(self, run_id: str) -> RunRecord:
