@@ -33,6 +33,7 @@ from core.largeformat.image_writer import StreamingImageWriter
 from core.largeformat.replica_capacity import ReplicaCapacity
 from core.largeformat.row_preview import JobPreview
 from core.largeformat.seams import SeamMeter
+from core.largeformat.shared_pages import release_shared
 from core.largeformat.tiling import Tile, TilePlan
 
 __all__ = [
@@ -246,9 +247,7 @@ async def _gather_rows(
     blend_s = 0.0
 
     async def rendered(tile: Tile) -> tuple[Tile, np.ndarray]:
-        pixels = await render_tile(tile)
-        # A copy leaves the replica's result in the object store free to go.
-        return tile, np.array(pixels, copy=True)
+        return tile, await render_tile(tile)
 
     waiting = list(reversed(plan.tiles))
     pending: set[asyncio.Task] = set()
@@ -262,7 +261,7 @@ async def _gather_rows(
             for task in finished:
                 tile, pixels = task.result()
                 blend_started = time.perf_counter()
-                for y0, band in assembler.add(tile, pixels):
+                for y0, band in assembler.add(tile, _own_copy(pixels)):
                     writer.write_rows(y0, band)
                     meter.add_rows(y0, band)
                 blend_s += time.perf_counter() - blend_started
@@ -271,6 +270,15 @@ async def _gather_rows(
         abandon([*pending, *finished])
         raise
     return blend_s
+
+
+def _own_copy(pixels: np.ndarray) -> np.ndarray:
+    """A copy of a tile, which leaves the replica's result in the object store free to go;
+    taken only as the tile is blended, with the pages this process mapped to read it then
+    dropped, so tiles waiting their turn cost this process no memory."""
+    copy = np.array(pixels, copy=True)
+    release_shared(pixels)
+    return copy
 
 
 def abandon(tasks: list[asyncio.Task]) -> None:
