@@ -7,7 +7,9 @@ a tile row is emitted only its still-needed bottom strip is kept. With tiles
 arriving roughly row by row, memory is about one tile row plus one overlap
 strip: it depends on the canvas width, never on its height. Tiles that
 arrive far ahead of the first unfinished row are kept until then; the
-router's concurrency bound limits how many.
+router's concurrency bound limits how many. Final rows come out in bands of
+at most `BAND_BYTES`, each blended only when the caller takes it, so however
+many tile rows complete at once only one band need be in memory.
 
 Blending happens when a band is emitted, in a fixed order, so the bytes do
 not depend on the order in which tiles arrived. The canvas is cut at every
@@ -19,7 +21,7 @@ columns, then across rows, with the weights of `core.largeformat.blending.axis_w
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -29,7 +31,9 @@ from core.largeformat.blending import Ramp, axis_weights, multiband_contribution
 from core.largeformat.mixing import mix_columns, mix_rows
 from core.largeformat.tiling import Tile, TilePlan, plan_tiles
 
-__all__ = ["RowAssembler", "warm_up"]
+__all__ = ["BAND_BYTES", "RowAssembler", "warm_up"]
+
+BAND_BYTES = 2 * 2**20  # the most bytes of one emitted band (one canvas row at least)
 
 Blend = Literal["feather", "multiband"]
 
@@ -46,7 +50,8 @@ class _Span:
 
 
 class RowAssembler:
-    """Accepts tiles in any order; returns final canvas row bands top to bottom.
+    """Accepts tiles in any order (`put`); yields final canvas row bands top to bottom
+    (`bands`); `add` does both.
 
     `blend="multiband"` blends `levels` frequency bands (see
     `core.largeformat.blending.multiband_contribution`): slower, and it holds float32
@@ -60,6 +65,7 @@ class RowAssembler:
         ramp: Ramp = "cosine",
         blend: Blend = "feather",
         levels: int = 4,
+        band_bytes: int = BAND_BYTES,
     ):
         if channels < 1:
             raise ValueError(f"channels must be >= 1, got {channels}")
@@ -72,6 +78,7 @@ class RowAssembler:
         self._ramp = ramp
         self._blend = blend
         self._levels = levels
+        self._band_rows = max(1, band_bytes // (plan.width * channels))
         self._x_spans = _spans(plan.xs, plan.widths, plan.width, ramp, channels)
         self._y_spans = _spans(plan.ys, plan.heights, plan.height, ramp, None)
         self._x_table = _pieces_table(self._x_spans, channels)
@@ -101,12 +108,14 @@ class RowAssembler:
         return self._peak_held_bytes
 
     def add(self, tile: Tile, pixels: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        """`put` the tile, then return every band now final (see `bands`) in a list."""
+        self.put(tile, pixels)
+        return list(self.bands())
+
+    def put(self, tile: Tile, pixels: np.ndarray) -> None:
         """Accept one tile's uint8 (h, w, C) pixels (any order).
 
-        Returns the canvas row bands that are now final, top to bottom, as
-        (y0, uint8 array (y1 - y0, width, C)); each canvas row is returned
-        exactly once, bands contiguous from y=0. The pixels are kept by
-        reference until their rows are emitted: do not modify them.
+        The pixels are kept by reference until their rows are emitted: do not modify them.
         """
         plan = self._plan
         if not 0 <= tile.index < len(plan.tiles) or plan.tiles[tile.index] != tile:
@@ -127,34 +136,47 @@ class RowAssembler:
         self._held_bytes += held.nbytes
         self._peak_held_bytes = max(self._peak_held_bytes, self._held_bytes)
         self._missing[tile.row] -= 1
-        return self._emit()
 
-    def _emit(self) -> list[tuple[int, np.ndarray]]:
-        first = stop = self._next_span
+    def bands(self) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield the canvas row bands that are final now, top to bottom, one at a time.
+
+        Each is (y0, uint8 array (y1 - y0, width, C)) of at most `band_bytes` (one row
+        at least) within one y span, blended when the iteration reaches it; each canvas
+        row comes exactly once, bands contiguous from y=0. Tiles are released as their
+        rows are emitted, so drop each band before taking the next to hold only one.
+        """
         spans = self._y_spans
-        while stop < len(spans) and not any(self._missing[r] for r in spans[stop].members):
-            stop += 1
-        if stop == first:
-            return []
-        y0, y1 = spans[first].start, spans[stop - 1].stop
-        band = np.empty((y1 - y0, self._plan.width, self._channels), np.uint8)
-        flat = band.reshape(y1 - y0, -1)
-        for y_span in spans[first:stop]:
-            rows = flat[y_span.start - y0 : y_span.stop - y0]
-            sources = self._row_sources(y_span)
-            if self._blend == "feather" and self._x_table is not None and len(sources) <= 2:
-                self._blend_rows(y_span, sources, rows)
-                continue
-            for x_span in self._x_spans:
-                out = rows[:, x_span.start * self._channels : x_span.stop * self._channels]
-                if self._blend == "feather":
-                    self._feather(sources, y_span.weights, x_span, out)
-                else:
-                    self._sum_contributions(sources, x_span, out)
-        self._next_span = stop
-        self._rows_emitted = y1
-        self._release(y1)
-        return [(y0, band)]
+        while self._next_span < len(spans) and not any(
+            self._missing[r] for r in spans[self._next_span].members
+        ):
+            span = spans[self._next_span]
+            y0 = self._rows_emitted
+            y1 = min(span.stop, y0 + self._band_rows)
+            band = self._blend_band(_part(span, y0, y1))
+            self._rows_emitted = y1
+            if y1 == span.stop:
+                self._next_span += 1
+                self._release_rows(y1)
+            yield y0, band
+            del band  # before the next one is blended
+        self._trim(self._rows_emitted)
+
+    def _blend_band(self, y_span: _Span) -> np.ndarray:
+        """The blended canvas rows of one (part of a) y span, (n, width, C) uint8."""
+        n = y_span.stop - y_span.start
+        band = np.empty((n, self._plan.width, self._channels), np.uint8)
+        rows = band.reshape(n, -1)
+        sources = self._row_sources(y_span)
+        if self._blend == "feather" and self._x_table is not None and len(sources) <= 2:
+            self._blend_rows(y_span, sources, rows)
+            return band
+        for x_span in self._x_spans:
+            out = rows[:, x_span.start * self._channels : x_span.stop * self._channels]
+            if self._blend == "feather":
+                self._feather(sources, y_span.weights, x_span, out)
+            else:
+                self._sum_contributions(sources, x_span, out)
+        return band
 
     def _row_sources(self, y_span: _Span) -> list[tuple[int, slice]]:
         """For each grid row covering a y span: its first tile index, the span's tile rows."""
@@ -230,8 +252,8 @@ class RowAssembler:
         np.clip(np.rint(total, out=total), 0, 255, out=total)
         np.copyto(out, total, casting="unsafe")
 
-    def _release(self, y: int) -> None:
-        """Drop what lies above canvas row `y`: whole tile rows, or the top of their tiles."""
+    def _release_rows(self, y: int) -> None:
+        """Drop the tile rows that lie wholly above canvas row `y`."""
         plan = self._plan
         while (
             self._next_release < plan.rows
@@ -241,10 +263,16 @@ class RowAssembler:
             for index in range(start, start + plan.cols):
                 self._held_bytes -= self._held.pop(index).nbytes
             self._next_release += 1
+
+    def _trim(self, y: int) -> None:
+        """Keep only the rows from canvas row `y` down of the tiles that started above it."""
+        plan = self._plan
         for row in range(self._next_release, plan.rows):
             if plan.ys[row] >= y:
                 break
             drop = y - plan.ys[row] - self._trimmed[row]
+            if not drop:
+                continue
             for index in range(row * plan.cols, (row + 1) * plan.cols):
                 kept = self._held[index][drop:].copy()
                 self._held_bytes += kept.nbytes - self._held[index].nbytes
@@ -315,6 +343,17 @@ def _spans(
             )
         spans.append(_Span(a, b, members, sources, tuple(weights)))
     return spans
+
+
+def _part(span: _Span, start: int, stop: int) -> _Span:
+    """Rows [start, stop) of a y span: its tiles' rows and weights over them."""
+    if (start, stop) == (span.start, span.stop):
+        return span
+    a, b = start - span.start, stop - span.start
+    sources = tuple(
+        (member, slice(rows.start + a, rows.start + b)) for member, rows in span.sources
+    )
+    return _Span(start, stop, span.members, sources, tuple(w[a:b] for w in span.weights))
 
 
 SinglePiece = tuple[int, int, int, int]

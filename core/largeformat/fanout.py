@@ -261,9 +261,11 @@ async def _gather_rows(
             for task in finished:
                 tile, pixels = task.result()
                 blend_started = time.perf_counter()
-                for y0, band in assembler.add(tile, _own_copy(pixels)):
+                assembler.put(tile, _own_copy(pixels))
+                for y0, band in assembler.bands():
                     writer.write_rows(y0, band)
                     meter.add_rows(y0, band)
+                    del band  # the next band is blended only after this one is freed
                 blend_s += time.perf_counter() - blend_started
                 progress.done += 1
     except BaseException:

@@ -149,3 +149,31 @@ def test_invalid_options_are_rejected():
         RowAssembler(plan, blend="multiband", levels=0)
     with pytest.raises(ValueError, match="ramp"):
         RowAssembler(plan, ramp="gaussian")
+
+
+@pytest.mark.parametrize("blend", ["feather", "multiband"])
+@pytest.mark.parametrize(("width", "height", "tile", "overlap"), AWKWARD[:6])
+def test_small_bands_give_identical_bytes(width, height, tile, overlap, blend):
+    plan = plan_tiles(width, height, tile, overlap)
+    tiles = {t.index: _random((t.h, t.w, 3), seed=t.index) for t in plan.tiles}
+    reference = _assemble(RowAssembler(plan, blend=blend), plan, tiles)
+    for rows in (1, 5):
+        assembler = RowAssembler(plan, blend=blend, band_bytes=rows * width * 3)
+        order = list(np.random.default_rng(rows).permutation(len(plan.tiles)))
+        canvas = _assemble(assembler, plan, tiles, order)
+        assert canvas.tobytes() == reference.tobytes()
+
+
+def test_bands_are_bounded_and_blended_one_at_a_time():
+    plan = plan_tiles(1000, 300, 128, overlap=16)
+    tiles = {t.index: _random((t.h, t.w, 3), seed=t.index) for t in plan.tiles}
+    assembler = RowAssembler(plan, band_bytes=10 * 1000 * 3)
+    for t in plan.tiles[:-1]:
+        assembler.put(t, tiles[t.index])
+    assembler.put(plan.tiles[-1], tiles[plan.tiles[-1].index])
+    bands = assembler.bands()
+    y0, band = next(bands)
+    assert (y0, len(band)) == (0, 10) and assembler.rows_emitted == 10  # nothing blended ahead
+    rest = list(bands)
+    assert all(len(band) <= 10 for _, band in rest) and assembler.done
+    assert rest[-1][0] + len(rest[-1][1]) == plan.height
