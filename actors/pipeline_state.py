@@ -245,7 +245,7 @@ def stage_params(config: ClusterConfig, stage: StageConfig, model: ModelConfig) 
     if stage.kind == "hires":
         strength = stage.strength
         if strength is None:
-            strength = config.tiling.refine_strength
+            strength = model.hires.strength(config.tiling.refine_strength)
         params.update(
             mode="hires",
             strength=strength,

@@ -263,7 +263,13 @@ class TilingConfig(_Strict):
     )
     max_attempts: int = Field(3, ge=1, le=20, description="Tries per tile before the job fails.")
     refine_strength: float = Field(
-        0.35, ge=0, le=1, description="img2img strength of the per-tile refine."
+        0.35,
+        ge=0,
+        le=1,
+        description=(
+            "img2img strength of the per-tile refine of hires renders (a model's "
+            "hires.refine_strength wins); 0 keeps the upscaled base, with no refine call."
+        ),
     )
 
 

@@ -33,6 +33,21 @@ class HiresOptions(BaseModel):
             "exactly the target. A request's hires_upscaler wins."
         ),
     )
+    refine_strength: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description=(
+            "img2img strength of this model's per-tile refine (default: "
+            "tiling.refine_strength). 0 keeps the upscaled base as it is, with no refine "
+            "call: for a model whose refine cannot add detail at the enlarged scale and "
+            "would paint the prompt into every tile. A request's strength wins."
+        ),
+    )
+
+    def strength(self, default: float) -> float:
+        """The per-tile refine strength of this model's hires renders."""
+        return default if self.refine_strength is None else self.refine_strength
 
 
 class _Model(Protocol):

@@ -87,7 +87,8 @@ class StageConfig(_Strict):
         le=1,
         description=(
             "How far the stage may move from its image input (default 0.75); for a hires "
-            "stage, the per-tile refine strength (default: tiling.refine_strength)."
+            "stage, the per-tile refine strength (default: the model's hires.refine_strength, else "
+            "tiling.refine_strength)."
         ),
     )
     seed: int | None = Field(

@@ -256,8 +256,10 @@ def resolve_large(
     if not 1 <= steps <= config.limits.max_steps:
         raise RequestError("steps", f"must be between 1 and {config.limits.max_steps}, got {steps}")
     tile = _large_tile(body, model)
-    if body.mode not in ("tiled", "fused") or body.base_image is not None:
-        check_denoising_steps(steps, _large_strength(body, config))  # steps x strength
+    strength = _large_strength(body, config, model)
+    refines = body.mode not in ("tiled", "fused") or body.base_image is not None
+    if refines and strength > 0:  # a hires refine of strength 0 makes no model call
+        check_denoising_steps(steps, strength)  # steps x strength
     text = resolve_text(body.text_boxes, config, (body.width, body.height))
     base = None
     if body.base_image is not None:
@@ -280,7 +282,7 @@ def resolve_large(
         align=model.latent_factor if body.mode == "fused" else model.size_step,
         output_key=output_key,
         mode=body.mode if body.mode in ("tiled", "fused") else "hires",
-        strength=_large_strength(body, config),
+        strength=strength,
         overlap=body.overlap,
         base_image=base,
         format=body.format,
@@ -300,11 +302,14 @@ def resolve_large(
     return job, hosted if base_model else model
 
 
-def _large_strength(body: RenderRequestBody, config: ClusterConfig) -> float:
-    """The request's strength, else img2img's default (fused) or the refine strength (hires)."""
+def _large_strength(body: RenderRequestBody, config: ClusterConfig, model: ModelConfig) -> float:
+    """The request's strength, else img2img's default (fused) or the tile model's refine
+    strength (hires: its `hires.refine_strength`, else `tiling.refine_strength`)."""
     if body.strength is not None:
         return body.strength
-    return DEFAULT_IMG2IMG_STRENGTH if body.mode == "fused" else config.tiling.refine_strength
+    if body.mode == "fused":
+        return DEFAULT_IMG2IMG_STRENGTH
+    return model.hires.strength(config.tiling.refine_strength)
 
 
 def _large_tile(body: RenderRequestBody, model: ModelConfig) -> int:

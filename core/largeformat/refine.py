@@ -125,6 +125,8 @@ async def _tile(
 ) -> np.ndarray:
     async def render() -> np.ndarray:
         reference = None if upscaled is None else upscaled(tile)
+        if reference is not None and job.strength == 0:  # no refine: the upscaled base
+            return reference
         region = Region(tile, tile_seed(job.seed, tile), tile.key, reference)
         pixels = await render_region(job, ctx, region)
         if reference is not None and job.colour_match:
