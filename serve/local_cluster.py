@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from dataclasses import dataclass
@@ -15,6 +16,15 @@ from core.deployment_options import gpu_shortfall
 from core.errors import ConfigError
 from serve.app import application
 from serve.metrics_endpoint import MetricsEndpoint
+
+SERVE_PROXY_PATIENCE = {
+    "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "60",
+    "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S": "30",
+}
+"""Serve's controller kills an HTTP proxy not ready within 5 s (its default), and
+`serve.start` then fails with the proxy's ActorDiedError: on a busy 2-core machine a
+proxy's start takes longer. The embedded cluster's processes inherit these (an
+operator's own values win)."""
 
 
 @dataclass
@@ -53,6 +63,8 @@ def start_local_cluster(
     started = time.perf_counter()
     export_port = free_port() if metrics_port is not None else None
     if not ray.is_initialized():
+        for name, value in SERVE_PROXY_PATIENCE.items():
+            os.environ.setdefault(name, value)
         ray.init(
             _metrics_export_port=export_port,
             address="local",  # always a new embedded cluster, never another one running here

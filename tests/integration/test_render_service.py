@@ -368,3 +368,16 @@ def test_full_queue_answers_503_with_retry_after(cluster):
         with contextlib.suppress(ValueError):
             ray.kill(supervisor("backpressure"), no_restart=True)
         time.sleep(0.5)
+
+
+@ray.remote(num_cpus=0)
+def _proxy_timeouts() -> tuple[float, float]:
+    from ray.serve._private import constants
+
+    return constants.PROXY_READY_CHECK_TIMEOUT_S, constants.PROXY_HEALTH_CHECK_TIMEOUT_S
+
+
+def test_the_embedded_clusters_processes_give_a_slow_proxy_time_to_start(cluster):
+    """Serve's 5 s default killed proxies that a busy 2-core machine started more slowly,
+    and `serve.start` failed with their ActorDiedError."""
+    assert ray.get(_proxy_timeouts.remote(), timeout=60) == (60.0, 30.0)
