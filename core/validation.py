@@ -256,9 +256,8 @@ def resolve_large(
     if not 1 <= steps <= config.limits.max_steps:
         raise RequestError("steps", f"must be between 1 and {config.limits.max_steps}, got {steps}")
     tile = _large_tile(body, model)
-    strength = _large_strength(body, config, model)
-    refines = body.mode not in ("tiled", "fused") or body.base_image is not None
-    if refines and strength > 0:  # a hires refine of strength 0 makes no model call
+    strength = _large_strength(body, config, model)  # 0: hires without a refine call
+    if strength > 0 and (body.mode not in ("tiled", "fused") or body.base_image is not None):
         check_denoising_steps(steps, strength)  # steps x strength
     text = resolve_text(body.text_boxes, config, (body.width, body.height))
     base = None
