@@ -123,10 +123,11 @@ async def draw_base(job: LargeRenderJob, ctx: JobContext) -> np.ndarray:
 async def _tile(
     job: LargeRenderJob, ctx: JobContext, tile: Tile, upscaled: Reference | None
 ) -> np.ndarray:
+    if upscaled is not None and job.strength == 0:
+        return upscaled(tile)  # no refine: the upscaled base, nothing worth a checkpoint
+
     async def render() -> np.ndarray:
         reference = None if upscaled is None else upscaled(tile)
-        if reference is not None and job.strength == 0:  # no refine: the upscaled base
-            return reference
         region = Region(tile, tile_seed(job.seed, tile), tile.key, reference)
         pixels = await render_region(job, ctx, region)
         if reference is not None and job.colour_match:
