@@ -26,13 +26,19 @@ def _service(tmp_path) -> RenderService:
     return RenderService(config, open_store(config.storage), None)
 
 
+def _running(service: RenderService) -> RunRecord:
+    """A hires run saved as running."""
+    record = RunRecord(
+        id=new_run_id(), kind="hires", status="running", model="quality", model_source="tiny:0"
+    )
+    service.registry.save(record)
+    return record
+
+
 def test_a_job_that_settles_between_the_two_reads_is_shown_with_its_result(tmp_path):
     service = _service(tmp_path)
-    run_id = new_run_id()
-    running = RunRecord(
-        id=run_id, kind="hires", status="running", model="quality", model_source="tiny:0"
-    )
-    service.registry.save(running)
+    running = _running(service)
+    run_id = running.id
     done = running.model_copy(
         update={"status": "done", "outputs": {"image": f"renders/{run_id}/image.png"}}
     )
@@ -49,11 +55,7 @@ def test_a_job_that_settles_between_the_two_reads_is_shown_with_its_result(tmp_p
 
 def test_a_running_job_has_no_result(tmp_path):
     service = _service(tmp_path)
-    run_id = new_run_id()
-    running = RunRecord(
-        id=run_id, kind="hires", status="running", model="quality", model_source="tiny:0"
-    )
-    service.registry.save(running)
+    run_id = _running(service).id
 
     async def still_running(job_id: str) -> Job:
         return Job(id=job_id, kind="hires", request={}, status="running")
