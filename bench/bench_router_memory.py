@@ -152,9 +152,13 @@ def series(
             print(f"  {size[0]:>5}x{size[1]:<5} (measured above)")
     ratio = done[sizes[-1]] / done[sizes[0]]
     area = sizes[-1][0] * sizes[-1][1] / (sizes[0][0] * sizes[0][1])
+    issue_20 = (
+        f"; issue 20's <= 1.2: {'met' if ratio <= 1.2 else 'missed'}" if name == "height" else ""
+    )
     print(
         f"  {name}: largest / smallest peak over baseline {ratio:.2f} "
-        f"(canvas area x{area:.0f}; target <= 1.5: {'met' if ratio <= 1.5 else 'missed'})"
+        f"(canvas area x{area:.0f}; target <= 1.5: {'met' if ratio <= 1.5 else 'missed'}"
+        f"{issue_20})"
     )
 
 

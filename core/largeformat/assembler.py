@@ -6,8 +6,9 @@ multi-band mode) only until the rows they cover are emitted; once the top of
 a tile row is emitted only its still-needed bottom strip is kept. With tiles
 arriving roughly row by row, memory is about one tile row plus one overlap
 strip: it depends on the canvas width, never on its height. Tiles that
-arrive far ahead of the first unfinished row are kept until then; the
-router's concurrency bound limits how many. Final rows come out in bands of
+arrive ahead of the first unfinished row are kept until then; the router
+sends no tile more than a few tile rows below the first row with a tile still
+out (`core.largeformat.fanout.rows_ahead`), which bounds how many. Final rows come out in bands of
 at most `BAND_BYTES`, each blended only when the caller takes it, so however
 many tile rows complete at once only one band need be in memory.
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,11 +49,18 @@ __all__ = [
     "RetryPolicy",
     "call_with_retries",
     "gather_to_file",
+    "rows_ahead",
+    "SLACK_ROWS",
 ]
 
 ModelCall = Callable[[Any], Awaitable[Any]]
 """One call of a model replica: a request in, a result (with `replica`, `started_at`,
 `compute_s`) out."""
+
+SLACK_ROWS = 3
+"""Tile rows sent beyond those the tiles in flight fill. Tiles that came back wait for
+the rows above them, so more rows let replicas work past a slow tile and hold more
+memory (`bench/bench_row_window.py` measures both)."""
 
 RETRYABLE = (ReplicaUnavailable, OverloadedError)
 """Failures of the call itself, not of its input: sent again after a pause."""
@@ -172,11 +180,13 @@ class OutputFile:
 @dataclass(frozen=True)
 class Fanout:
     """How tiles go out and come back: at most `max_in_flight` at once (or what `capacity`,
-    the model's running replicas, take at once), blended by `blend`."""
+    the model's running replicas, take at once), none more than `rows_ahead` tile rows
+    below the first with a tile still out, blended by `blend`."""
 
     max_in_flight: int = 32
     blend: str = "feather"
     capacity: ReplicaCapacity | None = None
+    slack_rows: int = SLACK_ROWS
 
 
 @dataclass
@@ -189,6 +199,7 @@ class GatherResult:
     blend_s: float
     encode_s: float
     finished_with: Any = None  # what the `finish` callback returned
+    peak_held_bytes: int = 0  # the most bytes of finished tiles waiting to be blended at once
 
 
 Finish = Callable[[np.ndarray], Awaitable[Any]]
@@ -216,7 +227,7 @@ async def gather_to_file(
     )
     with writer:
         meter = SeamMeter(plan)
-        blend_s = await _gather_rows(plan, render_tile, fanout, progress, writer, meter)
+        blend_s, held = await _gather_rows(plan, render_tile, fanout, progress, writer, meter)
         tiles_s = time.perf_counter() - started
         finished_with = None
         if finish is not None:
@@ -225,7 +236,7 @@ async def gather_to_file(
         encode_started = time.perf_counter()
         committed = writer.commit()
     encode_s = time.perf_counter() - encode_started
-    return GatherResult(committed, meter.score, tiles_s, blend_s, encode_s, finished_with)
+    return GatherResult(committed, meter.score, tiles_s, blend_s, encode_s, finished_with, held)
 
 
 async def _gather_rows(
@@ -235,11 +246,15 @@ async def _gather_rows(
     progress: JobProgress,
     writer: StreamingImageWriter,
     meter: SeamMeter,
-) -> float:
-    """Render the tiles, blending each into row bands as it arrives; return the blend time.
+) -> tuple[float, int]:
+    """Render the tiles, blending each into row bands as it arrives; return the blend time
+    and the most bytes of tiles held at once.
 
     Tiles go out in plan order, as many at once as the capacity allows; the next
-    one leaves the moment one comes back.
+    one leaves the moment one comes back, unless it lies `rows_ahead` tile rows or
+    more below the first row with a tile still out: tiles that came back wait in the
+    assembler until that row is done, so a slow tile must not let the whole canvas
+    pile up behind it.
     """
     assembler = RowAssembler(plan, blend=fanout.blend)
     capacity = fanout.capacity or ReplicaCapacity(fanout.max_in_flight)
@@ -250,16 +265,23 @@ async def _gather_rows(
         return tile, await render_tile(tile)
 
     waiting = list(reversed(plan.tiles))
+    out_by_row: Counter[int] = Counter()
     pending: set[asyncio.Task] = set()
     finished: set[asyncio.Task] = set()
     try:
         while waiting or pending:  # finished tasks are dropped at once, so are their results
             limit = await capacity.limit()
-            while waiting and len(pending) < limit:
+            first_open = min(out_by_row, default=waiting[-1].row if waiting else 0)
+            last_row = first_open + rows_ahead(limit, plan.cols, fanout.slack_rows) - 1
+            while waiting and len(pending) < limit and waiting[-1].row <= last_row:
+                out_by_row[waiting[-1].row] += 1
                 pending.add(asyncio.create_task(rendered(waiting.pop())))
             finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             for task in finished:
                 tile, pixels = task.result()
+                out_by_row[tile.row] -= 1
+                if not out_by_row[tile.row]:
+                    del out_by_row[tile.row]
                 blend_started = time.perf_counter()
                 assembler.put(tile, _own_copy(pixels))
                 for y0, band in assembler.bands():
@@ -271,7 +293,13 @@ async def _gather_rows(
     except BaseException:
         abandon([*pending, *finished])
         raise
-    return blend_s
+    return blend_s, assembler.peak_held_bytes
+
+
+def rows_ahead(in_flight: int, cols: int, slack: int = SLACK_ROWS) -> int:
+    """How many tile rows, from the first with a tile still out, tiles may be sent from:
+    the rows that `in_flight` tiles fill, and `slack` more."""
+    return -(-in_flight // cols) + slack
 
 
 def _own_copy(pixels: np.ndarray) -> np.ndarray:

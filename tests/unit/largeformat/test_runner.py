@@ -19,7 +19,7 @@ from PIL import Image
 from core.config import StorageConfig
 from core.errors import JobFailed, OverloadedError, ReplicaUnavailable, TileOutOfMemory
 from core.image_metadata import ImageMetadata
-from core.largeformat.fanout import RetryPolicy
+from core.largeformat.fanout import RetryPolicy, rows_ahead
 from core.largeformat.hires import base_size
 from core.largeformat.refine import split_plan
 from core.largeformat.runner import TileJobRunner
@@ -226,6 +226,42 @@ def test_tiles_in_flight_are_what_the_running_replicas_take(tmp_path):
     job = _job(replica_requests=2)  # max_ongoing_requests 2 on 2 replicas, under the cap of 32
     asyncio.run(_runner(tmp_path).render(job, model, replicas=replicas))
     assert model.most_in_flight == 4
+
+
+class SlowFirstTile(PureModel):
+    """Holds the first tile `hold_s` seconds; notes the tile rows sent while it is out."""
+
+    def __init__(self, job: LargeRenderJob, hold_s: float):
+        super().__init__()
+        self.hold_s = hold_s
+        self.plan = plan_tiles(job.width, job.height, job.tile_size, job.overlap, job.align)
+        self.row_of = {tile_seed(job.seed, tile): tile.row for tile in self.plan.tiles}
+        self.first_seed = tile_seed(job.seed, self.plan.tiles[0])
+        self.first_out = False
+        self.rows_sent_meanwhile: set[int] = set()
+
+    async def __call__(self, request: GenerateRequest) -> GenerateResult:
+        if request.seed != self.first_seed:
+            if self.first_out:
+                self.rows_sent_meanwhile.add(self.row_of[request.seed])
+            return await super().__call__(request)
+        self.first_out = True
+        await asyncio.sleep(self.hold_s)
+        self.first_out = False
+        return self._render(request)
+
+
+def test_a_slow_tile_holds_back_tiles_more_than_a_few_rows_below_it(tmp_path):
+    """Tiles that came back wait in memory until the rows above them are done: while the
+    first tile is out, no tile is sent from further down than `rows_ahead` rows."""
+    job = _job(width=128, height=1024, base_image=_base(16, 128), max_in_flight=2)
+    slow = SlowFirstTile(job, hold_s=0.5)
+    assert slow.plan.cols == 3 and slow.plan.rows > 8
+    runner, _ = _render(tmp_path, job, slow)
+    assert rows_ahead(2, 3) == 4  # the row 2 tiles in flight fill, and three more
+    assert slow.rows_sent_meanwhile == {0, 1, 2, 3}  # then it waited for the first tile
+    steady, _ = _render(tmp_path / "steady", job, PureModel())
+    assert np.array_equal(_decoded(runner, job.output_key), _decoded(steady, job.output_key))
 
 
 def test_progress_counts_tiles_as_they_finish(tmp_path):
