@@ -2,18 +2,23 @@
 
     python scripts/train_scenes.py --out models/scenes        (or: make scenes-model)
 
-Two phases from one seed: the VAE learns to reconstruct scene pictures, then the
-text encoder and the UNet learn to denoise the VAE's latents given the prompt
-(a tenth of the prompts dropped, for classifier-free guidance). Both losses weigh
-the pixels around objects ten times the background's: objects cover a few percent
-of a picture, and their shapes are what the checker reads. Every batch is drawn
-fresh from the world's training split; the held-out split is never seen. At the
-end the pipeline is measured on held-out prompts with the scenes checker and
-saved with `save_pretrained`, with MODEL_CARD.md beside it.
+Three phases from one seed: the VAE learns to reconstruct scene pictures; the UNet
+learns to denoise the VAE's latents given the prompt (a tenth of the prompts
+dropped, for classifier-free guidance) read by the text encoder kept at its seeded
+random weights; then the two learn together at a low learning rate. Trained together
+from the start, the encoder merged the position words (its outputs for "top left"
+and "bottom right" came 0.4 % apart) before the UNet used them, so the UNet painted
+every ninth; a random encoder keeps them apart, and the joint phase teaches it which
+colour belongs to the background. The losses weigh the pixels around objects ten
+times the background's: objects cover a few percent of a picture, and their shapes
+are what the checker reads. Every batch is drawn fresh from the world's training
+split; the held-out split is never seen. At the end the pipeline is measured on
+held-out prompts with the scenes checker and saved with `save_pretrained`, with
+MODEL_CARD.md beside it.
 
-The trained VAE is kept in a work folder beside the output with the random state
-after it: a run stopped during the UNet phase starts again from there, giving the
-same weights as a run that never stopped.
+The VAE and the UNet phase's weights are kept in a work folder beside the output: a
+stopped run starts again from the last phase kept, and since every phase draws from
+its own seed, it gives the same weights as a run that never stopped.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ MAX_MB = 30.0
 CLAUSE_KINDS = ("background", "colour", "position", "shape", "size")
 OBJECT_WEIGHT = 10.0  # loss weight of pixels near an object against the background's
 VAE_SETTINGS = ("seed", "vae_steps", "vae_batch_size", "vae_lr")
+UNET_SETTINGS = ("unet_steps", "batch_size", "lr", "ema_decay", "drop_prompt")
 
 
 @dataclass
@@ -54,7 +60,9 @@ class Run:
     """What the model card reports: settings, losses, figures, timings."""
 
     args: argparse.Namespace
-    losses: dict[str, list[float]] = field(default_factory=lambda: {"vae": [], "unet": []})
+    losses: dict[str, list[float]] = field(
+        default_factory=lambda: {"vae": [], "unet": [], "joint": []}
+    )
     seconds: dict[str, float] = field(default_factory=dict)
     figures: dict[str, float] = field(default_factory=dict)
     size_mb: float = 0.0
@@ -97,12 +105,13 @@ def train_loop(
     run: Run,
     lr: float,
     after_step: Callable[[], None] | None = None,
+    scheduled: bool = True,
 ) -> None:
-    """`steps` optimiser steps of `step`'s loss (AdamW, `learning_rate_factor`), losses kept
-    in `run`."""
+    """`steps` optimiser steps of `step`'s loss (AdamW; `learning_rate_factor` when
+    `scheduled`, else a constant `lr`), losses kept in `run`."""
     optimiser = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, lambda i: learning_rate_factor(i, steps)
+        optimiser, lambda i: learning_rate_factor(i, steps) if scheduled else 1.0
     )
     started = time.perf_counter()
     for index in range(steps):
@@ -147,49 +156,78 @@ def encode_prompts(pipe, prompts: list[str]) -> torch.Tensor:
     return pipe.text_encoder(ids)[0]
 
 
-def vae_phase(pipe, rng: random.Random, run: Run, work: Path) -> None:
-    """Train the VAE, or take it from `work` when a run with the same settings kept it,
-    restoring the random state that followed it."""
-    settings = {key: getattr(run.args, key) for key in VAE_SETTINGS}
-    architecture = {k: v for k, v in pipe.vae.config.items() if not k.startswith("_")}
+def _settings(run: Run, names: tuple[str, ...], model) -> dict:
+    """The arguments `names` and `model`'s architecture: what a kept phase must match."""
+    settings = {key: getattr(run.args, key) for key in names}
+    architecture = {k: v for k, v in model.config.items() if not k.startswith("_")}
     settings["architecture"] = json.dumps(architecture, sort_keys=True, default=str)
-    kept = work / "vae-phase.pt"
+    return settings
+
+
+def _kept(work: Path, phase: str, settings: dict) -> dict | None:
+    """What a run with the same `settings` kept of `phase` in `work`, if any."""
+    kept = work / f"{phase}-phase.pt"
     if kept.exists():
         state = torch.load(kept, weights_only=False)
         if state["settings"] == settings:
-            pipe.vae.load_state_dict(state["vae"])
-            pipe.vae.register_to_config(scaling_factor=state["scaling_factor"])
-            pipe.vae.eval().requires_grad_(False)
-            rng.setstate(state["python_rng"])
-            torch.set_rng_state(state["torch_rng"])
-            run.losses["vae"], run.seconds["vae"] = state["losses"], state["seconds"]
-            print(f"vae: kept from {kept}", flush=True)
-            return
-    train_vae(pipe, rng, run)
+            print(f"{phase}: kept from {kept}", flush=True)
+            return state
+    return None
+
+
+def _keep(work: Path, phase: str, state: dict) -> None:
     work.mkdir(parents=True, exist_ok=True)
-    state = {
-        "settings": settings,
-        "vae": pipe.vae.state_dict(),
-        "scaling_factor": pipe.vae.config.scaling_factor,
-        "python_rng": rng.getstate(),
-        "torch_rng": torch.get_rng_state(),
-        "losses": run.losses["vae"],
-        "seconds": run.seconds["vae"],
-    }
-    torch.save(state, work / "vae-phase.tmp")
-    (work / "vae-phase.tmp").rename(kept)
+    torch.save(state, work / f"{phase}-phase.tmp")
+    (work / f"{phase}-phase.tmp").rename(work / f"{phase}-phase.pt")
 
 
-def train_unet(pipe, rng: random.Random, run: Run) -> None:
-    """Velocity (v) prediction on the frozen VAE's latents, object-weighted, with the text
-    encoder trained alongside.
+def vae_phase(pipe, rng: random.Random, run: Run, work: Path) -> dict:
+    """Train the VAE, or take it from `work` when a run with the same settings kept it;
+    returns the settings."""
+    settings = _settings(run, VAE_SETTINGS, pipe.vae)
+    state = _kept(work, "vae", settings)
+    if state is not None:
+        pipe.vae.load_state_dict(state["vae"])
+        pipe.vae.register_to_config(scaling_factor=state["scaling_factor"])
+        pipe.vae.eval().requires_grad_(False)
+    else:
+        train_vae(pipe, rng, run)
+        state = {
+            "settings": settings,
+            "vae": pipe.vae.state_dict(),
+            "scaling_factor": pipe.vae.config.scaling_factor,
+            "losses": run.losses["vae"],
+            "seconds": run.seconds["vae"],
+        }
+        _keep(work, "vae", state)
+    run.losses["vae"], run.seconds["vae"] = state["losses"], state["seconds"]
+    return settings
 
-    The weights kept are an exponential moving average of the trained ones
-    (decay `--ema-decay`), which samples cleaner than the last step's weights.
-    """
+
+def unet_phase(pipe, run: Run, work: Path, vae_settings: dict) -> None:
+    """Train the UNet on the frozen encoder (`train_unet`), or take it from `work` when a
+    run with the same settings, VAE included, kept it."""
+    settings = {"vae": vae_settings, **_settings(run, UNET_SETTINGS, pipe.unet)}
+    state = _kept(work, "unet", settings)
+    if state is not None:
+        pipe.unet.load_state_dict(state["unet"])
+        pipe.unet.eval()
+    else:
+        train_unet(pipe, run)
+        state = {
+            "settings": settings,
+            "unet": pipe.unet.state_dict(),
+            "losses": run.losses["unet"],
+            "seconds": run.seconds["unet"],
+        }
+        _keep(work, "unet", state)
+    run.losses["unet"], run.seconds["unet"] = state["losses"], state["seconds"]
+
+
+def denoising_step(pipe, rng: random.Random, run: Run, train_encoder: bool):
+    """One batch's loss: velocity (v) prediction on the frozen VAE's latents, conditioned on
+    the text encoder's reading of the prompts, object-weighted."""
     noise_schedule = training_scheduler()
-    pipe.unet.train()
-    pipe.text_encoder.train()
     scale = pipe.vae.config.scaling_factor
 
     def step() -> torch.Tensor:
@@ -197,18 +235,50 @@ def train_unet(pipe, rng: random.Random, run: Run) -> None:
         prompts = ["" if rng.random() < run.args.drop_prompt else p for p in prompts]
         with torch.no_grad():
             latents = pipe.vae.encode(images).latent_dist.sample() * scale
+        with torch.set_grad_enabled(train_encoder):
+            conditions = encode_prompts(pipe, prompts)
         noise = torch.randn_like(latents)
         steps = torch.randint(0, noise_schedule.config.num_train_timesteps, (len(prompts),))
         noisy = noise_schedule.add_noise(latents, noise, steps)
-        predicted = pipe.unet(noisy, steps, encode_prompts(pipe, prompts)).sample
+        predicted = pipe.unet(noisy, steps, conditions).sample
         target = noise_schedule.get_velocity(latents, noise, steps)
         return (object_weights(images, LATENT_FACTOR) * (predicted - target) ** 2).mean()
 
-    params = [*pipe.unet.parameters(), *pipe.text_encoder.parameters()]
+    return step
+
+
+def train_unet(pipe, run: Run) -> None:
+    """The UNet alone, on the text encoder's seeded random weights, from seed `--seed` + 1.
+
+    The weights kept are an exponential moving average of the trained ones
+    (decay `--ema-decay`), which samples cleaner than the last step's weights.
+    """
+    rng = random.Random(run.args.seed + 1)
+    torch.manual_seed(run.args.seed + 1)
+    pipe.unet.train()
+    pipe.text_encoder.eval().requires_grad_(False)
+    step = denoising_step(pipe, rng, run, train_encoder=False)
+    params = list(pipe.unet.parameters())
     ema = EMAModel(params, decay=run.args.ema_decay)
     train_loop(
         "unet", run.args.unet_steps, step, params, run, run.args.lr, lambda: ema.step(params)
     )
+    ema.copy_to(params)
+    pipe.unet.eval()
+
+
+def train_joint(pipe, run: Run) -> None:
+    """The UNet and the text encoder together, from seed `--seed` + 2, at a constant
+    `--joint-lr`; the weights kept are an EMA (decay `--joint-ema-decay`)."""
+    rng = random.Random(run.args.seed + 2)
+    torch.manual_seed(run.args.seed + 2)
+    pipe.unet.train()
+    pipe.text_encoder.train().requires_grad_(True)
+    step = denoising_step(pipe, rng, run, train_encoder=True)
+    params = [*pipe.unet.parameters(), *pipe.text_encoder.parameters()]
+    ema = EMAModel(params, decay=run.args.joint_ema_decay)
+    steps, lr = run.args.joint_steps, run.args.joint_lr
+    train_loop("joint", steps, step, params, run, lr, lambda: ema.step(params), scheduled=False)
     ema.copy_to(params)
     pipe.unet.eval()
     pipe.text_encoder.eval()
@@ -282,16 +352,18 @@ def model_card(run: Run) -> str:
             "## Data",
             f"Fresh scenes from the training split (the held-out tenth never seen): "
             f"{a.vae_steps * a.vae_batch_size} pictures for the VAE, "
-            f"{a.unet_steps * a.batch_size} prompt/picture pairs for the UNet "
-            f"({a.drop_prompt:.0%} of prompts dropped for guidance).",
+            f"{(a.unet_steps + a.joint_steps) * a.batch_size} prompt/picture pairs for the "
+            f"UNet and text encoder ({a.drop_prompt:.0%} of prompts dropped for guidance).",
             "",
             "## Training",
-            f"VAE {a.vae_steps} steps (batch {a.vae_batch_size}), UNet and text encoder "
-            f"{a.unet_steps} steps (batch {a.batch_size}), AdamW (lr: VAE {a.vae_lr}, "
-            f"UNet {a.lr}; warm-up then cosine to a tenth), pixels near objects weighted "
-            f"{OBJECT_WEIGHT:g}x, weights kept as an "
-            f"EMA (decay {a.ema_decay}), "
-            f"{a.threads} torch threads, torch {torch.__version__}. Wall time: "
+            f"VAE {a.vae_steps} steps (batch {a.vae_batch_size}, lr {a.vae_lr}); UNet "
+            f"{a.unet_steps} steps (batch {a.batch_size}, lr {a.lr}; the text encoder kept "
+            "at its seeded random weights); then UNet and text encoder together "
+            f"{a.joint_steps} steps (constant lr {a.joint_lr}). AdamW, warm-up then cosine "
+            f"to a tenth but in the joint phase, pixels near objects weighted "
+            f"{OBJECT_WEIGHT:g}x, weights kept as an EMA (decay {a.ema_decay}; joint "
+            f"{a.joint_ema_decay}), {a.threads} torch threads, torch {torch.__version__}. "
+            "Wall time: "
             + ", ".join(f"{k} {v / 60:.1f} min" for k, v in run.seconds.items())
             + ".",
             "",
@@ -304,6 +376,11 @@ def model_card(run: Run) -> str:
             "| steps | mean loss |",
             "| --- | --- |",
             *_loss_rows(run.losses["unet"]),
+            "",
+            "### Joint loss (the same, UNet and text encoder trained)",
+            "| steps | mean loss |",
+            "| --- | --- |",
+            *_loss_rows(run.losses["joint"]),
             "",
             "## Held-out figures",
             f"{a.eval_prompts} held-out prompts, {a.default_steps} steps (DPM-Solver++), "
@@ -331,6 +408,9 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--ema-decay", type=float, default=0.999)
+    parser.add_argument("--joint-steps", type=int, default=3300)
+    parser.add_argument("--joint-lr", type=float, default=1e-4)
+    parser.add_argument("--joint-ema-decay", type=float, default=0.995)
     parser.add_argument("--drop-prompt", type=float, default=0.1)
     parser.add_argument("--eval-prompts", type=int, default=200)
     parser.add_argument("--default-steps", type=int, default=20)
@@ -342,7 +422,7 @@ def arguments() -> argparse.Namespace:
     )
     args = parser.parse_args()
     if args.steps is not None:
-        args.vae_steps = args.unet_steps = args.steps
+        args.vae_steps = args.unet_steps = args.joint_steps = args.steps
     return args
 
 
@@ -354,8 +434,9 @@ def main() -> None:
     run = Run(args)
     pipe = build_scenes_pipeline(args.seed)
     pipe.set_progress_bar_config(disable=True)
-    vae_phase(pipe, rng, run, args.out.parent / f".{args.out.name}-work")
-    train_unet(pipe, rng, run)
+    work = args.out.parent / f".{args.out.name}-work"
+    unet_phase(pipe, run, work, vae_phase(pipe, rng, run, work))
+    train_joint(pipe, run)
     evaluate(pipe, run)
     save(pipe, args.out, run)
     print(

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import torch
+from transformers import CLIPTextModel
 
 from core.config import ModelConfig
 from core.scenes.grammar import WORDS
@@ -36,12 +37,13 @@ def test_the_untrained_pipeline_is_within_budget_and_seeded():
     assert torch.equal(next(a.unet.parameters()), next(b.unet.parameters()))
 
 
-def _train(out: Path) -> None:
+def _train(out: Path) -> str:
     command = [sys.executable, str(ROOT / "scripts" / "train_scenes.py"), "--out", str(out)]
     command += ["--steps", "2", "--batch-size", "2", "--vae-batch-size", "2"]
     command += ["--eval-prompts", "1", "--default-steps", "2", "--threads", "1"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
 
 
 def test_a_short_training_run_is_reproducible_and_the_loader_renders_with_it(tmp_path):
@@ -49,7 +51,19 @@ def test_a_short_training_run_is_reproducible_and_the_loader_renders_with_it(tmp
     _train(first)
     _train(second)
     weights = Path("unet") / "diffusion_pytorch_model.safetensors"
-    assert (first / weights).read_bytes() == (second / weights).read_bytes()
+    trained = (first / weights).read_bytes()
+    assert trained == (second / weights).read_bytes()
+    work = tmp_path / ".second-work"
+    assert (work / "vae-phase.pt").exists() and (work / "unet-phase.pt").exists()
+    again = _train(second)  # the VAE and the UNet phase taken from the work folder
+    assert "vae: kept from" in again and "unet: kept from" in again
+    assert (second / weights).read_bytes() == trained
+    # the joint phase trained the text encoder from its seeded weights
+    untrained = build_scenes_pipeline(0).text_encoder.state_dict()
+    kept = CLIPTextModel.from_pretrained(first / "text_encoder").state_dict()
+    assert not all(torch.equal(kept[name], value) for name, value in untrained.items())
+    unet_phase = torch.load(work / "unet-phase.pt", weights_only=False)
+    assert len(unet_phase["losses"]) == 2 and len(unet_phase["settings"]["vae"]) == 5
     card = (first / "MODEL_CARD.md").read_text()
     assert "## Held-out figures" in card and "| background |" in card
     model = ModelConfig(source=str(first), native_resolution=128, default_steps=2)
