@@ -102,11 +102,12 @@ def _pipeline(client: RenderClient, case: Case, seed: int) -> tuple[str, bytes, 
     return last["run_id"], client.fetch(view["result"]["url"]), False
 
 
-def _hires_kept(
+def _hires_lost(
     client: RenderClient, case: Case, model: str, seed: int, scorer: Scorer, clauses: dict
-) -> bool | None:
-    """Whether a square hires render keeps every clause its base image (the same prompt and
-    seed at the model's native size, as the hires job draws it) had; None for other cases."""
+) -> list[str] | None:
+    """The clauses that held on a square hires render's base image (the same prompt and seed
+    at the model's native size, as the hires job draws it) but not on the hires render;
+    None for other cases."""
     if case.mode != "hires" or case.width != case.height or not clauses:
         return None
     body = {**_render_body(case, model, seed), "mode": "single"}
@@ -114,7 +115,7 @@ def _hires_kept(
         body.pop(name, None)
     base = _decode(base64.b64decode(client.post("/v1/renders", body)["image_base64"]))
     held = scorer.score(base, case.prompt).clauses
-    return all(clauses.get(name, False) for name, holds in held.items() if holds)
+    return [name for name, holds in held.items() if holds and not clauses.get(name, False)]
 
 
 def measure(client: RenderClient, case: Case, model: str, seed: int, scorer: Scorer) -> Measured:
@@ -147,6 +148,7 @@ def measure(client: RenderClient, case: Case, model: str, seed: int, scorer: Sco
     record = client.get(f"/v1/runs/{run_id}")
     adherence = scorer.score(image, case.prompt) if scored else None
     clauses = adherence.clauses if adherence else {}
+    lost = _hires_lost(client, case, model, seed, scorer, clauses)
     typography = record.get("typography")
     sample = Sample(
         case=case.id,
@@ -161,7 +163,8 @@ def measure(client: RenderClient, case: Case, model: str, seed: int, scorer: Sco
         large=large,
         adherence=adherence.score if adherence else None,
         clauses=clauses,
-        hires_kept=_hires_kept(client, case, model, seed, scorer, clauses),
+        hires_kept=None if lost is None else not lost,
+        hires_lost=lost or [],
         gate_passed=typography.get("passed") if typography else None,
         seam_score=record.get("metrics", {}).get("seam_score"),
     )

@@ -60,6 +60,9 @@ class Sample(BaseModel):
     hires_kept: bool | None = Field(
         None, description="Hires: every clause that held on the base image holds here too."
     )
+    hires_lost: list[str] = Field(
+        default_factory=list, description="Hires: the clauses that held on the base image only."
+    )
     gate_passed: bool | None = Field(None, description="Typography gate, for text cases.")
     seam_score: float | None = Field(None, description="Large-format renders' seam score.")
 

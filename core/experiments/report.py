@@ -64,7 +64,9 @@ width="{{ bar(m, v) }}"></rect><text x="{{ 94 + bar(m, v) }}" y="{{ 24 * loop.in
 {% set uri = thumbs.get((case.id, model.name, s.seed)) %}
 {% if uri %}<img src="{{ uri }}" alt="{{ case.id }} {{ model.name }} seed {{ s.seed }}">
 {% endif %}seed {{ s.seed }}{% if s.status != "done" %} <span class="bad">{{ s.status }}</span>
-{% endif %}{% if s.adherence is not none %} &middot; {{ fmt(s.adherence) }}{% endif %}</div>
+{% endif %}{% if s.adherence is not none %} &middot; {{ fmt(s.adherence) }}{% endif %}
+{% if s.hires_lost %}<br><span class="bad lost">hires lost {{ s.hires_lost|join(", ") }}</span>
+{% endif %}</div>
 {% endfor %}</div>
 {% if r %}<small>{% for k, v in r.metrics.items() %}{{ k }} {{ fmt(v) }}{{ "; " if not loop.last }}
 {% endfor %}</small>{% endif %}</td>{% endfor %}</tr>{% endfor %}

@@ -10,6 +10,7 @@ from core.experiments import scorers
 from core.experiments.gate import compare, parse_max_drops, regressions
 from core.experiments.metrics import summary
 from core.experiments.record import ExperimentRecord, ExperimentRegistry, Sample
+from core.experiments.report import report_html
 from core.experiments.suite import SuiteError, load_suite
 from core.scenes import render
 from core.store import LocalStore
@@ -149,3 +150,14 @@ def test_the_registry_keeps_tenants_apart(tmp_path):
             registry.get(saved.id)
     finally:
         current_tenant.reset(token)
+
+
+def test_the_report_names_the_clauses_a_hires_render_lost():
+    lost = sample("m", 0.8, 1.0, hires_kept=False, hires_lost=["object2.shape"])
+    kept = sample("m", 1.0, 1.0, hires_kept=True).model_copy(update={"seed": 1})
+    record = experiment({"m": {"hires_kept": 0.5}}).model_copy(
+        update={"samples": [lost, kept], "suite_content": {"cases": [{"id": "c", "prompt": "p"}]}}
+    )
+    html = report_html(record, {})
+    assert html.count('class="bad lost"') == 1
+    assert "hires lost object2.shape" in html
