@@ -139,6 +139,8 @@ class JobWork:
             "metrics": final.metrics,
             "timings": final.timings,
         }
+        if "hires_upscaler" in final.params:  # what upscaled a hires render's base
+            result["hires_upscaler"] = final.params["hires_upscaler"]
         return JobOutcome("done", result)
 
     async def _record_end(self, record: RunRecord, status: str, error: str) -> None:

@@ -4,7 +4,7 @@ On the shared cluster (configs/local.yaml: the tiny `quality` model and the real
 x4 `upscaler`), a small hires render with `hires_upscaler: upscaler` upscales its
 base tiled across the upscaler's replicas before the tiled refine: it has the
 size asked, differs from the Lanczos render of the same seed, and its record
-names the upscaler.
+and its job's result name the upscaler.
 """
 
 from __future__ import annotations
@@ -40,10 +40,12 @@ def test_a_hires_render_through_the_upscaler_model_differs_from_lanczos(cluster)
         lanczos_view, lanczos = _render(http, HIRES)
         model_view, upscaled = _render(http, {**HIRES, "hires_upscaler": "upscaler"})
         run = http.get(f"/v1/runs/{model_view['id']}").json()
+        job = http.get(model_view["job"]).json()
     assert lanczos.shape == upscaled.shape == (256, 512, 3)
     assert lanczos_view["hires_upscaler"] == "lanczos"
     assert model_view["hires_upscaler"] == "upscaler"
     assert run["params"]["hires_upscaler"] == "upscaler"
+    assert job["result"]["hires_upscaler"] == "upscaler"
     assert model_view["result"]["timings"]["upscale_s"] > 0
     assert np.abs(lanczos.astype(int) - upscaled).mean() > 1.0
     assert upscaled.std() > 5  # an image, not a blank
