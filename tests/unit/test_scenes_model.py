@@ -37,9 +37,9 @@ def test_the_untrained_pipeline_is_within_budget_and_seeded():
     assert torch.equal(next(a.unet.parameters()), next(b.unet.parameters()))
 
 
-def _train(out: Path) -> str:
+def _train(out: Path, *extra: str) -> str:
     command = [sys.executable, str(ROOT / "scripts" / "train_scenes.py"), "--out", str(out)]
-    command += ["--steps", "2", "--batch-size", "2", "--vae-batch-size", "2"]
+    command += ["--steps", "2", "--batch-size", "2", "--vae-batch-size", "2", *extra]
     command += ["--eval-prompts", "1", "--default-steps", "2", "--threads", "1"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -63,9 +63,16 @@ def test_a_short_training_run_is_reproducible_and_the_loader_renders_with_it(tmp
     kept = CLIPTextModel.from_pretrained(first / "text_encoder").state_dict()
     assert not all(torch.equal(kept[name], value) for name, value in untrained.items())
     unet_phase = torch.load(work / "unet-phase.pt", weights_only=False)
-    assert len(unet_phase["losses"]) == 2 and len(unet_phase["settings"]["vae"]) == 5
+    assert len(unet_phase["losses"]) == 2 and len(unet_phase["settings"]["vae"]) == 6
+    assert unet_phase["settings"]["precision"] == unet_phase["settings"]["vae"]["precision"]
     card = (first / "MODEL_CARD.md").read_text()
     assert "## Held-out figures" in card and "| background |" in card
+    assert "forward passes in float32" in card
+    # phases kept in float32 are not taken for a bfloat16 run, which trains other weights
+    autocast = _train(second, "--precision", "bfloat16")
+    assert "kept from" not in autocast
+    assert (second / weights).read_bytes() != trained
+    assert "forward passes in bfloat16" in (second / "MODEL_CARD.md").read_text()
     model = ModelConfig(source=str(first), native_resolution=128, default_steps=2)
     loaded = load_model(model, tmp_path / "cache")
     image = loaded.txt2img(
