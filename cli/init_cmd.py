@@ -21,21 +21,29 @@ OUT = Path("rendercluster.yaml")
 
 def init(
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the config.")] = OUT,
-    force: Annotated[bool, typer.Option(help="Replace a file already there.")] = False,
+    force: Annotated[
+        bool, typer.Option(help="Replace the config and the scenes model's folder if there.")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Write the starter config (the embedded cluster's: tiny models and the scenes model,
-    CPU, logical GPUs), with the scenes model's folder beside it."""
+    CPU, logical GPUs), with the scenes model's folder beside it; a scenes folder already
+    there (a model you trained, say) is kept unless `--force`."""
     if out.exists() and not force:
         raise fail(f"{out} exists; pass --force to replace it", ExitCode.USAGE, as_json)
+    scenes = out.parent / "models" / "scenes"
+    kept = scenes.exists() and not force
     with one_line_errors(as_json):
         out.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(STARTER_CONFIG, out)
-        shutil.copytree(
-            STARTER_MODELS / "scenes", out.parent / "models" / "scenes", dirs_exist_ok=True
-        )
+        if not kept:
+            shutil.rmtree(scenes, ignore_errors=True)
+            shutil.copytree(STARTER_MODELS / "scenes", scenes)
         models = sorted(load_config(out).models)  # what was written loads
     if as_json:
-        emit({"config": str(out), "models": models})
+        emit({"config": str(out), "models": models, "scenes_kept": kept})
     else:
-        stderr.print(f"wrote {out} (models: {', '.join(models)}); next: rendercluster up -c {out}")
+        note = f"; kept the {scenes} already there" if kept else ""
+        stderr.print(
+            f"wrote {out} (models: {', '.join(models)}{note}); next: rendercluster up -c {out}"
+        )
