@@ -64,15 +64,21 @@ def test_a_short_training_run_is_reproducible_and_the_loader_renders_with_it(tmp
     assert not all(torch.equal(kept[name], value) for name, value in untrained.items())
     unet_phase = torch.load(work / "unet-phase.pt", weights_only=False)
     assert len(unet_phase["losses"]) == 2 and len(unet_phase["settings"]["vae"]) == 6
-    assert unet_phase["settings"]["precision"] == unet_phase["settings"]["vae"]["precision"]
+    assert unet_phase["settings"]["precision"] == "mixed"  # the default
+    assert unet_phase["settings"]["vae"]["precision"] == "bfloat16"
     card = (first / "MODEL_CARD.md").read_text()
     assert "## Held-out figures" in card and "| background |" in card
-    assert "forward passes in float32" in card
-    # phases kept in float32 are not taken for a bfloat16 run, which trains other weights
-    autocast = _train(second, "--precision", "bfloat16")
-    assert "kept from" not in autocast
+    assert "forward passes in bfloat16 for the VAE and float32 for the UNet" in card
+    # phases kept by a mixed run are not taken for a float32 run, which trains other weights
+    plain = _train(second, "--precision", "float32")
+    assert "kept from" not in plain
     assert (second / weights).read_bytes() != trained
-    assert "forward passes in bfloat16" in (second / "MODEL_CARD.md").read_text()
+    assert "forward passes in float32" in (second / "MODEL_CARD.md").read_text()
+    # a bfloat16 run takes the VAE phase a mixed run kept and trains its own UNet
+    _train(second)
+    autocast = _train(second, "--precision", "bfloat16")
+    assert "vae: kept from" in autocast and "unet: kept from" not in autocast
+    assert "forward passes in bfloat16," in (second / "MODEL_CARD.md").read_text()
     model = ModelConfig(source=str(first), native_resolution=128, default_steps=2)
     loaded = load_model(model, tmp_path / "cache")
     image = loaded.txt2img(
