@@ -4,8 +4,10 @@ processed. The API runs as an ingress replica does: uvicorn in a process of its 
 (tests.api.ingress_process), so the client's own work never counts against it.
 
 Heavy work on the loop holds every poll it overlaps, each time it runs; on 2 shared
-cores the scheduler alone can hold one poll past the budget now and then. So the heavy
-requests go up to `ATTEMPTS` times, and one round with every poll in budget passes."""
+cores the scheduler alone can hold one poll past the budget now and then (in one full
+suite run, three rounds in a row: 265, 186 and 162 ms, against 40 ms alone). So the heavy
+requests go up to `ATTEMPTS` times, a second apart, and one round with every poll in
+budget passes: a loop that waits on the heavy work fails every round."""
 
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ from core.store import open_store
 from tests.waiting import wait_until
 
 BUDGET_S = 0.100
-ATTEMPTS = 3
+ATTEMPTS = 5
 JSON = {"content-type": "application/json"}
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -154,6 +156,7 @@ def test_healthz_stays_fast_under_heavy_requests(ingress):
         slowest.append(max(seen))
         if max(seen) < BUDGET_S:
             break
+        time.sleep(1.0)  # let the last round's work (and the machine) settle
     ms = ", ".join(f"{s * 1000:.0f}" for s in slowest)
     assert min(slowest) < BUDGET_S, f"slowest /healthz of each round took {ms} ms"
 
