@@ -56,7 +56,7 @@ LOSS_TITLES = {
     "joint": "Joint loss (the same, UNet and text encoder trained)",
 }
 OBJECT_WEIGHT = 10.0  # loss weight of pixels near an object against the background's
-VAE_SETTINGS = ("seed", "vae_steps", "vae_batch_size", "vae_lr", "precision")
+VAE_SETTINGS = ("seed", "vae_steps", "vae_batch_size", "vae_lr")  # + the VAE's precision
 UNET_SETTINGS = ("unet_steps", "batch_size", "lr", "ema_decay", "drop_prompt", "precision")
 PRECISIONS = {  # --precision: the forward passes of (the VAE, the UNet and text encoder)
     "float32": ("float32", "float32"),
@@ -107,9 +107,14 @@ def learning_rate_factor(index: int, steps: int) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def part_precision(run: Run, part: int) -> str:
+    """Where `--precision` puts `part`'s forward passes (0: VAE, 1: UNet and text)."""
+    return PRECISIONS[run.args.precision][part]
+
+
 def autocast(run: Run, part: int) -> torch.autocast:
-    """Autocast to bfloat16 where `--precision` puts `part` (0: VAE, 1: UNet and text)."""
-    enabled = PRECISIONS[run.args.precision][part] == "bfloat16"
+    """Autocast to bfloat16 where `--precision` puts `part`."""
+    enabled = part_precision(run, part) == "bfloat16"
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled)
 
 
@@ -178,15 +183,13 @@ def encode_prompts(pipe, prompts: list[str]) -> torch.Tensor:
 
 def _settings(run: Run, names: tuple[str, ...], model) -> dict:
     """The arguments `names` and `model`'s architecture: what a kept phase must match."""
-    settings = {key: getattr(run.args, key) for key in names}
-    if names == VAE_SETTINGS:  # the VAE phase is the same in bfloat16 and mixed runs
-        settings["precision"] = PRECISIONS[run.args.precision][0]
-    return phase_settings(settings, model)
+    return phase_settings({key: getattr(run.args, key) for key in names}, model)
 
 
 def vae_phase(pipe, rng: random.Random, run: Run, work: Path) -> dict:
     """Train the VAE, or take it from `work` if a run with the same settings kept it."""
-    settings = _settings(run, VAE_SETTINGS, pipe.vae)
+    # the VAE's own precision: its phase is the same in a bfloat16 and a mixed run
+    settings = {**_settings(run, VAE_SETTINGS, pipe.vae), "precision": part_precision(run, 0)}
     state = kept_phase(work, "vae", settings)
     if state is not None:
         pipe.vae.load_state_dict(state["vae"])
