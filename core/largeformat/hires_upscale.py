@@ -17,25 +17,44 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
+from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pyvips
 from PIL import Image
 
+from core.largeformat.fanout import GatherResult
 from core.largeformat.hires import upscaled_crop
 from core.largeformat.job_context import JobContext
 from core.largeformat.tiling import Tile, TilePlan
 from core.largeformat.upscale_job import upscale_to_file
 from core.schemas import LargeRenderJob, UpscaleJob
 
-__all__ = ["LANCZOS_SUPPORT", "Reference", "passes_to_cover", "resized_crop", "tile_references"]
+__all__ = [
+    "LANCZOS_SUPPORT",
+    "Reference",
+    "UpscaledBase",
+    "passes_to_cover",
+    "resized_crop",
+    "tile_references",
+]
 
 Reference = Callable[[Tile], np.ndarray]
 """A refine tile's input: the upscaled base under it (uint8, h x w x 3)."""
 
 LANCZOS_SUPPORT = 3
 """Pillow's Lanczos filter reaches 3 source pixels each side (times the downscale factor)."""
+
+
+@dataclass(frozen=True)
+class UpscaledBase:
+    """A hires job's upscaled base: each refine tile's input (`crop`), and the seam score
+    of the upscaled canvas, the only seams a render that keeps it unrefined can have (the
+    upscaler's last pass measured on its own tiles; 1.0 for Lanczos, which has none)."""
+
+    crop: Reference
+    seam_score: float = 1.0
 
 
 @asynccontextmanager
@@ -49,19 +68,20 @@ async def tile_references(
         return
     if job.upscaler is None:
         image = Image.fromarray(base)
-        yield lambda tile: upscaled_crop(image, plan.width, plan.height, tile)
+        yield UpscaledBase(lambda tile: upscaled_crop(image, plan.width, plan.height, tile))
         return
-    path = await upscale_base(job, ctx, base)
+    gathered = await upscale_base(job, ctx, base)
     try:
-        canvas = pyvips.Image.new_from_file(str(path), access="random")
-        yield lambda tile: resized_crop(canvas, plan.width, plan.height, tile)
+        canvas = pyvips.Image.new_from_file(str(gathered.path), access="random")
+        crop = partial(resized_crop, canvas, plan.width, plan.height)
+        yield UpscaledBase(crop, gathered.seam_score)
     finally:
-        path.unlink(missing_ok=True)
+        gathered.path.unlink(missing_ok=True)
 
 
-async def upscale_base(job: LargeRenderJob, ctx: JobContext, base: np.ndarray) -> Path:
-    """Upscale `base` by the job's upscaler model to cover the target; return the spool
-    file (TIFF) of the upscaled canvas."""
+async def upscale_base(job: LargeRenderJob, ctx: JobContext, base: np.ndarray) -> GatherResult:
+    """Upscale `base` by the job's upscaler model to cover the target; return the gathered
+    spool file (TIFF) of the upscaled canvas."""
     upscaler = job.upscaler
     assert upscaler is not None
     height, width = base.shape[:2]
@@ -80,7 +100,7 @@ async def upscale_base(job: LargeRenderJob, ctx: JobContext, base: np.ndarray) -
         replica_requests=upscaler.replica_requests,
     )
     _, gathered = await upscale_to_file(spec, ctx.upscaling(), "tiff", None)
-    return gathered.path
+    return gathered
 
 
 def passes_to_cover(size: tuple[int, int], target: tuple[int, int], scale: int) -> int:

@@ -3,10 +3,13 @@
 Hires: the base image (rendered at the model's native size, or supplied) is
 upscaled (Lanczos tile by tile, or by an upscaler model first: see
 `core.largeformat.hires_upscale`) and every tile refined by img2img,
-colour-matched to the upscaled base under it. Tiled: every tile is drawn by
-txt2img from its own seed. Tiles that run out of memory are split into 2x2
-overlapping sub-tiles (up to `MAX_SPLIT_DEPTH` times) and blended back. The
-job's text boxes are delivered into the finished canvas before it is encoded.
+colour-matched to the upscaled base under it. A hires job of strength 0 refines
+nothing: its tiles are cuts of the upscaled canvas, so its seam score is that
+canvas's (the upscaler's own tiles; none for Lanczos), not its tile plan's.
+Tiled: every tile is drawn by txt2img from its own seed. Tiles that run out of
+memory are split into 2x2 overlapping sub-tiles (up to `MAX_SPLIT_DEPTH` times)
+and blended back. The job's text boxes are delivered into the finished canvas
+before it is encoded.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from core.largeformat.assembler import RowAssembler
 from core.largeformat.colour import match_low_frequency
 from core.largeformat.fanout import Finish, OutputFile, abandon, gather_to_file
 from core.largeformat.hires import base_size, crop_to_tile, pad_to_render_size
-from core.largeformat.hires_upscale import Reference, tile_references
+from core.largeformat.hires_upscale import UpscaledBase, tile_references
 from core.largeformat.job_context import JobContext, JobOutput
 from core.largeformat.tiling import Tile, TilePlan, plan_tiles, tile_seed
 from core.schemas import GenerateRequest, LargeRenderJob, LargeRenderResult
@@ -50,12 +53,12 @@ async def render_large(job: LargeRenderJob, ctx: JobContext) -> LargeRenderResul
     base = await _base(job, ctx)
     base_s = time.perf_counter() - ctx.started
     plan = plan_tiles(job.width, job.height, job.tile_size, job.overlap, job.align)
-    async with tile_references(job, ctx, base, plan) as reference:
+    async with tile_references(job, ctx, base, plan) as upscaled:
         upscale_s = time.perf_counter() - ctx.started - base_s
         ctx.progress.phase = "tiles"
 
         async def render_tile(tile: Tile) -> np.ndarray:
-            return await _tile(job, ctx, tile, reference)
+            return await _tile(job, ctx, tile, upscaled)
 
         spool = ctx.spool(f"{job.job_id}.{job.format}")
         gathered = await gather_to_file(
@@ -66,6 +69,8 @@ async def render_large(job: LargeRenderJob, ctx: JobContext) -> LargeRenderResul
             ctx.progress,
             finish=None if job.text is None else _text_pass(job, ctx),
         )
+        if upscaled is not None and job.strength == 0:
+            gathered.seam_score = upscaled.seam_score  # the tiles only cut the upscaled canvas
     output = JobOutput(job.output_key, job.format, job.dpi)
     base_dims = None if base is None else (base.shape[1], base.shape[0])
     result = ctx.result(output, plan, gathered, base_dims, base_s)
@@ -121,13 +126,13 @@ async def draw_base(job: LargeRenderJob, ctx: JobContext) -> np.ndarray:
 
 
 async def _tile(
-    job: LargeRenderJob, ctx: JobContext, tile: Tile, upscaled: Reference | None
+    job: LargeRenderJob, ctx: JobContext, tile: Tile, upscaled: UpscaledBase | None
 ) -> np.ndarray:
     if upscaled is not None and job.strength == 0:
-        return upscaled(tile)  # no refine: the upscaled base, nothing worth a checkpoint
+        return upscaled.crop(tile)  # no refine: the upscaled base, nothing worth a checkpoint
 
     async def render() -> np.ndarray:
-        reference = None if upscaled is None else upscaled(tile)
+        reference = None if upscaled is None else upscaled.crop(tile)
         region = Region(tile, tile_seed(job.seed, tile), tile.key, reference)
         pixels = await render_region(job, ctx, region)
         if reference is not None and job.colour_match:

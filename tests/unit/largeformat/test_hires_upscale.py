@@ -17,8 +17,9 @@ from PIL import Image
 from core.largeformat.hires import upscaled_crop
 from core.largeformat.hires_upscale import passes_to_cover, resized_crop
 from core.largeformat.job_context import UpscalerCall
+from core.largeformat.seams import seam_score
 from core.largeformat.tiling import plan_tiles
-from core.largeformat.upscaling import UpscaleRequest, UpscaleResult
+from core.largeformat.upscaling import UpscaleRequest, UpscaleResult, plan_upscale
 from core.schemas import HiresUpscaler
 from tests.unit.largeformat.test_runner import PureModel, _base, _decoded, _job, _runner
 
@@ -119,3 +120,34 @@ def test_a_model_upscale_that_overshoots_is_resized_to_the_exact_target(tmp_path
     nearest = _base().repeat(4, axis=0).repeat(4, axis=1)
     whole = np.asarray(Image.fromarray(nearest).resize((200, 100), Image.Resampling.LANCZOS))
     assert np.abs(image[:20, :20].astype(int) - whole[:20, :20]).max() <= 1
+
+
+class SeamyUpscaler(NearestUpscaler):
+    """Nearest, with every other tile darkened: the upscaled canvas has hard seams."""
+
+    async def __call__(self, request: UpscaleRequest) -> UpscaleResult:
+        result = await super().__call__(request)
+        if self.calls % 2:
+            result.image = (result.image * 0.6).astype(np.uint8)
+        return result
+
+
+def test_an_unrefined_hires_scores_the_seams_of_its_upscaled_canvas_not_its_tile_plan(tmp_path):
+    plan = plan_tiles(256, 128, 64, None, 8)
+    job = _job(strength=0.0)  # Lanczos: the output is one resize, with no seam anywhere
+    runner, result = _run(tmp_path / "lanczos", job)
+    image = _decoded(runner, job.output_key)
+    assert seam_score(image, plan) != 1.0  # what its tile plan's lines happen to show
+    assert result.seam_score == 1.0 and result.tiles == len(plan.tiles)
+
+    job = _job(strength=0.0, upscaler=UPSCALER)
+    _, nearest = _run(tmp_path / "nearest", job, NearestUpscaler())
+    last_pass = plan_upscale(128, 64, 2, 16, 4).canvas  # 64 x 32 -> 128 x 64 -> 256 x 128
+    upscaled = _base().repeat(4, axis=0).repeat(4, axis=1)
+    assert nearest.seam_score == pytest.approx(seam_score(upscaled, last_pass), rel=1e-6)
+
+    flat = np.full((32, 64, 3), 120, np.uint8)
+    job = _job(strength=0.0, upscaler=UPSCALER, base_image=flat)
+    _, seamless = _run(tmp_path / "flat", job, NearestUpscaler())
+    _, seamy = _run(tmp_path / "seamy", job, SeamyUpscaler())
+    assert seamless.seam_score == 1.0 and seamy.seam_score > 1.5
