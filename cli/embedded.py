@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import socket
+import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 
 from core.config_file import load_config
@@ -29,4 +30,5 @@ def cluster_url(url: str | None, config: Path, gpus: int) -> Iterator[str]:
     try:
         yield cluster.url
     finally:
-        cluster.shutdown()
+        with redirect_stdout(sys.stderr):  # Ray's parting log lines: stdout keeps only --json
+            cluster.shutdown()
