@@ -50,6 +50,6 @@ clean:
 	rm -rf $(VENV) .pytest_cache
 
 # The scenes model (issue 18): trained from seed 0 on the procedural scenes world, about
-# 85 minutes on two CPU cores; saved with its MODEL_CARD.md to models/scenes/.
+# 90 minutes on two CPU cores; saved with its MODEL_CARD.md to models/scenes/.
 scenes-model: deps
 	$(PY) scripts/train_scenes.py --out models/scenes --seed 0 --threads 2
