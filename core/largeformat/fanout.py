@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -251,49 +251,82 @@ async def _gather_rows(
     and the most bytes of tiles held at once.
 
     Tiles go out in plan order, as many at once as the capacity allows; the next
-    one leaves the moment one comes back, unless it lies `rows_ahead` tile rows or
-    more below the first row with a tile still out: tiles that came back wait in the
+    one leaves the moment one comes back (before that one is blended, so its
+    replica waits for no blending), unless it lies `rows_ahead` tile rows or more
+    below the first row with a tile still out: tiles that came back wait in the
     assembler until that row is done, so a slow tile must not let the whole canvas
     pile up behind it.
     """
     assembler = RowAssembler(plan, blend=fanout.blend)
-    capacity = fanout.capacity or ReplicaCapacity(fanout.max_in_flight)
     progress.total += len(plan.tiles)
+    sender = _TileSender(plan, render_tile, fanout)
     blend_s = 0.0
-
-    async def rendered(tile: Tile) -> tuple[Tile, np.ndarray]:
-        return tile, await render_tile(tile)
-
-    waiting = list(reversed(plan.tiles))
-    out_by_row: Counter[int] = Counter()
-    pending: set[asyncio.Task] = set()
     finished: set[asyncio.Task] = set()
     try:
-        while waiting or pending:  # finished tasks are dropped at once, so are their results
-            limit = await capacity.limit()
-            first_open = min(out_by_row, default=waiting[-1].row if waiting else 0)
-            last_row = first_open + rows_ahead(limit, plan.cols, fanout.slack_rows) - 1
-            while waiting and len(pending) < limit and waiting[-1].row <= last_row:
-                out_by_row[waiting[-1].row] += 1
-                pending.add(asyncio.create_task(rendered(waiting.pop())))
-            finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            for task in finished:
-                tile, pixels = task.result()
-                out_by_row[tile.row] -= 1
-                if not out_by_row[tile.row]:
-                    del out_by_row[tile.row]
-                blend_started = time.perf_counter()
+        await sender.send()
+        while sender.pending:  # finished tasks are dropped at once, so are their results
+            finished, sender.pending = await asyncio.wait(
+                sender.pending, return_when=asyncio.FIRST_COMPLETED
+            )
+            arrived = [task.result() for task in finished]
+            sender.returned(tile for tile, _ in arrived)
+            await sender.send()
+            blend_started = time.perf_counter()
+            for tile, pixels in arrived:
                 assembler.put(tile, _own_copy(pixels))
                 for y0, band in assembler.bands():
                     writer.write_rows(y0, band)
                     meter.add_rows(y0, band)
                     del band  # the next band is blended only after this one is freed
-                blend_s += time.perf_counter() - blend_started
                 progress.done += 1
+            blend_s += time.perf_counter() - blend_started
+            del arrived
     except BaseException:
-        abandon([*pending, *finished])
+        abandon([*sender.pending, *finished])
         raise
     return blend_s, assembler.peak_held_bytes
+
+
+class _TileSender:
+    """Sends a plan's tiles in order, as many as the capacity allows, within the row window."""
+
+    def __init__(
+        self,
+        plan: TilePlan,
+        render_tile: Callable[[Tile], Awaitable[np.ndarray]],
+        fanout: Fanout,
+    ):
+        self.plan = plan
+        self.render_tile = render_tile
+        self.fanout = fanout
+        self.capacity = fanout.capacity or ReplicaCapacity(fanout.max_in_flight)
+        self.waiting = list(reversed(plan.tiles))
+        self.out_by_row: Counter[int] = Counter()
+        self.pending: set[asyncio.Task] = set()
+
+    async def send(self) -> None:
+        """Send tiles up to the capacity, then let their calls leave before returning."""
+        limit = await self.capacity.limit()
+        waiting, out_by_row = self.waiting, self.out_by_row
+        first_open = min(out_by_row, default=waiting[-1].row if waiting else 0)
+        last_row = first_open + rows_ahead(limit, self.plan.cols, self.fanout.slack_rows) - 1
+        sent = False
+        while waiting and len(self.pending) < limit and waiting[-1].row <= last_row:
+            out_by_row[waiting[-1].row] += 1
+            self.pending.add(asyncio.create_task(self._rendered(waiting.pop())))
+            sent = True
+        if sent:
+            await asyncio.sleep(0)
+
+    def returned(self, tiles: Iterable[Tile]) -> None:
+        """Count `tiles` as back (their rows may close)."""
+        for tile in tiles:
+            self.out_by_row[tile.row] -= 1
+            if not self.out_by_row[tile.row]:
+                del self.out_by_row[tile.row]
+
+    async def _rendered(self, tile: Tile) -> tuple[Tile, np.ndarray]:
+        return tile, await self.render_tile(tile)
 
 
 def rows_ahead(in_flight: int, cols: int, slack: int = SLACK_ROWS) -> int:

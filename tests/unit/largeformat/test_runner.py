@@ -19,6 +19,7 @@ from PIL import Image
 from core.config import StorageConfig
 from core.errors import JobFailed, OverloadedError, ReplicaUnavailable, TileOutOfMemory
 from core.image_metadata import ImageMetadata
+from core.largeformat import fanout
 from core.largeformat.fanout import RetryPolicy, rows_ahead
 from core.largeformat.hires import base_size
 from core.largeformat.refine import split_plan
@@ -359,3 +360,25 @@ def test_an_upscale_chains_passes_of_a_pure_upscaler(tmp_path):
     assert np.array_equal(_decoded(runner, job.output_key), expected)
     assert runner.progress.phase == "done"
     assert read_metadata(runner.store.get_bytes(job.output_key))["run_id"] == "up-1"
+
+
+def test_the_next_tile_leaves_before_the_one_that_came_back_is_blended(tmp_path, monkeypatch):
+    """One tile in flight: the replica gets its next tile before the router blends the last."""
+    events: list[str] = []
+
+    class Logged(PureModel):
+        async def __call__(self, request: GenerateRequest) -> GenerateResult:
+            events.append("send")
+            return await super().__call__(request)
+
+    own_copy = fanout._own_copy
+
+    def blended(pixels: np.ndarray) -> np.ndarray:
+        events.append("blend")
+        return own_copy(pixels)
+
+    monkeypatch.setattr(fanout, "_own_copy", blended)
+    _render(tmp_path, _job(base_image=_base(), max_in_flight=1), Logged())
+    tiles = events.count("send")
+    assert tiles > 2
+    assert events == ["send"] + ["send", "blend"] * (tiles - 1) + ["blend"]
