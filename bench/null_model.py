@@ -39,6 +39,7 @@ from core.largeformat.fused_schemas import (
     SchedulerSpec,
 )
 from core.schemas import GenerateRequest, GenerateResult
+from serve.local_cluster import use_serve_env
 
 __all__ = ["NullModel", "deploy_null_model", "free_port", "start_ray", "wait_replicas"]
 
@@ -138,7 +139,9 @@ class NullModel:
 
 
 def start_ray(gpus: int, cpus: int = 2) -> None:
-    """Start a private Ray instance with `gpus` logical GPUs and Serve with no HTTP proxy."""
+    """Start a private Ray instance with `gpus` logical GPUs and Serve with no HTTP proxy
+    (its processes get the service's Serve settings, `SERVE_ENV`)."""
+    use_serve_env()
     ray.init(
         num_cpus=cpus,
         num_gpus=gpus,

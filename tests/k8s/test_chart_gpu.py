@@ -22,6 +22,7 @@ import pytest
 from k8s_support import CHART, ROOT, objects, one, render, validate, values_for
 
 from actors.render_calls import SPOOL_DIR_ENV, default_spool_dir
+from serve.local_cluster import SERVE_TRANSPORT
 
 
 def cluster_of(objs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -85,6 +86,15 @@ def test_without_extras_the_pods_carry_none_of_the_new_fields(rendered_objects):
         )
         (container,) = spec["containers"]
         assert "envFrom" not in container
+
+
+def test_every_ray_pod_calls_replicas_over_grpc_as_the_embedded_cluster_does(rendered_objects):
+    """Serve's transport must be the same in every process: the chart's env carries it."""
+    for case in ("default", "gpu"):
+        for group, spec in pod_specs(rendered_objects[case]).items():
+            (container,) = spec["containers"]
+            env = {e["name"]: e.get("value") for e in container["env"]}
+            assert {name: env.get(name) for name in SERVE_TRANSPORT} == SERVE_TRANSPORT, group
 
 
 # ---------------------------------------------------------------- spool

@@ -17,6 +17,8 @@
   value: {{ printf "%s/huggingface" .Values.modelCache.mountPath | quote }}
 - name: RENDER_CLUSTER_SPOOL_DIR
   value: {{ .Values.spool.mountPath | quote }}
+- name: RAY_SERVE_USE_GRPC_BY_DEFAULT
+  value: "1"
 {{- $s := .Values.secrets }}
 {{- if or $s.s3.existingSecret $s.s3.accessKeyId }}
 {{- $name := include "render-cluster.secretName" (list . $s.s3) }}
