@@ -31,13 +31,28 @@ from core.largeformat.runner import TileJobRunner
 from core.schemas import LargeRenderJob, LargeRenderResult, UpscaleJob
 from core.store import open_store
 
-__all__ = ["TileRouter"]
+__all__ = ["TILES_BY_REFERENCE", "TileRouter", "tile_handle"]
+
+TILES_BY_REFERENCE = True
+"""The router's calls to its model go as Ray actor calls, not over gRPC (the
+service's other Serve calls, `serve.local_cluster.SERVE_TRANSPORT`): a tile comes
+back through the object store, so the tiles that wait for their row cost the router
+no memory (`core.largeformat.shared_pages`), and a 3 MB tile travels in 12 ms, not
+26 (bench_fanout.py's transfer lines). Over gRPC, the null model's 256 px tiles kept
+8 replicas busier (0.97 against 0.95 at max_ongoing_requests 2 and 4), but the
+router's peak grew from 41 to 95 MiB at 8192x32768 (bench_router_memory.py)."""
 
 
 # glibc raises its mmap threshold after large frees, so tile-sized arrays then come from
 # the heap and a long job's resident memory grows with the canvas height; a fixed
 # threshold returns them to the system as they are freed (bench_router_memory.py).
 ROUTER_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072"}
+
+
+def tile_handle(app_name: str, model_name: str) -> Any:
+    """The model's Serve handle as a router uses it: Ray actor calls (`TILES_BY_REFERENCE`)."""
+    handle = serve.get_deployment_handle(deployment_name(model_name), app_name)
+    return handle.options(_by_reference=TILES_BY_REFERENCE)
 
 
 @ray.remote(num_cpus=0.1, max_concurrency=1000, runtime_env={"env_vars": ROUTER_ENV})
@@ -104,9 +119,7 @@ class TileRouter:
 
     def _handle(self, model_name: str) -> Any:
         if model_name not in self._handles:
-            self._handles[model_name] = serve.get_deployment_handle(
-                deployment_name(model_name), self.app_name
-            )
+            self._handles[model_name] = tile_handle(self.app_name, model_name)
         return self._handles[model_name]
 
     def _call(self, model_name: str, method: str) -> Any:

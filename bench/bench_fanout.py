@@ -39,9 +39,8 @@ from ray import serve
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from actors.tile_router import TileRouter  # noqa: E402
+from actors.tile_router import TileRouter, tile_handle  # noqa: E402
 from bench.null_model import deploy_null_model, start_ray  # noqa: E402
-from core.config import deployment_name  # noqa: E402
 from core.largeformat.tiling import plan_tiles  # noqa: E402
 from core.schemas import LargeRenderJob, LargeRenderResult  # noqa: E402
 
@@ -82,7 +81,7 @@ class TransferProbe:
 
     def __init__(self) -> None:
         self.pixels = np.random.default_rng(0).integers(0, 256, TRANSFER_SHAPE, np.uint8)
-        self.handle = serve.get_deployment_handle(deployment_name(MODEL), APP)
+        self.handle = tile_handle(APP, MODEL)  # calls made as the router makes them
 
     async def _by_value(self) -> int:
         return (await self.handle.echo.remote(self.pixels)).nbytes

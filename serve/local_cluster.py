@@ -27,11 +27,12 @@ proxy's start takes longer. The embedded cluster's processes inherit these (an
 operator's own values win)."""
 
 SERVE_TRANSPORT = {"RAY_SERVE_USE_GRPC_BY_DEFAULT": "1"}
-"""Handle calls (router to replicas, ingress to replicas) and the proxy's hop to the
-ingress go over gRPC instead of Ray actor calls, as in Serve's throughput-optimized
-mode: a small call's round trip is shorter (bench_fanout.py at max_ongoing_requests
-2 and 4: 0.94-0.95 -> 0.97; bench_serving.py: render path and hops 35 -> 22 ms), a
-large one slower (3 MB by value 12 -> 26 ms). Every Serve process must carry it: the
+"""Serve's handle calls (the ingress's and the campaign runner's to the model replicas)
+and the proxy's hop to the ingress go over gRPC instead of Ray actor calls, as in
+Serve's throughput-optimized mode: a small call's round trip is shorter
+(bench_serving.py: the render path and the hops 35 -> 24 ms). A large one is slower
+(3 MB by value 12 -> 26 ms), so the tile router keeps actor calls for its tiles
+(`actors.tile_router.TILES_BY_REFERENCE`). Every Serve process must carry it: the
 embedded cluster's inherit it (an operator's own value wins); the Helm chart sets it
 in every pod."""
 
