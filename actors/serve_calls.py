@@ -35,13 +35,10 @@ async def call_method(method: Any, request: Any, model_name: str) -> Any:
         raise exc.cause from None
 
 
-def deployment_call(
-    app_name: str, model_name: str, method: str, handle: Any = None
-) -> ModelCall:
-    """A `ModelCall` to `method` of the model's deployment in `app_name` (through `handle`,
-    that deployment's handle, when given: one already in use has found its replicas)."""
-    if handle is None:
-        handle = serve.get_deployment_handle(deployment_name(model_name), app_name)
+def deployment_call(handle: Any, model_name: str, method: str) -> ModelCall:
+    """A `ModelCall` to `method` of the model's deployment through `handle` (its caller's
+    handle: one already in use has found its replicas, and it carries the caller's
+    transport, e.g. `actors.tile_router.tile_handle`)."""
     bound = getattr(handle, method)
 
     async def call(request: Any) -> Any:

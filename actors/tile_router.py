@@ -123,7 +123,7 @@ class TileRouter:
         return self._handles[model_name]
 
     def _call(self, model_name: str, method: str) -> Any:
-        return deployment_call(self.app_name, model_name, method, self._handle(model_name))
+        return deployment_call(self._handle(model_name), model_name, method)
 
     def _replicas(self, model_name: str) -> ReplicaCount:
         """Counts the model's running replicas (off the event loop: it asks the controller)."""
