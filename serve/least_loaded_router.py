@@ -15,11 +15,19 @@ replica full in the cache, Serve would probe every replica for its queue length 
 actor calls for one tile, all waited for); instead the request waits for the next
 request of this handle to finish, up to `COMPLETION_WAIT_S`, and only probes if the
 cache still shows no room (a replica busy with other callers' requests).
+
+Serve counts a request in that cache only once it is sent, and it routes a burst of
+requests (a job's first tiles) before sending any, so every request of the burst would
+find the same replica emptiest and replicas would fill one after another (the 8th of 8
+got its first tile 80 ms after the first at `max_ongoing_requests` 4). A replica chosen
+for a request counts it at once, until Serve's cache does (`on_send_request`), so the
+burst's first requests go to as many replicas.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 from ray.serve.request_router import (
     FIFOMixin,
@@ -29,31 +37,68 @@ from ray.serve.request_router import (
     RunningReplica,
 )
 
-__all__ = ["COMPLETION_WAIT_S", "LeastLoadedRouter"]
+__all__ = ["COMPLETION_WAIT_S", "RESERVATION_S", "LeastLoadedRouter"]
 
 COMPLETION_WAIT_S = 0.02
 
+RESERVATION_S = 0.5
+"""How long a replica counts a request chosen for it before Serve's cache does. The send
+follows within milliseconds; a request cancelled before it is sent is forgotten then."""
+
 
 class LeastLoadedRouter(FIFOMixin, RequestRouter):
-    """Every replica with room in the queue-length cache is a candidate; Serve sends to the
-    one with the shortest queue."""
+    """Each request goes to the replica with the fewest requests, counting those sent (Serve's
+    queue-length cache) and those chosen for it but not yet sent."""
 
     _completion: asyncio.Event | None = None  # set when one of this handle's requests ends
+    _chosen: dict[ReplicaID, list[float]] | None = None  # replica -> unsent requests' expiry
 
     async def choose_replicas(
         self,
         candidate_replicas: list[RunningReplica],
         pending_request: PendingRequest | None = None,
     ) -> list[list[RunningReplica]]:
-        """The replicas with room (after waiting for a request to finish if none has), else
-        every replica, for Serve to probe; an empty list while there is none."""
+        """The least-loaded replica with room (waiting up to `COMPLETION_WAIT_S` for requests to
+        finish if none has), else every replica, for Serve to probe; an empty list while
+        there is none."""
         if not candidate_replicas:
             return []
-        with_room = self.select_available_replicas(candidate_replicas)
-        if not with_room:
-            await self._next_completion(COMPLETION_WAIT_S)
-            with_room = self.select_available_replicas(candidate_replicas)
-        return [with_room or list(candidate_replicas)]
+        chosen = self._least_loaded_with_room(candidate_replicas)
+        deadline = time.monotonic() + COMPLETION_WAIT_S
+        while chosen is None and (left := deadline - time.monotonic()) > 0:
+            await self._next_completion(left)  # another waiter may take the freed room
+            chosen = self._least_loaded_with_room(candidate_replicas)
+        if chosen is None:
+            return [list(candidate_replicas)]
+        self._unsent().setdefault(chosen.replica_id, []).append(time.monotonic() + RESERVATION_S)
+        return [[chosen]]
+
+    def on_send_request(self, replica_id: ReplicaID) -> None:
+        """Serve's cache counts the request now: the replica's oldest unsent one goes."""
+        super().on_send_request(replica_id)
+        unsent = self._unsent().get(replica_id)
+        if unsent:
+            unsent.pop(0)
+
+    def _least_loaded_with_room(self, candidates: list[RunningReplica]) -> RunningReplica | None:
+        """The first replica with the fewest requests (sent and unsent) below its limit."""
+        unsent = self._unsent()
+        now = time.monotonic()
+        best, best_load = None, 0
+        for replica in candidates:
+            expiries = unsent.get(replica.replica_id, [])
+            while expiries and expiries[0] < now:
+                expiries.pop(0)
+            sent = self.replica_queue_len_cache.get(replica.replica_id) or 0
+            load = sent + len(expiries)
+            if load < replica.max_ongoing_requests and (best is None or load < best_load):
+                best, best_load = replica, load
+        return best
+
+    def _unsent(self) -> dict[ReplicaID, list[float]]:
+        if self._chosen is None:
+            self._chosen = {}
+        return self._chosen
 
     def on_request_completed(self, replica_id: ReplicaID, internal_request_id: str) -> None:
         """Wake the requests waiting for room (Serve decrements the cache just after)."""

@@ -1,5 +1,6 @@
-"""The model replicas' request router: the least-loaded replica with room, no probing while
-one of the handle's own requests is about to end (no Ray: the router and its cache only)."""
+"""The model replicas' request router: the least-loaded replica with room, counting requests
+chosen but not yet sent; no probing while one of the handle's own requests is about to end
+(no Ray: the router and its cache only)."""
 
 from __future__ import annotations
 
@@ -23,11 +24,16 @@ class Replica:
     max_ongoing_requests: int = 1
 
 
-def router_with(queue_lengths: list[int]) -> tuple[LeastLoadedRouter, list[Replica]]:
+def router_with(
+    queue_lengths: list[int], max_ongoing_requests: int = 1
+) -> tuple[LeastLoadedRouter, list[Replica]]:
     router = LeastLoadedRouter(
         DEPLOYMENT, DeploymentHandleSource.UNKNOWN, use_replica_queue_len_cache=True
     )
-    replicas = [Replica(ReplicaID(f"r{index}", DEPLOYMENT)) for index in range(len(queue_lengths))]
+    replicas = [
+        Replica(ReplicaID(f"r{index}", DEPLOYMENT), max_ongoing_requests)
+        for index in range(len(queue_lengths))
+    ]
     for replica, length in zip(replicas, queue_lengths, strict=True):
         router.on_new_queue_len_info(replica.replica_id, length)
     return router, replicas
@@ -62,3 +68,53 @@ def test_when_nothing_finishes_in_time_every_replica_is_left_to_serves_probe(mon
     monkeypatch.setattr(least_loaded_router, "COMPLETION_WAIT_S", 0.01)
     router, replicas = router_with([2, 1, 1])
     assert asyncio.run(router.choose_replicas(replicas)) == [replicas]
+
+
+def choose(router: LeastLoadedRouter, replicas: list[Replica]) -> list[Replica]:
+    """One routing decision: the candidates Serve gets."""
+    (candidates,) = asyncio.run(router.choose_replicas(replicas))
+    return candidates
+
+
+def test_a_burst_routed_before_any_send_spreads_over_the_replicas():
+    """Serve counts a request only once it is sent; a job's first tiles are all routed
+    before that, and must not pile onto the replica that looked emptiest."""
+    router, replicas = router_with([0, 0, 0], max_ongoing_requests=2)
+    assert [choose(router, replicas) for _ in range(4)] == [
+        [replicas[0]],
+        [replicas[1]],
+        [replicas[2]],
+        [replicas[0]],
+    ]
+
+
+def test_a_sent_request_is_counted_once(monkeypatch):
+    """Sending moves a request from the router's unsent count into Serve's cache."""
+    monkeypatch.setattr(least_loaded_router, "COMPLETION_WAIT_S", 0.01)
+    router, replicas = router_with([0, 0])
+    sent = [replica.replica_id for replica in replicas]
+
+    async def decisions() -> list[list[list[Replica]]]:
+        made = [await router.choose_replicas(replicas) for _ in range(3)]
+        for replica_id in sent:
+            router.on_send_request(replica_id)
+        made.append(await router.choose_replicas(replicas))
+        router.decrement_queue_len_cache(sent[1])
+        made.append(await router.choose_replicas(replicas))
+        return made
+
+    assert asyncio.run(decisions()) == [
+        [[replicas[0]]],
+        [[replicas[1]]],
+        [replicas],  # both taken, none sent yet: Serve probes
+        [replicas],  # still full once sent: counted once, not twice
+        [[replicas[1]]],
+    ]
+
+
+def test_a_request_chosen_but_never_sent_is_forgotten(monkeypatch):
+    """A request cancelled between routing and sending does not hold its replica for good."""
+    monkeypatch.setattr(least_loaded_router, "RESERVATION_S", 0.0)
+    router, replicas = router_with([0, 1])
+    assert choose(router, replicas) == [replicas[0]]
+    assert choose(router, replicas) == [replicas[0]]
