@@ -31,6 +31,7 @@ from actors.tile_router import TileRouter
 from core import telemetry
 from core.config import APP_NAME, ClusterConfig, StorageConfig
 from core.errors import TypographyGateFailed
+from core.image_metadata import ImageMetadata
 from core.imaging import EXTENSIONS, encode_image
 from core.png_text import store_utf8_tags
 from core.record_metadata import record_metadata
@@ -167,7 +168,7 @@ class RenderCalls:
         labels = labels or RecordLabels()
         if self.is_large(body):
             job, record = self.large_job(body, run_id, output_key, labels)
-            self.registry.save(record)
+            await asyncio.to_thread(self.registry.save, record)
             return RenderOutcome(await self.finish_large(record, job))
         return await self.render_single(body, run_id, output_key, labels)
 
@@ -191,11 +192,10 @@ class RenderCalls:
             integrating = self._integrating(resolved, extra_calls)
             report = await deliver_text(image, resolved.text, integrating)
         tags = render_metadata(run_id, resolved, body, labels)  # the file leads to its record
-        encoded = await asyncio.to_thread(
-            encode_image, image, resolved.format, dpi=body.dpi, metadata=tags
-        )
         key = output_key or default_output_key(run_id, resolved.format)
-        await asyncio.to_thread(self.store.put_bytes, key, encoded)
+        encoded = await asyncio.to_thread(
+            self._store_image, key, image, resolved.format, body, tags
+        )
         total = time.perf_counter() - started
         record = single_record(
             run_id,
@@ -211,7 +211,7 @@ class RenderCalls:
             outputs={"image": key},
             **provider_fields(result.provider, extra_calls),
         )
-        return RenderOutcome(self._save_gated(with_report(record, report)), encoded)
+        return RenderOutcome(await self._save_gated(with_report(record, report)), encoded)
 
     def large_job(
         self,
@@ -239,11 +239,20 @@ class RenderCalls:
         result = await self.models.run_large(dataclasses.replace(job, metadata=metadata), router)
         if result.format == "png":  # libvips wrote its text as Latin-1 tEXt
             await asyncio.to_thread(store_utf8_tags, self.store, result.output_key, metadata)
-        return self._save_gated(finished_large_record(record, result))
+        return await self._save_gated(finished_large_record(record, result))
 
-    def _save_gated(self, record: RunRecord) -> RunRecord:
-        """Write the record; `TypographyGateFailed` if its text failed (image kept for review)."""
-        self.registry.save(record)
+    def _store_image(
+        self, key: str, image: np.ndarray, fmt: str, body: RenderRequestBody, tags: ImageMetadata
+    ) -> bytes:
+        """Encode a one-call render's image and write it under `key`; its encoded bytes."""
+        encoded = encode_image(image, fmt, dpi=body.dpi, metadata=tags)
+        self.store.put_bytes(key, encoded)
+        return encoded
+
+    async def _save_gated(self, record: RunRecord) -> RunRecord:
+        """Write the record (off the event loop); `TypographyGateFailed` if its text failed
+        (image kept for review)."""
+        await asyncio.to_thread(self.registry.save, record)
         telemetry.count_ended_render(record)
         failed = gate_failure(record)
         if failed is not None:
