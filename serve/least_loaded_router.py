@@ -58,20 +58,22 @@ class LeastLoadedRouter(FIFOMixin, RequestRouter):
         candidate_replicas: list[RunningReplica],
         pending_request: PendingRequest | None = None,
     ) -> list[list[RunningReplica]]:
-        """The least-loaded replica with room (waiting up to `COMPLETION_WAIT_S` for requests to
-        finish if none has), else every replica, for Serve to probe; an empty list while
-        there is none."""
+        """The least-loaded replica with room, then the others with room (Serve tries them
+        if it finds the first full), waiting up to `COMPLETION_WAIT_S` for requests to
+        finish if none has room; else every replica, for Serve to probe; an empty list
+        while there is none."""
         if not candidate_replicas:
             return []
-        chosen = self._least_loaded_with_room(candidate_replicas)
+        ranked = self._with_room(candidate_replicas)
         deadline = time.monotonic() + COMPLETION_WAIT_S
-        while chosen is None and (left := deadline - time.monotonic()) > 0:
+        while not ranked and (left := deadline - time.monotonic()) > 0:
             await self._next_completion(left)  # another waiter may take the freed room
-            chosen = self._least_loaded_with_room(candidate_replicas)
-        if chosen is None:
+            ranked = self._with_room(candidate_replicas)
+        if not ranked:
             return [list(candidate_replicas)]
-        self._unsent().setdefault(chosen.replica_id, []).append(time.monotonic() + RESERVATION_S)
-        return [[chosen]]
+        first, *others = ranked
+        self._unsent().setdefault(first.replica_id, []).append(time.monotonic() + RESERVATION_S)
+        return [[first], others] if others else [[first]]
 
     def on_send_request(self, replica_id: ReplicaID) -> None:
         """Serve's cache counts the request now: the replica's oldest unsent one goes."""
@@ -80,20 +82,20 @@ class LeastLoadedRouter(FIFOMixin, RequestRouter):
         if unsent:
             unsent.pop(0)
 
-    def _least_loaded_with_room(self, candidates: list[RunningReplica]) -> RunningReplica | None:
-        """The first replica with the fewest requests (sent and unsent) below its limit."""
+    def _with_room(self, candidates: list[RunningReplica]) -> list[RunningReplica]:
+        """The replicas whose requests (sent and unsent) are below their limit, fewest first
+        (ties in the candidates' order)."""
         unsent = self._unsent()
         now = time.monotonic()
-        best, best_load = None, 0
+        loads = []
         for replica in candidates:
             expiries = unsent.get(replica.replica_id, [])
             while expiries and expiries[0] < now:
                 expiries.pop(0)
-            sent = self.replica_queue_len_cache.get(replica.replica_id) or 0
-            load = sent + len(expiries)
-            if load < replica.max_ongoing_requests and (best is None or load < best_load):
-                best, best_load = replica, load
-        return best
+            load = (self.replica_queue_len_cache.get(replica.replica_id) or 0) + len(expiries)
+            if load < replica.max_ongoing_requests:
+                loads.append((load, replica))
+        return [replica for _, replica in sorted(loads, key=lambda pair: pair[0])]
 
     def _unsent(self) -> dict[ReplicaID, list[float]]:
         if self._chosen is None:

@@ -71,9 +71,8 @@ def test_when_nothing_finishes_in_time_every_replica_is_left_to_serves_probe(mon
 
 
 def choose(router: LeastLoadedRouter, replicas: list[Replica]) -> list[Replica]:
-    """One routing decision: the candidates Serve gets."""
-    (candidates,) = asyncio.run(router.choose_replicas(replicas))
-    return candidates
+    """One routing decision: the replica Serve tries first."""
+    return asyncio.run(router.choose_replicas(replicas))[0]
 
 
 def test_a_burst_routed_before_any_send_spreads_over_the_replicas():
@@ -86,6 +85,12 @@ def test_a_burst_routed_before_any_send_spreads_over_the_replicas():
         [replicas[2]],
         [replicas[0]],
     ]
+
+
+def test_the_others_with_room_follow_fewest_first_for_when_the_first_is_found_full():
+    router, replicas = router_with([2, 0, 3, 1], max_ongoing_requests=3)
+    ranks = asyncio.run(router.choose_replicas(replicas))
+    assert ranks == [[replicas[1]], [replicas[3], replicas[0]]]
 
 
 def test_a_sent_request_is_counted_once(monkeypatch):
@@ -104,7 +109,7 @@ def test_a_sent_request_is_counted_once(monkeypatch):
         return made
 
     assert asyncio.run(decisions()) == [
-        [[replicas[0]]],
+        [[replicas[0]], [replicas[1]]],
         [[replicas[1]]],
         [replicas],  # both taken, none sent yet: Serve probes
         [replicas],  # still full once sent: counted once, not twice
