@@ -85,14 +85,11 @@ class LeastLoadedRouter(FIFOMixin, RequestRouter):
     def _with_room(self, candidates: list[RunningReplica]) -> list[RunningReplica]:
         """The replicas whose requests (sent and unsent) are below their limit, fewest first
         (ties in the candidates' order)."""
-        unsent = self._unsent()
-        now = time.monotonic()
+        unsent = self._unsent_counts()
         loads = []
         for replica in candidates:
-            expiries = unsent.get(replica.replica_id, [])
-            while expiries and expiries[0] < now:
-                expiries.pop(0)
-            load = (self.replica_queue_len_cache.get(replica.replica_id) or 0) + len(expiries)
+            sent = self.replica_queue_len_cache.get(replica.replica_id) or 0
+            load = sent + unsent.get(replica.replica_id, 0)
             if load < replica.max_ongoing_requests:
                 loads.append((load, replica))
         return [replica for _, replica in sorted(loads, key=lambda pair: pair[0])]
@@ -101,6 +98,16 @@ class LeastLoadedRouter(FIFOMixin, RequestRouter):
         if self._chosen is None:
             self._chosen = {}
         return self._chosen
+
+    def _unsent_counts(self) -> dict[ReplicaID, int]:
+        """Unsent requests per replica, the expired ones dropped (and replicas left with none)."""
+        now = time.monotonic()
+        live = {
+            replica_id: [expiry for expiry in expiries if expiry >= now]
+            for replica_id, expiries in self._unsent().items()
+        }
+        self._chosen = {replica_id: expiries for replica_id, expiries in live.items() if expiries}
+        return {replica_id: len(expiries) for replica_id, expiries in self._chosen.items()}
 
     def on_request_completed(self, replica_id: ReplicaID, internal_request_id: str) -> None:
         """Wake the requests waiting for room (Serve decrements the cache just after)."""
