@@ -4,6 +4,8 @@ Part 1: 64 tiles (8 x 8 of 256 px, tiled mode) on 8 null replicas (1 logical
 GPU each) that sleep a fixed time per tile, one tile at a time. Efficiency =
 ideal time (tiles x sleep / replicas) / measured time of the router's tile
 phase (`timings['tiles_s']`); also against the wall time of the `run` call.
+The replica ramp (the job's `replica_ramp_s`): from the first tile's start to
+the first start of the last replica to get one.
 Each repeat runs a job on a fresh router actor (one actor per job; the actor's
 start is reported apart), a second job on the same actor (its handle already
 warm), and a job on a "pool" router: started and prepared (`TileRouter.prepare`,
@@ -132,7 +134,8 @@ def fanout(args: argparse.Namespace, max_ongoing: int, store_dir: str, spool_dir
                 f"(efficiency {ideal / result.timings['tiles_s']:.3f}), run wall {wall:.3f} s "
                 f"(efficiency {ideal / wall:.3f}), blend_s {result.timings['blend_s']:.3f}, "
                 f"replicas used {len(result.replicas_used)}, "
-                f"max concurrent {result.max_concurrent_replicas}"
+                f"max concurrent {result.max_concurrent_replicas}, "
+                f"ramp {result.replica_ramp_s * 1000:.0f} ms"
             )
         ray.kill(router)
         ray.kill(pooled)
@@ -140,11 +143,13 @@ def fanout(args: argparse.Namespace, max_ongoing: int, store_dir: str, spool_dir
         tiles_s = statistics.median(r.timings["tiles_s"] for _, r in runs)
         wall = statistics.median(w for w, _ in runs)
         efficiency = ideal / tiles_s
+        ramp = statistics.median(r.replica_ramp_s for _, r in runs)
         print(
             f"  max_ongoing_requests {max_ongoing}, {kind} router, median of {len(runs)}: "
             f"tile phase efficiency {efficiency:.3f} "
             f"({'meets' if efficiency >= TARGET else 'misses'} target >= {TARGET:.2f}), "
-            f"run wall efficiency {ideal / wall:.3f}"
+            f"run wall efficiency {ideal / wall:.3f}, "
+            f"replica ramp {ramp * 1000:.0f} ms (the last replica's first tile after the first's)"
         )
 
 

@@ -366,6 +366,7 @@ class LargeRenderResult:
     tiles_reused: int = 0  # pieces taken from an earlier attempt's checkpoints
     provider: dict[str, Any] | None = None  # the hosted call that drew the base, if one did
     overload_waits: int = 0  # calls that waited for room in the model's full queue
+    replica_ramp_s: float = 0.0  # the first call's start to the last replica's first start
 
     def metrics(self) -> dict[str, float]:
         """The figures a run record keeps of this render."""
@@ -377,6 +378,7 @@ class LargeRenderResult:
             "redundancy": self.redundancy,
             "replicas_used": len(self.replicas_used),
             "max_concurrent_replicas": self.max_concurrent_replicas,
+            "replica_ramp_s": self.replica_ramp_s,
             "retries": self.retries,
             "overload_waits": self.overload_waits,
             "splits": self.splits,

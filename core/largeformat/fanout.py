@@ -94,6 +94,14 @@ class CallStats:
     def replicas_used(self) -> list[str]:
         return sorted({replica for replica, _, _ in self.intervals})
 
+    def ramp_s(self) -> float:
+        """Seconds from the first call's start to the first start of the last replica to get
+        one: how long the job took to reach every replica it used."""
+        firsts: dict[str, float] = {}
+        for replica, start, _ in self.intervals:
+            firsts[replica] = min(start, firsts.get(replica, start))
+        return max(firsts.values()) - min(firsts.values()) if firsts else 0.0
+
     def max_concurrent_replicas(self) -> int:
         """Most distinct replicas computing at the same instant."""
         events = sorted(

@@ -142,6 +142,7 @@ class JobContext:
             seam_score=gathered.seam_score,
             replicas_used=self.stats.replicas_used(),
             max_concurrent_replicas=self.stats.max_concurrent_replicas(),
+            replica_ramp_s=round(self.stats.ramp_s(), 3),
             retries=self.stats.retries,
             overload_waits=self.stats.overload_waits,
             splits=self.stats.splits,

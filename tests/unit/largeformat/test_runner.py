@@ -8,6 +8,7 @@ bytes of the unsplit one.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 from collections import Counter
 from pathlib import Path
@@ -382,3 +383,32 @@ def test_the_next_tile_leaves_before_the_one_that_came_back_is_blended(tmp_path,
     tiles = events.count("send")
     assert tiles > 2
     assert events == ["send"] + ["send", "blend"] * (tiles - 1) + ["blend"]
+
+
+def test_a_job_records_how_long_it_took_to_reach_every_replica(tmp_path):
+    """The ramp: from the first tile's start to the first start of the last replica used."""
+
+    class TwoReplicas(PureModel):
+        """The first two calls run on replica-a, the others on replica-b, one second apart."""
+
+        count = 0
+
+        async def __call__(self, request: GenerateRequest) -> GenerateResult:
+            index, self.count = self.count, self.count + 1
+            result = await super().__call__(request)
+            replica = "replica-a" if index < 2 else "replica-b"
+            return dataclasses.replace(result, replica=replica, started_at=100.0 + index)
+
+    _, result = _render(tmp_path, _job(max_in_flight=1), TwoReplicas())
+    assert result.replicas_used == ["replica-a", "replica-b"]
+    assert result.replica_ramp_s == 2.0 and result.metrics()["replica_ramp_s"] == 2.0
+
+
+def test_one_replica_or_no_call_is_no_ramp():
+    stats = fanout.CallStats()
+    assert stats.ramp_s() == 0.0
+    for start in (5.0, 6.0, 7.5):
+        stats.record("replica-a", start, 0.5)
+    assert stats.ramp_s() == 0.0
+    stats.record("replica-b", 5.25, 0.5)
+    assert stats.ramp_s() == 0.25
