@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 from ray.serve.request_router import (
     FIFOMixin,
@@ -50,6 +51,9 @@ class LeastLoadedRouter(FIFOMixin, RequestRouter):
     """Each request goes to the replica with the fewest requests, counting those sent (Serve's
     queue-length cache) and those chosen for it but not yet sent."""
 
+    completion_wait_s: float = COMPLETION_WAIT_S
+    reservation_s: float = RESERVATION_S
+    clock: Callable[[], float] = staticmethod(time.monotonic)
     _completion: asyncio.Event | None = None  # set when one of this handle's requests ends
     _chosen: dict[ReplicaID, list[float]] | None = None  # replica -> unsent requests' expiry
 
@@ -59,20 +63,20 @@ class LeastLoadedRouter(FIFOMixin, RequestRouter):
         pending_request: PendingRequest | None = None,
     ) -> list[list[RunningReplica]]:
         """The least-loaded replica with room, then the others with room (Serve tries them
-        if it finds the first full), waiting up to `COMPLETION_WAIT_S` for requests to
+        if it finds the first full), waiting up to `completion_wait_s` for requests to
         finish if none has room; else every replica, for Serve to probe; an empty list
         while there is none."""
         if not candidate_replicas:
             return []
         ranked = self._with_room(candidate_replicas)
-        deadline = time.monotonic() + COMPLETION_WAIT_S
-        while not ranked and (left := deadline - time.monotonic()) > 0:
+        deadline = self.clock() + self.completion_wait_s
+        while not ranked and (left := deadline - self.clock()) > 0:
             await self._next_completion(left)  # another waiter may take the freed room
             ranked = self._with_room(candidate_replicas)
         if not ranked:
             return [list(candidate_replicas)]
         first, *others = ranked
-        self._unsent().setdefault(first.replica_id, []).append(time.monotonic() + RESERVATION_S)
+        self._unsent().setdefault(first.replica_id, []).append(self.clock() + self.reservation_s)
         return [[first], others] if others else [[first]]
 
     def on_send_request(self, replica_id: ReplicaID) -> None:
@@ -101,7 +105,7 @@ class LeastLoadedRouter(FIFOMixin, RequestRouter):
 
     def _unsent_counts(self) -> dict[ReplicaID, int]:
         """Unsent requests per replica, the expired ones dropped (and replicas left with none)."""
-        now = time.monotonic()
+        now = self.clock()
         live = {
             replica_id: [expiry for expiry in expiries if expiry >= now]
             for replica_id, expiries in self._unsent().items()

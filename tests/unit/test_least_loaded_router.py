@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+import pytest
 from ray.serve._private.common import DeploymentHandleSource, DeploymentID
 from ray.serve.request_router import ReplicaID
 
@@ -24,12 +25,27 @@ class Replica:
     max_ongoing_requests: int = 1
 
 
+@pytest.fixture
+def clock() -> dict[str, float]:
+    """A clock moved by hand, for `router_with(..., clock=...)`: no real time passes."""
+    return {"now": 100.0}
+
+
 def router_with(
-    queue_lengths: list[int], max_ongoing_requests: int = 1
+    queue_lengths: list[int],
+    max_ongoing_requests: int = 1,
+    completion_wait_s: float = least_loaded_router.COMPLETION_WAIT_S,
+    clock: dict[str, float] | None = None,
 ) -> tuple[LeastLoadedRouter, list[Replica]]:
+    """A router whose cache holds `queue_lengths`; with `clock`, it reads that clock and
+    waits for no completion."""
     router = LeastLoadedRouter(
         DEPLOYMENT, DeploymentHandleSource.UNKNOWN, use_replica_queue_len_cache=True
     )
+    router.completion_wait_s = completion_wait_s
+    if clock is not None:
+        router.clock = lambda: clock["now"]
+        router.completion_wait_s = 0.0
     replicas = [
         Replica(ReplicaID(f"r{index}", DEPLOYMENT), max_ongoing_requests)
         for index in range(len(queue_lengths))
@@ -45,12 +61,9 @@ def test_only_replicas_with_room_are_candidates():
     assert asyncio.run(router.choose_replicas([])) == []
 
 
-def test_with_every_replica_full_the_request_waits_for_one_to_finish_instead_of_probing(
-    monkeypatch,
-):
+def test_with_every_replica_full_the_request_waits_for_one_to_finish_instead_of_probing():
     """The finished request's replica is the only candidate: no probe of the full ones."""
-    monkeypatch.setattr(least_loaded_router, "COMPLETION_WAIT_S", 30.0)
-    router, replicas = router_with([1, 1, 1])
+    router, replicas = router_with([1, 1, 1], completion_wait_s=30.0)
 
     async def choose_while_one_finishes() -> list[list[Replica]]:
         choosing = asyncio.create_task(router.choose_replicas(replicas))
@@ -63,10 +76,9 @@ def test_with_every_replica_full_the_request_waits_for_one_to_finish_instead_of_
     assert asyncio.run(choose_while_one_finishes()) == [[replicas[2]]]
 
 
-def test_when_nothing_finishes_in_time_every_replica_is_left_to_serves_probe(monkeypatch):
+def test_when_nothing_finishes_in_time_every_replica_is_left_to_serves_probe():
     """Replicas busy with other callers' requests: Serve probes them all, as it would."""
-    monkeypatch.setattr(least_loaded_router, "COMPLETION_WAIT_S", 0.01)
-    router, replicas = router_with([2, 1, 1])
+    router, replicas = router_with([2, 1, 1], completion_wait_s=0.01)
     assert asyncio.run(router.choose_replicas(replicas)) == [replicas]
 
 
@@ -75,10 +87,10 @@ def choose(router: LeastLoadedRouter, replicas: list[Replica]) -> list[Replica]:
     return asyncio.run(router.choose_replicas(replicas))[0]
 
 
-def test_a_burst_routed_before_any_send_spreads_over_the_replicas():
+def test_a_burst_routed_before_any_send_spreads_over_the_replicas(clock):
     """Serve counts a request only once it is sent; a job's first tiles are all routed
     before that, and must not pile onto the replica that looked emptiest."""
-    router, replicas = router_with([0, 0, 0], max_ongoing_requests=2)
+    router, replicas = router_with([0, 0, 0], max_ongoing_requests=2, clock=clock)
     assert [choose(router, replicas) for _ in range(4)] == [
         [replicas[0]],
         [replicas[1]],
@@ -93,10 +105,9 @@ def test_the_others_with_room_follow_fewest_first_for_when_the_first_is_found_fu
     assert ranks == [[replicas[1]], [replicas[3], replicas[0]]]
 
 
-def test_a_sent_request_is_counted_once(monkeypatch):
+def test_a_sent_request_is_counted_once(clock):
     """Sending moves a request from the router's unsent count into Serve's cache."""
-    monkeypatch.setattr(least_loaded_router, "COMPLETION_WAIT_S", 0.01)
-    router, replicas = router_with([0, 0])
+    router, replicas = router_with([0, 0], clock=clock)
     sent = [replica.replica_id for replica in replicas]
 
     async def decisions() -> list[list[list[Replica]]]:
@@ -117,9 +128,12 @@ def test_a_sent_request_is_counted_once(monkeypatch):
     ]
 
 
-def test_a_request_chosen_but_never_sent_is_forgotten(monkeypatch):
-    """A request cancelled between routing and sending does not hold its replica for good."""
-    monkeypatch.setattr(least_loaded_router, "RESERVATION_S", 0.0)
-    router, replicas = router_with([0, 1])
+def test_a_request_chosen_but_never_sent_is_forgotten(clock):
+    """A request cancelled between routing and sending holds its replica only for
+    `RESERVATION_S`."""
+    router, replicas = router_with([0, 1], clock=clock)
     assert choose(router, replicas) == [replicas[0]]
+    clock["now"] += least_loaded_router.RESERVATION_S / 2
+    assert choose(router, replicas) == replicas  # still held: Serve probes
+    clock["now"] += least_loaded_router.RESERVATION_S
     assert choose(router, replicas) == [replicas[0]]
