@@ -50,8 +50,8 @@ class LinkSigner:
         try:
             return self.store.get_bytes(SECRET_KEY)
         except NotFoundError:
-            self.store.put_bytes(SECRET_KEY, secrets.token_hex(32).encode())
-            return self.store.get_bytes(SECRET_KEY)  # a racing replica's write wins for all
+            self.store.put_if_absent(SECRET_KEY, secrets.token_hex(32).encode())
+            return self.store.get_bytes(SECRET_KEY)  # the first replica's secret, for all
 
     def url(self, key: str, base_url: str = "") -> str:
         """A signed link to `key` that works for `auth.link_ttl_s` seconds."""

@@ -6,6 +6,7 @@ import hashlib
 import io
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -92,6 +93,29 @@ def test_put_get_exists_overwrite(store: ArtifactStore) -> None:
     assert not store.exists("renders/r1")  # a folder is not an object
     store.put_bytes("renders/r1/final.png", b"second")
     assert store.get_bytes("renders/r1/final.png") == b"second"
+
+
+def test_put_if_absent_writes_only_the_first_time(store: ArtifactStore) -> None:
+    assert store.put_if_absent("system/secret", b"first") is True
+    assert store.put_if_absent("system/secret", b"second") is False
+    assert store.get_bytes("system/secret") == b"first"
+    assert store.list_keys("system/") == ["system/secret"]  # no temp file left behind
+    with pytest.raises(RequestError, match="key"):
+        store.put_if_absent("../x", b"x")
+
+
+def test_put_if_absent_has_one_winner_among_racing_writers(store: ArtifactStore) -> None:
+    writers = 8
+    start = threading.Barrier(writers)
+
+    def write(n: int) -> bool:
+        start.wait(timeout=30)
+        return store.put_if_absent("race/key", f"writer {n}".encode())
+
+    with ThreadPoolExecutor(writers) as pool:
+        won = list(pool.map(write, range(writers)))
+    assert won.count(True) == 1
+    assert store.get_bytes("race/key") == f"writer {won.index(True)}".encode()
 
 
 def test_large_file_streams_in_and_out(store: ArtifactStore, tmp_path: Path) -> None:
