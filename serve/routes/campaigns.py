@@ -109,12 +109,10 @@ def _own(ctx: IngressContext, campaign: str) -> None:
 def _prepare(ctx: IngressContext, planned: PlannedCampaign) -> bool:
     """Save the manifest, its owner and its progress; False when another tenant owns the name."""
     name = planned.name
-    owner = _owner(ctx, name)
     tenant = current_tenant.get()
-    if owner is not None and not visible(owner or None, tenant):
+    ctx.store.put_if_absent(campaign_owner_key(name), (tenant or "").encode())  # first one wins
+    if not visible(_owner(ctx, name) or None, tenant):
         return False
-    if owner is None:
-        ctx.store.put_bytes(campaign_owner_key(name), (tenant or "").encode())
     ctx.store.put_bytes(manifest_key(name), planned.manifest_json.encode())
     keys = set(planned.job_keys)
     done = len(done_keys(ctx.store, name) & keys)

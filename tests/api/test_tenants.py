@@ -10,10 +10,12 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 import pytest
 from fastapi.testclient import TestClient
 
+from core.campaign.plan import manifest_key
 from core.campaign.report import relative_to_report
 from core.links import signed_url
 from core.tenants import TenantLimits, add_key, hash_key, read_keys_file
 from serve.api_app import api
+from serve.links import campaign_owner_key
 from tests.api.inprocess import config_for, install
 
 
@@ -144,6 +146,29 @@ def test_campaigns_are_the_tenants_own(tenants):
     assert client.post("/v1/campaigns", json=manifest, headers=b).status_code == 409
     status = client.get("/v1/artifacts/campaigns/spring/status.json", headers=b)
     assert status.status_code == 404
+
+
+def test_two_tenants_racing_for_one_campaign_name_leave_it_to_the_first(tenants, monkeypatch):
+    client, a, b, renders, _ = tenants
+    manifest = {"campaign": "autumn", "items": [{"prompt": "a cat", "sizes": ["64x64"]}]}
+    owner_key = campaign_owner_key("autumn")
+    store = renders.store
+    put_bytes = store.put_bytes
+
+    def acme_lands_first(write):
+        def racing(key, data):
+            if key == owner_key and not store.exists(key):
+                put_bytes(key, b"acme")  # acme's request, on another replica, just now
+            return write(key, data)
+
+        return racing
+
+    for method in ("put_bytes", "put_if_absent"):
+        monkeypatch.setattr(store, method, acme_lands_first(getattr(store, method)))
+    refused = client.post("/v1/campaigns", json=manifest, headers=b)
+    assert refused.status_code == 409 and "taken" in refused.json()["error"]["message"]
+    assert store.get_bytes(owner_key) == b"acme"
+    assert not store.exists(manifest_key("autumn"))
 
 
 def test_signed_links_work_without_a_key_until_they_expire(tenants):
