@@ -84,7 +84,9 @@ def request_id(request: Request) -> str | None:
 @api.exception_handler(RequestError)
 async def _request_error(request: Request, exc: RequestError) -> JSONResponse:
     message = f"{exc.field}: {exc.message}"
-    return error_response(exc.status_code, exc.field, message, request=request)
+    retry_after = getattr(exc, "retry_after_s", None)
+    headers = None if retry_after is None else {"Retry-After": str(retry_after)}
+    return error_response(exc.status_code, exc.field, message, headers, request)
 
 
 @api.exception_handler(QuotaExceeded)

@@ -155,14 +155,6 @@ class JobDesk:
         state = await asyncio.wait_for(supervisor(job.app).resume.remote(job_id), timeout=30)
         return Job.model_validate(state)
 
-    async def claimed(self, key: str | None, body: dict) -> str | None:
-        """The id an `Idempotency-Key` created before with this body (409 if another body)."""
-        if key is None:
-            return None
-        if not key or len(key) > 255:
-            raise RequestError("Idempotency-Key", "must be 1 to 255 characters")
-        return await asyncio.to_thread(self.jobs.claimed, key, current_tenant.get(), body)
-
     async def claim(self, key: str | None, body: dict, created_id: str) -> None:
         if key is not None:
             await asyncio.to_thread(self.jobs.claim, key, current_tenant.get(), body, created_id)

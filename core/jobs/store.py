@@ -6,13 +6,15 @@ that goes backwards from what is stored, and keeps an empty marker under
 unfinished jobs costs what is in flight, not the whole history. Listing reads the ids (which sort by
 creation time) and then only the page asked for. An idempotency key maps to
 the job it created under ``job-keys/<sha256>.json``, with the hash of the body
-it came with.
+it came with. The first request with a key holds it (a conditional write) until it
+names what it created, so two requests with one key never both create something.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Iterable
 
 from pydantic import BaseModel, ValidationError
@@ -21,12 +23,13 @@ from core.errors import NotFoundError, RequestError
 from core.jobs.model import Job, is_job_id
 from core.store import ArtifactStore
 
-__all__ = ["IdempotencyConflict", "JobPage", "JobStore", "body_hash"]
+__all__ = ["IdempotencyConflict", "IdempotencyInProgress", "JobPage", "JobStore", "body_hash"]
 
 PREFIX = "jobs/"
 KEYS_PREFIX = "job-keys/"
 OPEN_PREFIX = "job-open/"  # one empty marker per job not yet ended
 MAX_PAGE = 200
+HELD_FOR_S = 900  # a key held longer, with nothing created, belonged to a request that died
 
 
 class IdempotencyConflict(RequestError):
@@ -38,6 +41,20 @@ class IdempotencyConflict(RequestError):
         super().__init__(
             "Idempotency-Key",
             f"{key!r} was already used with a different request body; use a new key",
+        )
+        self.args = (key,)
+        self.key = key
+
+
+class IdempotencyInProgress(RequestError):
+    """Another request with this idempotency key and body has not finished yet."""
+
+    status_code = 409
+    retry_after_s = 1
+
+    def __init__(self, key: str):
+        super().__init__(
+            "Idempotency-Key", f"a request with {key!r} is still in progress; retry shortly"
         )
         self.args = (key,)
         self.key = key
@@ -147,15 +164,40 @@ class JobStore:
         digest = hashlib.sha256(f"{owner or ''}\0{key}".encode()).hexdigest()
         return f"{KEYS_PREFIX}{digest}.json"
 
-    def claimed(self, key: str, owner: str | None, body: dict) -> str | None:
-        """The id of what `key` created before (same body), None if unused; 409 otherwise."""
+    def reserve(self, key: str, owner: str | None, body: dict, holder: str) -> str | None:
+        """Hold `key` for `holder` (None), or the id it created before (same body).
+
+        A key used with another body is a 409 (`IdempotencyConflict`), one held by a
+        request still running a 409 with Retry-After (`IdempotencyInProgress`). The
+        holder then `claim`s the key for what it created, or `release`s it.
+        """
         location = self._idempotency_key(key, owner)
-        if not self.store.exists(location):
-            return None
-        entry = json.loads(self.store.get_bytes(location))
-        if entry["body"] != body_hash(body):
-            raise IdempotencyConflict(key)
-        return str(entry["id"])
+        held = {"body": body_hash(body), "holder": holder, "since": time.time()}
+        for _ in range(3):
+            if self.store.put_if_absent(location, json.dumps(held).encode()):
+                return None
+            try:
+                entry = json.loads(self.store.get_bytes(location))
+            except NotFoundError:
+                continue  # released a moment ago
+            if entry["body"] != body_hash(body):
+                raise IdempotencyConflict(key)
+            if "id" in entry:
+                return str(entry["id"])
+            if time.time() - entry["since"] < HELD_FOR_S:
+                break
+            self.store.delete(location)  # its request died holding it
+        raise IdempotencyInProgress(key)
+
+    def release(self, key: str, owner: str | None, holder: str) -> None:
+        """Let go of `key` if `holder` holds it still (it created nothing)."""
+        location = self._idempotency_key(key, owner)
+        try:
+            entry = json.loads(self.store.get_bytes(location))
+        except NotFoundError:
+            return
+        if entry.get("holder") == holder and "id" not in entry:
+            self.store.delete(location)
 
     def claim(self, key: str, owner: str | None, body: dict, created_id: str) -> None:
         """Remember that `key` (with `body`) created `created_id`."""

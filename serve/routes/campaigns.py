@@ -9,7 +9,7 @@ actor; submitting the same manifest again resumes it.
 import asyncio
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, Header, Request
+from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError
 
@@ -31,6 +31,7 @@ from core.errors import NotFoundError, RequestError
 from core.records import new_run_id
 from core.tenants import current_tenant, visible
 from serve.api_app import Context, IngressContext, JsonRoute, authorized, base_url, error_response
+from serve.idempotency import Hold
 from serve.links import campaign_owner_key
 from serve.offload import off_loop
 from serve.responses import ANSWER, CampaignReport, CampaignSubmitted, CampaignView
@@ -125,10 +126,10 @@ async def submit_campaign(
     body: Annotated[dict[str, Any], Body()],
     request: Request,
     ctx: Context,
-    idempotency_key: str | None = Header(None),
+    hold: Hold,
 ) -> dict[str, Any] | JSONResponse:
     """Validate a manifest and start (or resume) its campaign; 202 with the status URL."""
-    claimed = await ctx.renders.jobs.claimed(idempotency_key, body)
+    claimed = await hold.claimed(body)
     if claimed is not None:
         job = await ctx.renders.jobs.get(claimed)
         name = str(job.request["campaign"])
@@ -170,7 +171,7 @@ async def submit_campaign(
             "max_attempts": settings.max_attempts,
         },
     }
-    idempotency = None if idempotency_key is None else (idempotency_key, body)
+    idempotency = None if hold.key is None else (hold.key, body)
     await ctx.renders.jobs.admit(
         "campaign", job_id, None, follow, None, _callback(body), idempotency
     )

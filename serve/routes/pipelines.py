@@ -11,7 +11,7 @@ import asyncio
 import binascii
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, JsonValue
 
@@ -26,6 +26,7 @@ from core.schemas import MAX_SEED
 from core.tenants import current_tenant, visible
 from core.typography.schema import TextBox
 from serve.api_app import Context, IngressContext, JsonRoute, authorized, base_url
+from serve.idempotency import Hold
 from serve.responses import ANSWER, PipelineList, PipelineRunView, accepted_as
 
 router = APIRouter(dependencies=[Depends(authorized)], route_class=JsonRoute)
@@ -120,14 +121,14 @@ async def start_run(
     request: Request,
     ctx: Context,
     runner: Runner,
-    idempotency_key: str | None = Header(None),
+    hold: Hold,
 ) -> Any:
     """Start a run: 202 with its id, or with `wait` 200 once it stops."""
     if name not in ctx.config.pipelines:
         known = ", ".join(sorted(ctx.config.pipelines)) or "none configured"
         raise NotFoundError("name", f"no pipeline {name!r} (pipelines: {known})")
     key_body = {"pipeline": name, **body.model_dump(mode="json")}
-    claimed = await ctx.renders.jobs.claimed(idempotency_key, key_body)
+    claimed = await hold.claimed(key_body)
     if claimed is not None:
         run = await ctx.renders.visible_record(claimed)
         return await _answer(run, body.wait, request, ctx)
@@ -143,7 +144,7 @@ async def start_run(
     )
     run = await asyncio.to_thread(runner.start, name, pipeline_request)
     callback = None if body.callback_url is None else str(body.callback_url)
-    idempotency = None if idempotency_key is None else (idempotency_key, key_body)
+    idempotency = None if hold.key is None else (hold.key, key_body)
     await ctx.renders.jobs.admit(
         "pipeline", run.id, None, {"pipeline": name}, None, callback, idempotency
     )

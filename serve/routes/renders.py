@@ -21,6 +21,7 @@ from core.jobs.model import Job
 from core.records import RunRecord
 from core.schemas import MAX_RENDER_IMAGES, MAX_SEED, RenderRequestBody, RenderResponse
 from serve.api_app import Context, IngressContext, JsonRoute, authorized, base_url, error_response
+from serve.idempotency import Hold
 from serve.responses import ANSWER, BINARY, RenderAnswer, RenderView, accepted_as
 
 router = APIRouter(dependencies=[Depends(authorized)], route_class=JsonRoute)
@@ -53,24 +54,24 @@ async def render(
     body: RenderRequestBody,
     request: Request,
     ctx: Context,
+    hold: Hold,
     accept: str | None = Header(None),
-    idempotency_key: str | None = Header(None),
 ) -> Any:
     """Render one image now (or `n` of them), or admit a large render as a job."""
     raw_format = wanted_format(accept)
     if body.n > 1:
-        return await _several(ctx, body, request, raw_format, idempotency_key)
+        return await _several(ctx, body, request, raw_format, hold.key)
     key_body = body.model_dump(mode="json")
-    claimed = await ctx.renders.jobs.claimed(idempotency_key, key_body)
+    claimed = await hold.claimed(key_body)
     if ctx.renders.is_large(body):
-        return await _large(ctx, body, request, raw_format, claimed, (idempotency_key, key_body))
+        return await _large(ctx, body, request, raw_format, claimed, (hold.key, key_body))
     if claimed is not None:
         record = await ctx.renders.visible_record(claimed)
         encoded = await asyncio.to_thread(ctx.store.get_bytes, record.outputs["image"])
         fmt = str(record.params["format"])
     else:
         record, encoded, fmt = await ctx.renders.render_single(body, raw_format)
-        await ctx.renders.jobs.claim(idempotency_key, key_body, record.id)
+        await ctx.renders.jobs.claim(hold.key, key_body, record.id)
     if raw_format:
         headers = {"X-Render-Id": record.id, "X-Seed": str(record.seed)}
         return Response(content=encoded, media_type=MEDIA_TYPES[fmt], headers=headers)

@@ -2,10 +2,11 @@
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Request
 
 from core.schemas import UpscaleRequestBody
 from serve.api_app import Context, JsonRoute, authorized, base_url
+from serve.idempotency import Hold
 from serve.responses import ANSWER, RenderView, accepted_as
 from serve.routes.renders import accepted, finished
 
@@ -22,15 +23,15 @@ async def upscale(
     body: UpscaleRequestBody,
     request: Request,
     ctx: Context,
-    idempotency_key: str | None = Header(None),
+    hold: Hold,
 ) -> Any:
     """Queue a tiled upscale; 202 with the job, or wait and answer with the result."""
     key_body = body.model_dump(mode="json")
-    claimed = await ctx.renders.jobs.claimed(idempotency_key, key_body)
+    claimed = await hold.claimed(key_body)
     if claimed is not None:
         job = await ctx.renders.jobs.get(claimed)
     else:
-        key = None if idempotency_key is None else (idempotency_key, key_body)
+        key = None if hold.key is None else (hold.key, key_body)
         job = await ctx.renders.start_upscale(body, key)
     if not body.wait:
         return accepted(await ctx.renders.job_view(job.id, base_url(request)), job.id)

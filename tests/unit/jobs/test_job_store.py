@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -10,7 +13,7 @@ from core.config import StorageConfig
 from core.errors import NotFoundError, RequestError
 from core.jobs.model import Job, Lease, StatusWentBackwards, now
 from core.jobs.requests import restore, stash
-from core.jobs.store import IdempotencyConflict, JobStore
+from core.jobs.store import HELD_FOR_S, IdempotencyConflict, IdempotencyInProgress, JobStore
 from core.records import new_run_id
 from core.store import open_store
 
@@ -78,13 +81,51 @@ def test_another_tenants_job_is_not_found(jobs):
 
 def test_an_idempotency_key_returns_what_it_created_and_refuses_another_body(jobs):
     body = {"prompt": "a kite", "width": 2048}
-    assert jobs.claimed("key-1", None, body) is None
+    assert jobs.reserve("key-1", None, body, holder="first") is None
     jobs.claim("key-1", None, body, "20260101-000000-000000-00000001")
-    assert jobs.claimed("key-1", None, dict(body)) == "20260101-000000-000000-00000001"
+    assert jobs.reserve("key-1", None, dict(body), "again") == "20260101-000000-000000-00000001"
     with pytest.raises(IdempotencyConflict, match="'key-1' was already used") as caught:
-        jobs.claimed("key-1", None, {**body, "width": 4096})
+        jobs.reserve("key-1", None, {**body, "width": 4096}, "other")
     assert caught.value.status_code == 409 and caught.value.field == "Idempotency-Key"
-    assert jobs.claimed("key-1", "other-tenant", body) is None  # keys are per tenant
+    assert jobs.reserve("key-1", "other-tenant", body, "theirs") is None  # keys are per tenant
+    jobs.release("key-1", None, "first")  # claimed: nothing to let go
+    assert jobs.reserve("key-1", None, body, "later") == "20260101-000000-000000-00000001"
+
+
+def test_a_held_key_is_refused_until_its_holder_claims_or_releases_it(jobs, monkeypatch):
+    body = {"prompt": "a kite"}
+    assert jobs.reserve("key-2", None, body, "first") is None
+    with pytest.raises(IdempotencyInProgress, match="still in progress") as caught:
+        jobs.reserve("key-2", None, body, "second")
+    assert caught.value.status_code == 409 and caught.value.retry_after_s == 1
+    with pytest.raises(IdempotencyConflict):  # another body is refused even while held
+        jobs.reserve("key-2", None, {"prompt": "a boat"}, "third")
+    jobs.release("key-2", None, "second")  # not its holder: changes nothing
+    with pytest.raises(IdempotencyInProgress):
+        jobs.reserve("key-2", None, body, "second")
+    jobs.release("key-2", None, "first")  # created nothing: the key is free again
+    assert jobs.reserve("key-2", None, body, "second") is None
+    later = time.time() + HELD_FOR_S + 1  # its holder died: the key is taken over
+    monkeypatch.setattr("core.jobs.store.time.time", lambda: later)
+    assert jobs.reserve("key-2", None, body, "third") is None
+    with pytest.raises(IdempotencyInProgress):
+        jobs.reserve("key-2", None, body, "fourth")
+
+
+def test_of_requests_racing_with_one_key_one_holds_it(jobs):
+    body, racers = {"prompt": "a kite"}, 8
+    start = threading.Barrier(racers)
+
+    def race(n: int) -> str:
+        start.wait(timeout=30)
+        try:
+            return "held" if jobs.reserve("key-3", None, body, f"r{n}") is None else "replayed"
+        except IdempotencyInProgress:
+            return "refused"
+
+    with ThreadPoolExecutor(racers) as pool:
+        outcomes = list(pool.map(race, range(racers)))
+    assert sorted(outcomes) == ["held"] + ["refused"] * (racers - 1)
 
 
 def test_uploads_are_kept_beside_the_job_not_in_it(jobs):
