@@ -61,4 +61,4 @@ async def _hold(
         await hold.let_go()
 
 
-Hold = Annotated[IdempotencyHold, Depends(_hold)]
+Hold = Annotated[IdempotencyHold, Depends(_hold, scope="function")]  # let go before answering

@@ -53,5 +53,10 @@ def test_a_request_that_creates_nothing_lets_its_key_go(client):
     assert started.status_code == 202, started.text
     replayed = http.post("/v1/campaigns", json=manifest, headers=headers)
     assert replayed.status_code == 202 and replayed.json() == started.json()
+    unknown = RENDER | {"model": "nope"}  # refused by an error raised after the key is held
+    refused = http.post("/v1/renders", json=unknown, headers={"Idempotency-Key": "k3"})
+    assert refused.status_code == 422 and refused.json()["error"]["field"] == "model"
+    rendered = http.post("/v1/renders", json=RENDER, headers={"Idempotency-Key": "k3"})
+    assert rendered.status_code == 200, rendered.text
     too_long = http.post("/v1/renders", json=RENDER, headers={"Idempotency-Key": "x" * 256})
     assert too_long.status_code == 422 and "1 to 255 characters" in too_long.text
