@@ -3,7 +3,7 @@
 A route asks `claimed(body)` first. It gets the id that an earlier request with the
 key and this body created (it answers with that), or None: the key is then held
 for this request, and another request with it gets a 409 with Retry-After until
-this one ends. What the route creates is claimed under the key (`JobAdmission`'s
+this one ends. What the route creates is claimed under the key (`JobDesk`'s
 `claim` and `admit`); a request that ends having created nothing (an error, a
 refusal) lets the key go, so a retry can use it.
 """
