@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from core.campaign.plan import manifest_key
 from core.errors import NotFoundError, RequestError
 from core.jobs.model import Job, JobStatus
+from serve.idempotency import IdempotencyHold
 from serve.routes import campaigns as campaigns_api
 from serve.routes import experiments as experiments_api
 from serve.routes import jobs as jobs_api
@@ -163,7 +164,8 @@ async def campaign_retry(name: str, request: Request):
     ctx = ingress_context(request)
     await campaigns_api.campaign_status(name, request, ctx)  # 404 unless the caller's
     manifest = await off_loop(ctx.store.get_bytes, manifest_key(name))
-    answer = await campaigns_api.submit_campaign(json.loads(manifest), request, ctx, None)
+    no_key = IdempotencyHold(None, ctx.renders.jobs.jobs)  # a retry is never a replay
+    answer = await campaigns_api.submit_campaign(json.loads(manifest), request, ctx, no_key)
     if isinstance(answer, JSONResponse) and answer.status_code >= 400:
         message = json.loads(answer.body)["error"]["message"]
         raise RequestError("campaign", message)
