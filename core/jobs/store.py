@@ -172,7 +172,8 @@ class JobStore:
         holder then `claim`s the key for what it created, or `release`s it.
         """
         location = self._idempotency_key(key, owner)
-        held = {"body": body_hash(body), "holder": holder, "since": time.time()}
+        digest = body_hash(body)
+        held = {"body": digest, "holder": holder, "since": time.time()}
         for _ in range(3):
             if self.store.put_if_absent(location, json.dumps(held).encode()):
                 return None
@@ -180,7 +181,7 @@ class JobStore:
                 entry = json.loads(self.store.get_bytes(location))
             except NotFoundError:
                 continue  # released a moment ago
-            if entry["body"] != body_hash(body):
+            if entry["body"] != digest:
                 raise IdempotencyConflict(key)
             if "id" in entry:
                 return str(entry["id"])
