@@ -187,8 +187,22 @@ class JobStore:
                 return str(entry["id"])
             if time.time() - entry["since"] < HELD_FOR_S:
                 break
-            self.store.delete(location)  # its request died holding it
+            if not self._take_over(location, entry["holder"]):
+                break
         raise IdempotencyInProgress(key)
+
+    def _take_over(self, location: str, dead_holder: str) -> bool:
+        """Delete a hold whose request died, as the one request that won the takeover.
+
+        Requests that found the same dead hold race for a marker named after its
+        holder; only the winner deletes the hold, so none deletes a newer one.
+        """
+        holder_digest = hashlib.sha256(dead_holder.encode()).hexdigest()
+        marker = f"{location.removesuffix('.json')}.taken-from-{holder_digest}"
+        if not self.store.put_if_absent(marker, b""):
+            return False
+        self.store.delete(location)
+        return True
 
     def release(self, key: str, owner: str | None, holder: str) -> None:
         """Let go of `key` if `holder` holds it still (it created nothing)."""

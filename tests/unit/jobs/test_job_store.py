@@ -128,6 +128,34 @@ def test_of_requests_racing_with_one_key_one_holds_it(jobs):
     assert sorted(outcomes) == ["held"] + ["refused"] * (racers - 1)
 
 
+def test_of_requests_finding_one_dead_hold_at_once_one_takes_it_over(jobs, monkeypatch):
+    body, racers = {"prompt": "a kite"}, 8
+    assert jobs.reserve("key-4", None, body, "died") is None
+    later = time.time() + HELD_FOR_S + 1
+    monkeypatch.setattr("core.jobs.store.time.time", lambda: later)
+    all_read, first_read = threading.Barrier(racers), threading.local()
+    read = jobs.store.get_bytes
+
+    def read_together(key: str) -> bytes:  # every racer sees the dead hold before any acts
+        data = read(key)
+        if not getattr(first_read, "done", False):
+            first_read.done = True
+            all_read.wait(timeout=30)
+        return data
+
+    monkeypatch.setattr(jobs.store, "get_bytes", read_together)
+
+    def race(n: int) -> str:
+        try:
+            return "held" if jobs.reserve("key-4", None, body, f"r{n}") is None else "replayed"
+        except IdempotencyInProgress:
+            return "refused"
+
+    with ThreadPoolExecutor(racers) as pool:
+        outcomes = list(pool.map(race, range(racers)))
+    assert sorted(outcomes) == ["held"] + ["refused"] * (racers - 1)
+
+
 def test_uploads_are_kept_beside_the_job_not_in_it(jobs):
     body = {"prompt": "x", "base_image": "aGVsbG8="}
     request = stash(jobs.store, "20260101-000000-000000-00000002", body, ("base_image",))
