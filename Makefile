@@ -16,10 +16,12 @@ demo: deps
 test: deps lint
 	$(PY) -m pytest -q
 
-# ruff, then the import contracts of pyproject.toml ([tool.importlinter]): the layers
-# cli > serve > actors > core, no Ray in core, no cycles.
+# ruff (its checks, and the Python files' formatting; the Markdown examples keep their
+# hand-aligned comments), then the import contracts of pyproject.toml ([tool.importlinter]):
+# the layers cli > serve > actors > core, no Ray in core, no cycles.
 lint: deps
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check --exclude "*.md" .
 	$(VENV)/bin/lint-imports --no-cache --no-logo
 
 deps: apt-deps $(STAMP)

@@ -88,9 +88,7 @@ class RunRecord(BaseModel):
     )
     status: Literal[
         "queued", "running", "done", "failed", "awaiting_approval", "rejected", "cancelled"
-    ] = Field(
-        description="Where the run stands."
-    )
+    ] = Field(description="Where the run stands.")
     model: str = Field(description="Model name in the cluster config.")
     model_source: str = Field(description="Where the weights came from (hf:..., s3://..., tiny).")
     model_revision: str | None = Field(None, description="Pinned weights revision, if any.")

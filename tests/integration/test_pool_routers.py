@@ -8,9 +8,7 @@ from actors.tile_router import TileRouter
 from core.config import APP_NAME
 
 
-def test_prepare_opens_the_handles_of_the_models_that_run_and_skips_the_others(
-    cluster, tmp_path
-):
+def test_prepare_opens_the_handles_of_the_models_that_run_and_skips_the_others(cluster, tmp_path):
     storage = cluster.config.storage.model_dump(mode="json")
     router = TileRouter.remote(APP_NAME, storage, str(tmp_path))
     try:
