@@ -64,6 +64,7 @@ from core.preprocess import normalise_image, normalise_mask
 from core.records import RunRecord, RunRegistry, model_fields
 from core.remote.record import total_cost
 from core.schemas import MAX_SEED
+from core.stage_sampling import StageSamplingError, stage_sampling
 from core.store import ArtifactStore
 from core.validation import check_size, resolve_text
 
@@ -180,7 +181,8 @@ class PipelineRunner:
         return record
 
     def _check_stage(self, stage: StageConfig) -> None:
-        """The stage's model exists and its size and steps fit the model and the limits."""
+        """The stage's model exists, its size and steps fit the model and the limits, and the
+        model allows its scheduler and adapters."""
         _, model = stage_model(self.config, stage)
         try:
             check_size(stage.width, stage.height, model, self.config)
@@ -192,6 +194,10 @@ class PipelineRunner:
                 f"stages.{stage.name}.steps",
                 f"must be at most {self.config.limits.max_steps}, got {steps}",
             )
+        try:  # a re-run's overrides may choose them
+            stage_sampling(stage, model, self.config.style_loras)
+        except StageSamplingError as exc:
+            raise RequestError(f"stages.{stage.name}.{exc.field}", str(exc)) from None
 
     def _check_request(self, name: str, pipeline: PipelineConfig, request: PipelineRequest) -> None:
         """Prompt and uploads: each upload is consumed by some stage, and vice versa."""

@@ -24,6 +24,7 @@ from core.errors import RenderClusterError, RequestError, StorageError
 from core.pipelines import PipelineConfig, StageConfig, StageContractError
 from core.records import RunRecord, RunRegistry
 from core.schemas import GenerateRequest, LargeRenderJob
+from core.stage_sampling import stage_sampling
 from core.typography.results import TypographyReport
 from core.typography.schema import TextBox
 from core.validation import DEFAULT_IMG2IMG_STRENGTH
@@ -232,16 +233,19 @@ def stage_model(config: ClusterConfig, stage: StageConfig) -> tuple[str, ModelCo
 
 def stage_params(config: ClusterConfig, stage: StageConfig, model: ModelConfig) -> dict[str, Any]:
     """Every parameter the stage renders with, defaults resolved (the cache key's)."""
+    scheduler, loras = stage_sampling(stage, model, config.style_loras)
     params: dict[str, Any] = {
         "kind": stage.kind,
         "width": stage.width,
         "height": stage.height,
         "steps": stage.steps if stage.steps is not None else model.default_steps,
         "guidance": stage.guidance if stage.guidance is not None else model.default_guidance,
-        "scheduler": model.scheduler,
+        "scheduler": scheduler or model.scheduler,
         "dtype": model.dtype,
         "family": model.family,
     }
+    if loras:  # only when chosen, so the cache keys of stages without adapters stay as they were
+        params["loras"] = [{"name": name, "scale": scale} for name, scale in loras]
     if stage.kind == "hires":
         strength = stage.strength
         if strength is None:

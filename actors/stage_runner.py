@@ -62,6 +62,7 @@ from core.pipelines import (
 from core.preprocess import normalise_image, normalise_mask
 from core.records import RunRecord, RunRegistry, model_fields
 from core.schemas import GenerateRequest, LargeRenderJob
+from core.stage_sampling import stage_sampling
 from core.store import ArtifactStore
 from core.typography.delivery import deliver_text, inpaint_pass
 from core.typography.quiet import quiet_boxes, quiet_negative_prompt, quiet_zone_mask
@@ -317,6 +318,7 @@ class StageRunner:
         """The stage's inputs prepared and checked, as a job for `render_stage`."""
         stage, params, model = call.stage, call.params, call.model
         image, mask = self._inputs(call)
+        scheduler, loras = stage_sampling(stage, model, self.config.style_loras)
         common = {
             "prompt": call.run.prompt,
             "negative_prompt": call.record.negative_prompt,
@@ -325,6 +327,8 @@ class StageRunner:
             "steps": params["steps"],
             "guidance": params["guidance"],
             "seed": call.seed,
+            "scheduler": scheduler,
+            "loras": loras,
         }
         request: GenerateRequest | LargeRenderJob
         if stage.kind == "hires":

@@ -28,6 +28,7 @@ from core.remote.config import (
     remote_problems,
 )
 from core.sampling_options import SchedulerName, sampling_problems
+from core.stage_sampling import stage_sampling_problems
 from core.typography.schema import DEFAULT_FONT_DIR, GateThresholds, TextBox, TextSpec
 from core.upscaler_variants import REALESRGAN_VARIANTS
 
@@ -400,10 +401,12 @@ class ClusterConfig(_Strict):
         models, styles = info.data.get("models"), info.data.get("styles")
         if models is None or styles is None:  # reported on their own
             return pipelines
+        style_loras = info.data.get("style_loras", {})
         problems = [
             problem
             for name, pipeline in pipelines.items()
             for problem in check_pipeline_references(name, pipeline, models, styles)
+            + stage_sampling_problems(name, pipeline, models, styles, style_loras)
         ]
         if problems:
             raise ValueError("; ".join(problems))

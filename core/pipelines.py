@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from core.errors import RenderClusterError
 from core.hires_options import LANCZOS, upscaler_problem
+from core.lora_options import LoraChoice
 from core.schemas import MAX_SEED
 
 __all__ = [
@@ -100,6 +101,16 @@ class StageConfig(_Strict):
             "Hires stages: 'lanczos' or an upscaler model that upscales the input before the "
             "tiled refine (default: the stage model's hires.upscaler)."
         ),
+    )
+    scheduler: str | None = Field(
+        None,
+        description="A scheduler from the model's `schedulers` allow-list ('default' or unset: "
+        "the model's own).",
+    )
+    loras: list[LoraChoice] | None = Field(
+        None,
+        description="LoRA adapters from the model's allow-list switched on for this stage "
+        "(unset: the style's `style_loras` when the stage names a style; [] for none).",
     )
     consumes: list[StageInput] = Field(
         default_factory=list,
