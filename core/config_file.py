@@ -36,6 +36,25 @@ def locate_local_sources(config: ClusterConfig, config_dir: Path) -> ClusterConf
     return config.model_copy(update={"models": {**config.models, **moved}}) if moved else config
 
 
+def missing_local_sources(config: ClusterConfig) -> list[str]:
+    """The model and LoRA sources on local disk that are not on this machine, one line
+    each naming its field (checked where a cluster starts here: a Kubernetes config's
+    paths are the nodes')."""
+    sources = []
+    for name, model in config.models.items():
+        sources.append((f"models.{name}.source", model.source))
+        sources += [
+            (f"models.{name}.loras[{index}].source", adapter.source)
+            for index, adapter in enumerate(model.loras)
+        ]
+    return [
+        f"{field}: {source!r} is not a file or directory here (a relative path is looked up "
+        "from the current directory, and a model's from the config file's too)"
+        for field, source in sources
+        if parse_source(source).kind == "local" and not Path(source).expanduser().exists()
+    ]
+
+
 def parse_config(text: str, source: str = "<config>") -> ClusterConfig:
     """Validate YAML text as a `ClusterConfig`."""
     try:

@@ -12,6 +12,7 @@ from ray import serve
 
 from actors.job_supervisor import supervisor
 from core.config import APP_NAME, ClusterConfig
+from core.config_file import missing_local_sources
 from core.deployment_options import gpu_shortfall
 from core.errors import ConfigError
 from serve.app import application
@@ -65,13 +66,17 @@ def start_local_cluster(
     """Start Ray with `gpus` logical GPUs, deploy the app, and wait until it serves.
 
     `ConfigError` (before anything starts) when the GPUs cannot hold every model's
-    minimum replicas. The job supervisor is started with the app; it resumes the
-    jobs an earlier run of the cluster left in the store. `metrics_port`: serve the
-    application's metrics on 127.0.0.1:<metrics_port>/metrics.
+    minimum replicas, or a model's or adapter's local source is not on this machine.
+    The job supervisor is started with the app; it resumes the jobs an earlier run of
+    the cluster left in the store. `metrics_port`: serve the application's metrics on
+    127.0.0.1:<metrics_port>/metrics.
     """
     shortfall = gpu_shortfall(config, gpus)
     if shortfall is not None:
         raise ConfigError("--gpus", [shortfall])
+    missing = missing_local_sources(config)
+    if missing:
+        raise ConfigError("config", missing)
     started = time.perf_counter()
     export_port = free_port() if metrics_port is not None else None
     if not ray.is_initialized():

@@ -167,3 +167,23 @@ def test_up_refuses_a_config_whose_minimum_replicas_need_more_gpus(tmp_path):
     assert result.returncode == 2  # usage: the config cannot be used
     assert "need 3 GPUs" in result.stderr and "1 short" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_up_names_a_local_model_source_missing_here_before_starting_anything(tmp_path):
+    config = yaml.safe_load((ROOT / "configs" / "local.yaml").read_text())
+    config["models"]["scenes"]["source"] = "models/not-trained-yet"
+    path = tmp_path / "cluster.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = subprocess.run(
+        [*CLI, "up", "--config", str(path), "--gpus", "4"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert result.returncode == 2, result.stderr  # usage: the config cannot be used here
+    assert "models.scenes.source: 'models/not-trained-yet' is not a file or directory here" in (
+        result.stderr
+    )
+    assert "Traceback" not in result.stderr and "Started Serve" not in result.stderr

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.config_file import load_config, parse_config
+from core.config_file import load_config, missing_local_sources, parse_config
 from core.errors import ConfigError
 
 GOOD = """
@@ -41,6 +41,29 @@ def test_a_relative_local_source_is_found_from_the_config_files_folder(tmp_path,
     assert config.models["tiny"].source == "tiny:2"
     monkeypatch.chdir(tmp_path / "project")
     assert load_config("cluster.yaml").models["mine"].source == "models/mine"
+
+
+def test_local_sources_missing_on_this_machine_are_named_by_their_field(tmp_path, monkeypatch):
+    (tmp_path / "models" / "mine").mkdir(parents=True)
+    (tmp_path / "ink.safetensors").write_bytes(b"")
+    config_path = tmp_path / "cluster.yaml"
+    config_path.write_text(
+        "models:\n"
+        "  mine:\n"
+        "    source: models/mine\n"
+        "    loras: [{name: ink, source: ink.safetensors},\n"
+        "            {name: gone, source: gone.safetensors}]\n"
+        "  gone: {source: models/gone}\n"
+        "  tiny: {source: 'tiny:2', loras: [{name: hub, source: 'hf:org/lora@1'}]}\n"
+        "  bucket: {source: 's3://weights/sd'}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    missing = missing_local_sources(load_config(config_path))
+    assert [line.split(":")[0] for line in missing] == [
+        "models.mine.loras[1].source",
+        "models.gone.source",
+    ]
+    assert "'models/gone' is not a file or directory here" in missing[1]
 
 
 def test_model_wins_over_style_and_unknown_names_raise():
