@@ -76,7 +76,7 @@ def start_local_cluster(
         raise ConfigError("--gpus", [shortfall])
     missing = missing_local_sources(config)
     if missing:
-        raise ConfigError("config", missing)
+        raise ConfigError("--config", missing)
     started = time.perf_counter()
     export_port = free_port() if metrics_port is not None else None
     if not ray.is_initialized():
