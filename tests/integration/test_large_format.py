@@ -154,9 +154,11 @@ def busy_quality_replica():
 
 def test_a_full_model_queue_makes_accepted_jobs_wait_never_fail(solo):
     # Four jobs at once keep twice what 2 replicas take (1 each) plus a queue of 1 in
-    # flight: Serve refuses some calls (BackPressureError); the jobs wait for room.
+    # flight: Serve refuses some calls (BackPressureError); the jobs wait for room. Each
+    # job has about 20 tiles, so two running jobs contend for the replicas for seconds (at
+    # 6 tiles each, one CI run saw no refusal at all).
     deploy_quality_only(solo.config, 2, max_ongoing_requests=1, max_queued_requests=1)
-    body = {**JOB, "width": 512, "height": 384, "steps": 3, "wait": False}
+    body = {**JOB, "width": 1024, "height": 768, "steps": 3, "wait": False}
     with solo.client() as http:
         ids = []
         for seed in range(4):
