@@ -367,14 +367,21 @@ class LargeRenderResult:
     provider: dict[str, Any] | None = None  # the hosted call that drew the base, if one did
     overload_waits: int = 0  # calls that waited for room in the model's full queue
     replica_ramp_s: float = 0.0  # the first call's start to the last replica's first start
+    tiles_cut: int = 0  # tiles cut from the upscaled canvas (a hires of strength 0), not drawn
+
+    @property
+    def tiles_rendered(self) -> int:
+        """Tiles a model drew in this attempt (not reused from checkpoints, not cut)."""
+        return self.tiles - self.tiles_reused - self.tiles_cut
 
     def metrics(self) -> dict[str, float]:
         """The figures a run record keeps of this render."""
         return {
             "seam_score": self.seam_score,
             "tiles": self.tiles,
-            "tiles_rendered": self.tiles - self.tiles_reused,
+            "tiles_rendered": self.tiles_rendered,
             "tiles_reused": self.tiles_reused,
+            "tiles_cut": self.tiles_cut,
             "redundancy": self.redundancy,
             "replicas_used": len(self.replicas_used),
             "max_concurrent_replicas": self.max_concurrent_replicas,

@@ -69,11 +69,14 @@ async def render_large(job: LargeRenderJob, ctx: JobContext) -> LargeRenderResul
             ctx.progress,
             finish=None if job.text is None else _text_pass(job, ctx),
         )
-        if upscaled is not None and job.strength == 0:
+        refined = upscaled is None or job.strength > 0
+        if not refined:
             gathered.seam_score = upscaled.seam_score  # the tiles only cut the upscaled canvas
     output = JobOutput(job.output_key, job.format, job.dpi)
     base_dims = None if base is None else (base.shape[1], base.shape[0])
     result = ctx.result(output, plan, gathered, base_dims, base_s)
+    if not refined:
+        result.tiles_cut = result.tiles - result.tiles_reused
     if job.upscaler is not None and base is not None:
         result.timings["upscale_s"] = round(upscale_s, 3)
     result.typography = gathered.finished_with

@@ -116,8 +116,7 @@ class TileJobRunner:
             raise JobFailed(job_id, str(exc)) from None
         finally:
             telemetry.count("rendercluster_tile_retries_total", ctx.stats.retries, model=model)
-        rendered = result.tiles - result.tiles_reused
-        telemetry.count("rendercluster_tiles_total", rendered, model=model)
+        telemetry.count("rendercluster_tiles_total", result.tiles_rendered, model=model)
         telemetry.observe("rendercluster_seam_score", result.seam_score, model=model)
         result.provider = ctx.base_provider
         if ctx.checkpoints is not None:

@@ -14,6 +14,7 @@ import pytest
 import pyvips
 from PIL import Image
 
+from core import telemetry
 from core.largeformat.hires import upscaled_crop
 from core.largeformat.hires_upscale import passes_to_cover, resized_crop
 from core.largeformat.job_context import UpscalerCall
@@ -22,6 +23,7 @@ from core.largeformat.tiling import plan_tiles
 from core.largeformat.upscaling import UpscaleRequest, UpscaleResult, plan_upscale
 from core.schemas import HiresUpscaler
 from tests.unit.largeformat.test_runner import PureModel, _base, _decoded, _job, _runner
+from tests.unit.test_telemetry import Recorder
 
 
 @pytest.mark.parametrize(
@@ -151,3 +153,20 @@ def test_an_unrefined_hires_scores_the_seams_of_its_upscaled_canvas_not_its_tile
     _, seamless = _run(tmp_path / "flat", job, NearestUpscaler())
     _, seamy = _run(tmp_path / "seamy", job, SeamyUpscaler())
     assert seamless.seam_score == 1.0 and seamy.seam_score > 1.5
+
+
+def test_an_unrefined_hires_counts_its_tiles_as_cut_not_rendered(tmp_path):
+    recorder = Recorder()
+    telemetry.use_backend(recorder)
+    try:
+        _, cut = _run(tmp_path / "cut", _job(strength=0.0))
+        _, refined = _run(tmp_path / "refined", _job(strength=0.3))
+    finally:
+        telemetry.use_backend(None)
+    plan = plan_tiles(256, 128, 64, None, 8)
+    assert cut.tiles == refined.tiles == len(plan.tiles)
+    cut_metrics, refined_metrics = cut.metrics(), refined.metrics()
+    assert (cut_metrics["tiles_cut"], cut_metrics["tiles_rendered"]) == (len(plan.tiles), 0)
+    assert (refined_metrics["tiles_cut"], refined_metrics["tiles_rendered"]) == (0, len(plan.tiles))
+    counted = [value for name, value, _ in recorder.seen if name == "rendercluster_tiles_total"]
+    assert counted == [len(plan.tiles)]  # a count of 0 records nothing
