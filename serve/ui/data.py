@@ -9,7 +9,6 @@ filter go through `RunRegistry.list`, so a tenant only ever reads its own record
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,10 +78,10 @@ def lineage(registry: RunRegistry, record: RunRecord, depth: int = 20) -> list[R
 
 
 def stage_rows(
-    registry: RunRegistry, run: RunRecord, routes: Mapping[str, Sequence[str]] | None = None
+    registry: RunRegistry, run: RunRecord, config: ClusterConfig | None = None
 ) -> list[dict[str, Any]]:
     """A pipeline run's stages in order: config, the stage's record (if it ran), inputs, and
-    the fields a re-run may change (`routes`: the model and style names to choose from)."""
+    the fields a re-run may change (with `config`'s names and choices to pick from)."""
     if run.pipeline is None or run.stage is not None:
         return []
     try:
@@ -104,7 +103,7 @@ def stage_rows(
                 "consumes": consumes,
                 "approval": stage.approval,
                 "rerun_from": state.rerun_from == stage.name,
-                "fields": stage_fields(stage, routes),
+                "fields": stage_fields(stage, stage_choices(config, stage)),
             }
         )
     return rows
@@ -121,9 +120,22 @@ def typography_gate(record: RunRecord) -> dict[str, Any] | None:
     return {"passed": report.passed, "boxes": len(report.boxes), "failures": report.failures()}
 
 
-def routes(config: ClusterConfig) -> dict[str, list[str]]:
-    """The model and style names a stage may be routed to."""
-    return {"model": sorted(config.models), "style": sorted(config.styles)}
+def stage_choices(config: ClusterConfig | None, stage: StageConfig) -> dict[str, list[str]]:
+    """What a re-run of `stage` may pick, by field: the model and style names, and the
+    schedulers and adapters its model allows (none offered when it allows none)."""
+    if config is None:
+        return {}
+    choices = {"model": sorted(config.models), "style": sorted(config.styles)}
+    try:
+        model = config.models[config.resolve_model(stage.model, stage.style)]
+    except KeyError:
+        return choices
+    if model.schedulers:
+        choices["scheduler"] = ["default", *model.schedulers]
+    adapters = [adapter.name for adapter in model.loras if not adapter.fuse]
+    if adapters:
+        choices["loras"] = adapters
+    return choices
 
 
 def stage_of(run: RunRecord, name: str) -> StageConfig:

@@ -38,9 +38,8 @@ async def approvals(request: Request):
     """Pipeline runs waiting at a gate, each with its stage images and the three actions."""
     ctx = ingress_context(request)
     runs = await off_loop(data.awaiting, ctx.registry, request.state.tenant)
-    routes = data.routes(ctx.config)
     items = await off_loop(
-        lambda: [(run, data.stage_rows(ctx.registry, run, routes)) for run in runs]
+        lambda: [(run, data.stage_rows(ctx.registry, run, ctx.config)) for run in runs]
     )
     return page(request, "approvals.html", items=items, thumb=thumbs.image_output)
 
@@ -68,7 +67,7 @@ async def rerun(run_id: str, request: Request):
     ctx = ingress_context(request)
     run = await ctx.renders.visible_record(run_id)
     stage = data.stage_of(run, form.get("stage", ""))
-    fields = stage_fields.stage_fields(stage, data.routes(ctx.config))
+    fields = stage_fields.stage_fields(stage, data.stage_choices(ctx.config, stage))
     overrides = stage_fields.parse(fields, form)
     body = pipelines_api.RerunBody.model_validate({"stage": stage.name, "set": overrides})
     answer = await pipelines_api.rerun(

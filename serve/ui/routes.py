@@ -117,7 +117,7 @@ async def run_page(run_id: str, request: Request):
 def _about(ctx, record: RunRecord, tenant: str | None) -> tuple[list, list, list]:
     return (
         data.lineage(ctx.registry, record),
-        data.stage_rows(ctx.registry, record, data.routes(ctx.config)),
+        data.stage_rows(ctx.registry, record, ctx.config),
         data.compare_candidates(ctx.registry, tenant, record.id),
     )
 

@@ -3,8 +3,10 @@
 Each stage gets its own: the render settings `StageConfig` declares (their type,
 bounds, choices and description come from the schema itself, so the form cannot
 drift from it), the stage's current value shown as the placeholder, and only what
-applies to it (strength only where the stage starts from an image). A field left
-empty keeps the stage's value; `parse` turns what the form sent into overrides.
+applies to it (strength only where the stage starts from an image; a scheduler and
+LoRA adapters only where the stage's model allows some). A field left empty keeps
+the stage's value; `parse` turns what the form sent into overrides. Adapters are
+written `name` or `name:scale`, comma-separated, or `none` for none.
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ from typing import Any, Literal
 from annotated_types import Ge, Gt, Le, Lt
 
 from core.errors import RequestError
+from core.lora_options import LoraChoice
 from core.pipelines import StageConfig
 
 __all__ = ["OFFERED", "StageField", "parse", "stage_fields"]
 
 OFFERED = ("model", "style", "width", "height", "steps", "guidance", "strength", "seed")
-OFFERED += ("quiet_zone",)
+OFFERED += ("quiet_zone", "scheduler", "loras")
+PER_MODEL = ("scheduler", "loras")  # offered only with the stage model's choices
 
 
 @dataclass(frozen=True)
@@ -31,7 +35,7 @@ class StageField:
     """One input of the form: its kind (int, float or choice), bounds or choices, help."""
 
     name: str
-    kind: Literal["int", "float", "choice"]
+    kind: Literal["int", "float", "choice", "adapters"]
     current: Any
     help: str
     minimum: float | None = None
@@ -42,14 +46,34 @@ class StageField:
 def stage_fields(
     stage: StageConfig, routes: Mapping[str, Sequence[str]] | None = None
 ) -> list[StageField]:
-    """The fields of `stage` the form offers (`routes`: the model and style names to pick)."""
+    """The fields of `stage` the form offers (`routes`: the names to pick from by field:
+    model and style, and the stage model's schedulers and adapters)."""
     routes = routes or {}
     offered = []
     for name in OFFERED:
         if name == "strength" and stage.kind == "render" and stage.image_input is None:
             continue  # strength needs an image to start from
-        offered.append(_field(name, getattr(stage, name), tuple(routes.get(name, ()))))
+        choices = tuple(routes.get(name, ()))
+        if name in PER_MODEL and not choices:
+            continue  # the stage's model allows none
+        if name == "loras":
+            offered.append(_adapters_field(stage.loras, choices))
+        else:
+            offered.append(_field(name, getattr(stage, name), choices))
     return offered
+
+
+def _adapters_field(current: Sequence[LoraChoice] | None, allowed: tuple[str, ...]) -> StageField:
+    written = None
+    if current is not None:
+        written = ", ".join(_written(choice) for choice in current) or "none"
+    help_text = StageConfig.model_fields["loras"].description or ""
+    help_text += f" Allowed: {', '.join(allowed)}; write name or name:scale, comma-separated."
+    return StageField("loras", "adapters", written, help_text, choices=allowed)
+
+
+def _written(choice: LoraChoice) -> str:
+    return choice.name if choice.scale is None else f"{choice.name}:{choice.scale:g}"
 
 
 def _field(name: str, current: Any, routes: tuple[str, ...]) -> StageField:
@@ -84,6 +108,9 @@ def parse(fields: Sequence[StageField], form: Mapping[str, str]) -> dict[str, An
         text = form.get(field.name, "").strip()
         if not text:
             continue
+        if field.kind == "adapters":
+            overrides[field.name] = _adapters(text, field.choices)
+            continue
         if field.kind == "choice":
             if field.choices and text not in field.choices:
                 raise RequestError(field.name, f"{text[:40]!r} is not one of the choices")
@@ -94,3 +121,23 @@ def parse(fields: Sequence[StageField], form: Mapping[str, str]) -> dict[str, An
         except ValueError:
             raise RequestError(field.name, f"{text[:40]!r} is not a number") from None
     return overrides
+
+
+def _adapters(text: str, allowed: Sequence[str]) -> list[dict[str, Any]]:
+    """`name` or `name:scale` items, comma-separated (`none`: no adapters), as `loras`."""
+    if text.lower() == "none":
+        return []
+    chosen: list[dict[str, Any]] = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, scale = (piece.strip() for piece in item.partition(":"))
+        if name not in allowed:
+            listed = ", ".join(allowed)
+            raise RequestError("loras", f"{name[:40]!r} is not one of the adapters ({listed})")
+        if not scale:
+            chosen.append({"name": name})
+            continue
+        try:
+            chosen.append({"name": name, "scale": float(scale)})
+        except ValueError:
+            raise RequestError("loras", f"{scale[:40]!r} is not a number (name:scale)") from None
+    return chosen

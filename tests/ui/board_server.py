@@ -45,7 +45,12 @@ PIPELINES = {
 POLL_S = 0.2
 LIMITS = {"max_width": 8192, "max_height": 8192, "max_pixels": 8192 * 4096}  # billboards
 MODELS = {  # "poster": 512 px tiles, so a billboard is tens of tiles, not thousands
-    "tiny": {"source": "tiny:0", "native_resolution": 64},
+    "tiny": {
+        "source": "tiny:0",
+        "native_resolution": 64,
+        "schedulers": ["euler", "ddim"],  # the re-run form offers these and the adapter
+        "loras": [{"name": "ink", "source": "/loras/ink.safetensors", "scale": 0.8}],
+    },
     "poster": {"source": "tiny:0", "native_resolution": 512},
 }
 

@@ -35,6 +35,7 @@ XSS = "<script>window.__pwned = 1</script>"
 THINGS = ["kite", "teapot", "broken violin", "lantern"]
 BILLBOARD = (4096, 2048)
 STAGE_FIELDS = ("model", "style", "width", "height", "steps", "guidance", "seed", "quiet_zone")
+STAGE_FIELDS += ("scheduler", "loras")  # the stage model's allow-lists
 
 skip_without_chromium()
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
@@ -254,10 +255,22 @@ def _rerun(browser, url: str, run_id: str) -> None:
     width = final.find_element(By.CSS_SELECTOR, "input.field-width")
     assert width.get_attribute("placeholder") == "96" and width.get_attribute("min") == "8"
     final.find_element(By.CSS_SELECTOR, "input.field-steps").send_keys("7")
+    scheduler = Select(final.find_element(By.CSS_SELECTOR, "select.field-scheduler"))
+    assert [option.text for option in scheduler.options] == [
+        *("unset (unchanged)", "default", "euler", "ddim")
+    ]
+    scheduler.select_by_value("ddim")
+    final.find_element(By.CSS_SELECTOR, "input.field-loras").send_keys("ink:0.5")
     click_and_load(browser, "button.do-rerun")
     new_id = text_of(browser, "#run-id")
     assert new_id != run_id
     wait_for_text(browser, "#run-status", "done", f"re-run {new_id} to finish")
+    Select(browser.find_element(By.CSS_SELECTOR, "select.rerun-stage")).select_by_value("final")
+    final = browser.find_element(By.CSS_SELECTOR, "fieldset.stage-fields[data-stage='final']")
+    chosen = Select(final.find_element(By.CSS_SELECTOR, "select.field-scheduler"))
+    assert chosen.options[0].text == "ddim (unchanged)"  # the re-run's stage as it ran
+    loras = final.find_element(By.CSS_SELECTOR, "input.field-loras")
+    assert loras.get_attribute("placeholder") == "ink:0.5"
     cache = {
         row.get_attribute("data-stage"): row.find_element(By.CSS_SELECTOR, ".cache").text
         for row in browser.find_elements(By.CSS_SELECTOR, "#stages tr.stage")

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
+from core.config import ClusterConfig
 from core.errors import RequestError
+from core.lora_options import LoraChoice
 from core.pipelines import StageConfig
+from serve.ui.data import stage_choices
 from serve.ui.stage_fields import parse, stage_fields
 
 ROUTES = {"model": ["tiny", "quality"], "style": ["poster"]}
@@ -48,3 +53,64 @@ def test_the_form_becomes_typed_overrides_and_bad_values_name_their_field():
     with pytest.raises(RequestError) as unknown:
         parse(fields, {"model": "someone-elses"})
     assert unknown.value.field == "model"
+
+
+def _sampling_config() -> ClusterConfig:
+    tiny = {
+        "source": "tiny:0",
+        "native_resolution": 64,
+        "schedulers": ["euler", "ddim"],
+        "loras": [
+            {"name": "ink", "source": "/loras/ink.safetensors", "scale": 0.8},
+            {"name": "glaze", "source": "/loras/glaze.safetensors", "fuse": True},
+        ],
+    }
+    plain = {"source": "tiny:1", "native_resolution": 64}
+    return ClusterConfig.model_validate(
+        {"models": {"tiny": tiny, "plain": plain}, "styles": {"sketch": "tiny"}}
+    )
+
+
+def test_a_stage_offers_the_schedulers_and_adapters_its_own_model_allows():
+    config = _sampling_config()
+    sketched = StageConfig(name="s", style="sketch", width=64, height=64, scheduler="ddim")
+    fields = {
+        field.name: field for field in stage_fields(sketched, stage_choices(config, sketched))
+    }
+    assert fields["scheduler"].choices == ("default", "euler", "ddim")
+    assert fields["scheduler"].current == "ddim"
+    assert fields["loras"].kind == "adapters" and fields["loras"].choices == ("ink",)  # not fused
+    assert fields["loras"].current is None and "Allowed: ink;" in fields["loras"].help
+    chosen = StageConfig(name="s", model="tiny", width=64, height=64, loras=[{"name": "ink"}])
+    assert _by_name_in(config, chosen)["loras"].current == "ink"
+    scaled = chosen.model_copy(update={"loras": [LoraChoice(name="ink", scale=0.25)]})
+    assert _by_name_in(config, scaled)["loras"].current == "ink:0.25"
+    assert _by_name_in(config, chosen.model_copy(update={"loras": []}))["loras"].current == "none"
+    plain = StageConfig(name="s", model="plain", width=64, height=64)
+    assert "scheduler" not in _by_name_in(config, plain) and "loras" not in _by_name_in(
+        config, plain
+    )
+
+
+def _by_name_in(config: ClusterConfig, stage: StageConfig) -> dict:
+    return {field.name: field for field in stage_fields(stage, stage_choices(config, stage))}
+
+
+def test_adapters_are_written_name_or_name_scale_and_none_clears_them():
+    config = _sampling_config()
+    stage = StageConfig(name="s", model="tiny", width=64, height=64)
+    fields = stage_fields(stage, stage_choices(config, stage))
+    assert parse(fields, {"loras": "ink"}) == {"loras": [{"name": "ink"}]}
+    assert parse(fields, {"loras": " ink : 0.5 ,"}) == {"loras": [{"name": "ink", "scale": 0.5}]}
+    assert parse(fields, {"loras": "None"}) == {"loras": []}
+    assert parse(fields, {"scheduler": "euler"}) == {"scheduler": "euler"}
+    for text, message in [
+        ("glaze", "'glaze' is not one of the adapters (ink)"),
+        ("ink:strong", "'strong' is not a number (name:scale)"),
+    ]:
+        with pytest.raises(RequestError, match=re.escape(message)) as bad:
+            parse(fields, {"loras": text})
+        assert bad.value.field == "loras"
+    with pytest.raises(RequestError) as unknown:
+        parse(fields, {"scheduler": "lms"})
+    assert unknown.value.field == "scheduler"
