@@ -63,8 +63,9 @@ from core.pipelines import PipelineConfig, StageConfig, StageContractError, chec
 from core.preprocess import normalise_image, normalise_mask
 from core.records import RunRecord, RunRegistry, model_fields
 from core.remote.record import total_cost
+from core.sampling_options import SamplingChoiceError
 from core.schemas import MAX_SEED
-from core.stage_sampling import StageSamplingError, stage_sampling
+from core.stage_sampling import stage_sampling
 from core.store import ArtifactStore
 from core.validation import check_size, resolve_text
 
@@ -196,7 +197,7 @@ class PipelineRunner:
             )
         try:  # a re-run's overrides may choose them
             stage_sampling(stage, model, self.config.style_loras)
-        except StageSamplingError as exc:
+        except SamplingChoiceError as exc:
             raise RequestError(f"stages.{stage.name}.{exc.field}", str(exc)) from None
 
     def _check_request(self, name: str, pipeline: PipelineConfig, request: PipelineRequest) -> None:

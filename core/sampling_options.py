@@ -2,17 +2,31 @@
 
 A model lists the schedulers a request may pick (`schedulers`) and its LoRA
 adapters (`loras`, see `core.lora_options`); `sampling_problems` is the config's
-check of both, `chosen_scheduler` a request's.
+check of both, `chosen_sampling` what a render or pipeline stage chose of them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal, get_args
+from typing import Literal, Protocol, get_args
 
-from core.lora_options import LoraAdapter, lora_problems
+from core.lora_options import (
+    ChosenLoras,
+    LoraAdapter,
+    LoraChoice,
+    LoraChoiceError,
+    chosen_loras,
+    lora_problems,
+)
 
-__all__ = ["SCHEDULER_NAMES", "SchedulerName", "chosen_scheduler", "sampling_problems"]
+__all__ = [
+    "SCHEDULER_NAMES",
+    "SamplingChoiceError",
+    "SamplingModel",
+    "SchedulerName",
+    "chosen_sampling",
+    "sampling_problems",
+]
 
 SchedulerName = Literal["ddim", "euler", "euler_a", "dpm++", "pndm", "lms"]
 SCHEDULER_NAMES: tuple[str, ...] = get_args(SchedulerName)
@@ -36,12 +50,36 @@ def sampling_problems(
     return problems
 
 
-def chosen_scheduler(requested: str | None, allowed: Sequence[str]) -> str | None:
-    """The scheduler a render uses (None: the model's own), or ValueError naming the
-    model's allow-list."""
-    if requested is None or requested == "default":
-        return None
-    if requested not in allowed:
-        names = ", ".join(["default", *allowed])
-        raise ValueError(f"{requested!r} is not a scheduler this model allows (allowed: {names})")
-    return requested
+class SamplingModel(Protocol):
+    """What a model allows a render to choose (`ModelConfig` has both)."""
+
+    loras: Sequence[LoraAdapter]
+    schedulers: Sequence[str]
+
+
+class SamplingChoiceError(ValueError):
+    """A scheduler or adapter the model does not allow; `field` names it (`scheduler`,
+    `loras[i].name`), and so does the message."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+def chosen_sampling(
+    scheduler: str | None, loras: Sequence[LoraChoice] | None, model: SamplingModel
+) -> tuple[str | None, ChosenLoras]:
+    """The scheduler (None: the model's own) and the (adapter, scale) pairs a render or
+    stage uses, checked against `model`'s allow-lists (`SamplingChoiceError` if not)."""
+    if scheduler == "default":
+        scheduler = None
+    if scheduler is not None and scheduler not in model.schedulers:
+        names = ", ".join(["default", *model.schedulers])
+        raise SamplingChoiceError(
+            "scheduler",
+            f"scheduler {scheduler!r} is not a scheduler this model allows (allowed: {names})",
+        )
+    try:
+        return scheduler, chosen_loras(loras or [], model.loras)
+    except LoraChoiceError as exc:
+        raise SamplingChoiceError(exc.field, str(exc)) from None

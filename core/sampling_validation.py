@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from core.config import ClusterConfig, ModelConfig
 from core.errors import RequestError
-from core.lora_options import ChosenLoras, LoraChoiceError, chosen_loras
-from core.sampling_options import chosen_scheduler
+from core.lora_options import ChosenLoras
+from core.sampling_options import SamplingChoiceError, chosen_sampling
 from core.schemas import RenderRequestBody
 
 __all__ = ["sampling_fields"]
@@ -25,15 +25,12 @@ def sampling_fields(
                     name, "fused renders use the model's own scheduler and fused adapters only"
                 )
         return {"scheduler": None, "loras": ()}
-    try:
-        scheduler = chosen_scheduler(body.scheduler, model.schedulers)
-    except ValueError as exc:
-        raise RequestError("scheduler", str(exc)) from None
     choices = body.loras
     style = body.style or (config.default_style if body.model is None else None)
     if choices is None and style is not None and config.styles.get(style) == model_name:
         choices = config.style_loras.get(style)
     try:
-        return {"scheduler": scheduler, "loras": chosen_loras(choices or [], model.loras)}
-    except LoraChoiceError as exc:
+        scheduler, loras = chosen_sampling(body.scheduler, choices, model)
+    except SamplingChoiceError as exc:
         raise RequestError(exc.field, str(exc)) from None
+    return {"scheduler": scheduler, "loras": loras}

@@ -10,50 +10,29 @@ overrides of a re-run included (`stage_sampling`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Protocol
 
-from core.lora_options import ChosenLoras, LoraAdapter, LoraChoice, LoraChoiceError, chosen_loras
+from core.lora_options import ChosenLoras, LoraChoice
 from core.pipelines import PipelineConfig, StageConfig
-from core.sampling_options import chosen_scheduler
+from core.sampling_options import SamplingChoiceError, SamplingModel, chosen_sampling
 
-__all__ = ["StageSamplingError", "stage_sampling", "stage_sampling_problems"]
-
-
-class _Model(Protocol):
-    loras: Sequence[LoraAdapter]
-    schedulers: Sequence[str]
-
-
-class StageSamplingError(ValueError):
-    """A stage chose a scheduler or adapter its model does not allow; `field` says which."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(message)
-        self.field = field
+__all__ = ["stage_sampling", "stage_sampling_problems"]
 
 
 def stage_sampling(
-    stage: StageConfig, model: _Model, style_loras: Mapping[str, Sequence[LoraChoice]]
+    stage: StageConfig, model: SamplingModel, style_loras: Mapping[str, Sequence[LoraChoice]]
 ) -> tuple[str | None, ChosenLoras]:
     """The scheduler (None: the model's own) and the (adapter, scale) pairs `stage` renders
-    with; `StageSamplingError` naming the field when its model does not allow them."""
-    try:
-        scheduler = chosen_scheduler(stage.scheduler, model.schedulers)
-    except ValueError as exc:
-        raise StageSamplingError("scheduler", f"scheduler {exc}") from None
+    with; `SamplingChoiceError` naming the field when its model does not allow them."""
     choices = stage.loras
     if choices is None and stage.style is not None:
         choices = style_loras.get(stage.style)
-    try:
-        return scheduler, chosen_loras(choices or [], model.loras)
-    except LoraChoiceError as exc:
-        raise StageSamplingError(exc.field, str(exc)) from None
+    return chosen_sampling(stage.scheduler, choices, model)
 
 
 def stage_sampling_problems(
     name: str,
     pipeline: PipelineConfig,
-    models: Mapping[str, _Model],
+    models: Mapping[str, SamplingModel],
     styles: Mapping[str, str],
     style_loras: Mapping[str, Sequence[LoraChoice]],
 ) -> list[str]:
@@ -66,6 +45,6 @@ def stage_sampling_problems(
             continue
         try:
             stage_sampling(stage, models[model_name], style_loras)
-        except StageSamplingError as exc:
+        except SamplingChoiceError as exc:
             problems.append(f"pipeline {name!r} stage {stage.name!r}: {exc}")
     return problems
