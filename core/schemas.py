@@ -414,6 +414,7 @@ class UpscaleJob:
     metadata: ImageMetadata | None = None  # the run id and parameters the file carries
     preview: bool = False  # keep a live preview of the finished rows in the store (jobs)
     owner: str | None = None  # the tenant whose job it is (its preview carries it)
+    last_pass_source: tuple[int, int] | None = None  # (w, h) the last pass's source is resized to
 
     @property
     def passes(self) -> int:

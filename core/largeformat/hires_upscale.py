@@ -6,10 +6,13 @@ the upscaler's tiled upscale across its replicas (`upscale_to_file`), in as many
 passes as it takes to cover the target on both sides (at least one), and each
 tile's input is the Lanczos resize of that canvas to exactly the target, cut
 under the tile. So a x4 model on a base 2.8 times smaller than the target
-overshoots and is resized down: every pixel comes from the model, at the cost of
-upscaling more than the target needs (Lanczos-enlarging the remainder instead
-would blur what the model sharpened). The canvas is a spool file that libvips
-reads on demand, only the region under a tile, never whole in memory.
+overshoots and is resized down: every pixel comes from the model (Lanczos-
+enlarging the remainder instead would blur what the model sharpened). Only the
+first pass works on the base as it is; before a later last pass, the canvas is
+resized down to a model scale's fraction of the target, so the last (largest)
+pass makes just what the target needs, never up to scale² times as much. The
+canvas is a spool file that libvips reads on demand, only the region under a
+tile, never whole in memory.
 """
 
 from __future__ import annotations
@@ -86,6 +89,7 @@ async def upscale_base(job: LargeRenderJob, ctx: JobContext, base: np.ndarray) -
     assert upscaler is not None
     height, width = base.shape[:2]
     passes = passes_to_cover((width, height), (job.width, job.height), upscaler.scale)
+    covering = (math.ceil(job.width / upscaler.scale), math.ceil(job.height / upscaler.scale))
     spec = UpscaleJob(
         job_id=job.job_id,
         model_name=upscaler.model_name,
@@ -98,6 +102,7 @@ async def upscale_base(job: LargeRenderJob, ctx: JobContext, base: np.ndarray) -
         max_in_flight=job.max_in_flight,
         max_attempts=job.max_attempts,
         replica_requests=upscaler.replica_requests,
+        last_pass_source=covering if passes > 1 else None,
     )
     _, gathered = await upscale_to_file(spec, ctx.upscaling(), "tiff", None)
     return gathered

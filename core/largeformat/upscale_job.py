@@ -4,7 +4,8 @@ Each pass sends padded source tiles to the upscaler and blends the upscaled
 tiles into the next canvas; a pass's canvas is a spool file that the next pass
 reads on demand (libvips), never whole in memory. A hires job with an upscaler
 model runs the same passes on its base (`upscale_to_file`) and reads its refine
-tiles' inputs from the last pass's file.
+tiles' inputs from the last pass's file; its last pass may start from the canvas
+resized first (`last_pass_source`), so that its output just covers the target.
 """
 
 from __future__ import annotations
@@ -44,9 +45,12 @@ async def upscale_to_file(
     for index in range(job.passes):
         last = index == job.passes - 1
         ctx.progress.phase = f"pass {index + 1}/{job.passes}"
+        if last and isinstance(source, pyvips.Image) and job.last_pass_source is not None:
+            source = _resized(source, *job.last_pass_source)
+            width, height = source.width, source.height
         plan = plan_upscale(width, height, job.model_scale, job.tile_size, job.padding)
         pass_fmt = fmt if last else "tiff"
-        spool = ctx.spool(f"{job.job_id}.pass{index}.{pass_fmt}")
+        spool = ctx.spool(f"{job.job_id}.pass{index}-{width}x{height}.{pass_fmt}")
         output = OutputFile(spool, pass_fmt, job.dpi, tags if last else None, ctx.preview)
         try:
             gathered = await _upscale_pass(job, ctx, plan, source, output)
@@ -79,3 +83,11 @@ def _cut(source: Source, box: Any) -> np.ndarray:
     if isinstance(source, np.ndarray):
         return np.ascontiguousarray(box.cut(source))
     return source.crop(box.x0, box.y0, box.width, box.height).numpy()
+
+
+def _resized(source: pyvips.Image, width: int, height: int) -> pyvips.Image:
+    """`source` Lanczos-resized to exactly width x height (computed on demand)."""
+    if (source.width, source.height) == (width, height):
+        return source
+    scaled = source.resize(width / source.width, vscale=height / source.height, kernel="lanczos3")
+    return scaled.gravity("north-west", width, height, extend="copy")  # a rounded-off pixel

@@ -170,3 +170,20 @@ def test_an_unrefined_hires_counts_its_tiles_as_cut_not_rendered(tmp_path):
     assert (refined_metrics["tiles_cut"], refined_metrics["tiles_rendered"]) == (0, len(plan.tiles))
     counted = [value for name, value, _ in recorder.seen if name == "rendercluster_tiles_total"]
     assert counted == [len(plan.tiles)]  # a count of 0 records nothing
+
+
+def test_a_later_last_pass_starts_from_the_canvas_resized_to_just_cover_the_target(tmp_path):
+    job = _job(width=520, height=260, tile_size=128, upscaler=HiresUpscaler("esrgan", 4, 16, 4))
+    upscaler = NearestUpscaler(4)  # 64 x 32 -> 256 x 128 (short of 520 x 260) -> one more pass
+    runner, result = _run(tmp_path, job, upscaler)
+    first = plan_upscale(64, 32, 4, 16, 4)
+    last = plan_upscale(130, 65, 4, 16, 4)  # 256 x 128 resized to 520 / 4 x 260 / 4 first
+    assert (last.canvas.width, last.canvas.height) == (520, 260)  # not 1024 x 512
+    assert upscaler.calls == len(first.tiles) + len(last.tiles)
+    assert upscaler.calls < len(first.tiles) + len(plan_upscale(256, 128, 4, 16, 4).tiles) / 3
+    image = _decoded(runner, job.output_key)
+    assert image.shape == (260, 520, 3) and result.base_size == (64, 32)
+    canvas = _vips(_base().repeat(4, axis=0).repeat(4, axis=1))
+    resized = canvas.resize(130 / 256, vscale=65 / 128, kernel="lanczos3").numpy()
+    expected = resized.repeat(4, axis=0).repeat(4, axis=1)  # the refine keeps its input here
+    assert np.abs(image.astype(int) - expected).max() <= 1
