@@ -10,6 +10,7 @@ Serve's and Ray's failures onto the project's errors.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 from ray import serve
@@ -20,7 +21,13 @@ from core.config import deployment_name
 from core.errors import OverloadedError, ReplicaUnavailable
 from core.largeformat.fanout import ModelCall
 
-__all__ = ["ServeModelCalls", "call_method", "deployment_call", "running_replicas"]
+__all__ = [
+    "ServeModelCalls",
+    "call_method",
+    "deployment_call",
+    "running_replicas",
+    "running_replicas_of",
+]
 
 
 async def call_method(method: Any, request: Any, model_name: str) -> Any:
@@ -49,9 +56,18 @@ def deployment_call(handle: Any, model_name: str, method: str) -> ModelCall:
 
 def running_replicas(app_name: str, model_name: str) -> int:
     """How many replicas of the model's deployment in `app_name` are running now (0: none)."""
+    return running_replicas_of(app_name, [model_name])[model_name]
+
+
+def running_replicas_of(app_name: str, model_names: Iterable[str]) -> dict[str, int]:
+    """`running_replicas` of each model, from one read of Serve's status."""
     app = serve.status().applications.get(app_name)
-    deployment = None if app is None else app.deployments.get(deployment_name(model_name))
-    return 0 if deployment is None else deployment.replica_states.get("RUNNING", 0)
+    deployments = {} if app is None else app.deployments
+    counts = {}
+    for name in model_names:
+        deployment = deployments.get(deployment_name(name))
+        counts[name] = 0 if deployment is None else deployment.replica_states.get("RUNNING", 0)
+    return counts
 
 
 class ServeModelCalls:

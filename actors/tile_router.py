@@ -21,7 +21,7 @@ import ray
 from ray import serve
 
 from actors import ray_metrics
-from actors.serve_calls import deployment_call, running_replicas
+from actors.serve_calls import deployment_call, running_replicas, running_replicas_of
 from core.config import StorageConfig, deployment_name
 from core.largeformat.assembler import warm_up
 from core.largeformat.fused_schemas import FusedCalls
@@ -86,8 +86,9 @@ class TileRouter:
         handles answered; the others are left to their jobs' own calls.
         """
         ready = []
+        running = await asyncio.to_thread(running_replicas_of, self.app_name, model_names)
         for name in model_names:
-            if await asyncio.to_thread(running_replicas, self.app_name, name) == 0:
+            if running[name] == 0:
                 continue
             try:
                 await asyncio.wait_for(self._handle(name).info.remote(), timeout_s)
