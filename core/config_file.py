@@ -28,11 +28,14 @@ def locate_local_sources(config: ClusterConfig, config_dir: Path) -> ClusterConf
     config file's: a starter config and the model beside it work from anywhere."""
     moved = {}
     for name, model in config.models.items():
-        where = Path(model.source)
-        if parse_source(model.source).kind != "local" or where.is_absolute() or where.exists():
+        source = parse_source(model.source)
+        where = Path(source.location)
+        if source.kind != "local" or where.is_absolute() or where.exists():
             continue
         if (config_dir / where).exists():
-            moved[name] = model.model_copy(update={"source": str((config_dir / where).resolve())})
+            pin = "" if source.revision is None else f"@{source.revision}"
+            located = f"{(config_dir / where).resolve()}{pin}"
+            moved[name] = model.model_copy(update={"source": located})
     return config.model_copy(update={"models": {**config.models, **moved}}) if moved else config
 
 
@@ -51,8 +54,13 @@ def missing_local_sources(config: ClusterConfig) -> list[str]:
         f"{field}: {source!r} is not a file or directory here (a relative path is looked up "
         "from the current directory, and a model's from the config file's too)"
         for field, source in sources
-        if parse_source(source).kind == "local" and not Path(source).expanduser().exists()
+        if _local_and_absent(source)
     ]
+
+
+def _local_and_absent(source: str) -> bool:
+    parsed = parse_source(source)
+    return parsed.kind == "local" and not Path(parsed.location).expanduser().exists()
 
 
 def parse_config(text: str, source: str = "<config>") -> ClusterConfig:

@@ -39,7 +39,8 @@ class LoraAdapter(BaseModel):
         ...,
         min_length=1,
         description="A local .safetensors file or directory in diffusers' LoRA layout, "
-        "'hf:org/name@revision' (pinned), or 's3://bucket/prefix' (copied once to node disk).",
+        "'hf:org/name@revision' (pinned), or 's3://bucket/prefix' (copied once to node disk); "
+        "a local or s3:// source may pin its content with '@sha256:<hex>'.",
     )
     scale: float = Field(
         1.0,

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from core.weights_digest import split_pin
+
 
 @dataclass(frozen=True)
 class ModelSource:
@@ -41,6 +43,7 @@ def parse_source(source: str) -> ModelSource:
         return ModelSource("remote", location, revision=location.partition("/")[2])
     if source.startswith("realesrgan:"):
         return ModelSource("realesrgan", source.removeprefix("realesrgan:"))
+    location, pin = split_pin(source)  # local and s3:// sources may pin their content
     if source.startswith("s3://"):
-        return ModelSource("s3", source)
-    return ModelSource("local", source)
+        return ModelSource("s3", location, revision=pin)
+    return ModelSource("local", location, revision=pin)

@@ -4,7 +4,8 @@ Sources: `hf:org/name@revision` (Hugging Face cache or hub, pinned revision;
 offline with HF_HUB_OFFLINE=1 when cached), a local directory in
 `save_pretrained` layout, `s3://bucket/prefix` (copied once to node-local disk
 with boto3), or `tiny[:seed]` (a tiny model of the config's family, built from
-configs, saved once to the cache).
+configs, saved once to the cache). A local or s3:// source may pin its content
+(`@sha256:<hex>`, `serve.pinned_weights`).
 txt2img, img2img and inpainting share one set of weights (`from_pipe`).
 """
 
@@ -39,6 +40,7 @@ from core.errors import ModelLoadError
 from core.memory_options import Action, gpu_auto_dtype, memory_actions
 from core.model_source import ModelSource, hub_kwargs, parse_source
 from serve.lora_loading import load_loras
+from serve.pinned_weights import pinned_s3_copy, verified
 from serve.tiny_pipeline import tiny_pipeline_dir
 
 SCHEDULERS = {
@@ -182,9 +184,11 @@ def _resolve(source: ModelSource, cache_dir: Path, family: str) -> tuple[str, di
             raise ModelLoadError(
                 f"{path} is not a diffusers pipeline directory (no model_index.json)"
             )
+        verified(path, source.revision, f"{source.location}@{source.revision}")
         return str(path), {"local_files_only": True}
     if source.kind == "s3":
-        return str(copy_s3_prefix(source.location, cache_dir)), {"local_files_only": True}
+        copy = pinned_s3_copy(source.location, source.revision, cache_dir, copy_s3_prefix)
+        return str(copy), {"local_files_only": True}
     return source.location, hub_kwargs(source.revision)
 
 

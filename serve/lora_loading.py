@@ -17,6 +17,7 @@ from diffusers import DiffusionPipeline
 from core.errors import ModelLoadError
 from core.lora_options import ChosenLoras, LoraAdapter
 from core.model_source import hub_kwargs, parse_source
+from serve.pinned_weights import pinned_s3_copy, verified
 
 __all__ = ["activate", "load_loras"]
 
@@ -72,10 +73,10 @@ def _location(source: str, cache_dir: Path, copy_s3: CopyS3) -> tuple[str, dict[
     if parsed.kind == "hf":
         return parsed.location, hub_kwargs(parsed.revision)
     if parsed.kind == "s3":
-        return str(copy_s3(source, cache_dir)), {}
+        return str(pinned_s3_copy(parsed.location, parsed.revision, cache_dir, copy_s3)), {}
     if parsed.kind != "local":
         raise ModelLoadError(f"LoRA source {source!r} is not a file, directory, hf: or s3://")
-    path = Path(source).expanduser()
+    path = verified(Path(parsed.location).expanduser(), parsed.revision, source)
     if path.is_file():
         return str(path.parent), {"weight_name": path.name}
     if not path.is_dir():
