@@ -25,13 +25,11 @@ _NAME = re.compile(r"[^A-Za-z0-9_.-]")
 
 
 class Checkpoints:
-    """The pieces of one job; counts how many were reused and how many rendered."""
+    """The pieces of one job in the store."""
 
     def __init__(self, store: ArtifactStore, job_id: str):
         self.store = store
         self.prefix = f"job-pieces/{job_id}/"
-        self.reused = 0
-        self.saved = 0
 
     def _key(self, name: str) -> str:
         return f"{self.prefix}{_NAME.sub('_', name)}.png"
@@ -42,15 +40,12 @@ class Checkpoints:
         if not self.store.exists(key):
             return None
         with Image.open(io.BytesIO(self.store.get_bytes(key))) as image:
-            pixels = np.asarray(image.convert("RGB"))
-        self.reused += 1
-        return pixels
+            return np.asarray(image.convert("RGB"))
 
     def save(self, name: str, pixels: np.ndarray) -> None:
         buffer = io.BytesIO()
         Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, "PNG", compress_level=1)
         self.store.put_bytes(self._key(name), buffer.getvalue())
-        self.saved += 1
 
     def save_note(self, name: str, note: dict[str, Any]) -> None:
         """Keep a small JSON note about the piece `name` (e.g. the hosted call that drew it)."""

@@ -70,6 +70,7 @@ class JobContext:
     preview: JobPreview | None = None  # the live preview of finished rows (stored jobs)
     replicas: ReplicaCount | None = None  # counts the model's running replicas (None: unknown)
     upscaler: UpscalerCall | None = None  # a hires job's upscaler model (None: Lanczos)
+    tiles_reused: int = 0  # the job's own tiles taken from an earlier attempt's checkpoints
 
     def upscaling(self) -> JobContext:
         """This job's context for its upscaler model's calls: the same progress, statistics
@@ -88,12 +89,18 @@ class JobContext:
         capacity = ReplicaCapacity(job.max_in_flight, job.replica_requests, self.replicas)
         return Fanout(job.max_in_flight, blend, capacity)
 
-    async def piece(self, name: str, make: Callable[[], Awaitable[np.ndarray]]) -> np.ndarray:
-        """The piece `name` from an earlier attempt's checkpoint, or `make()` and keep it."""
+    async def piece(
+        self, name: str, make: Callable[[], Awaitable[np.ndarray]], tile: bool = True
+    ) -> np.ndarray:
+        """The piece `name` from an earlier attempt's checkpoint, or `make()` and keep it
+        (`tile`: a tile of the job's output plan, counted in `tiles_reused` when reused;
+        not a base render or an earlier upscale pass's tile)."""
         if self.checkpoints is None:
             return await make()
         found = await asyncio.to_thread(self.checkpoints.load, name)
         if found is not None:
+            if tile:
+                self.tiles_reused += 1
             return found
         pixels = await make()
         await asyncio.to_thread(self.checkpoints.save, name, pixels)
@@ -146,7 +153,7 @@ class JobContext:
             retries=self.stats.retries,
             overload_waits=self.stats.overload_waits,
             splits=self.stats.splits,
-            tiles_reused=self.checkpoints.reused if self.checkpoints else 0,
+            tiles_reused=self.tiles_reused,
             base_size=base_size,
             timings={
                 "base_s": round(base_s, 3),

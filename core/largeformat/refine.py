@@ -76,7 +76,7 @@ async def render_large(job: LargeRenderJob, ctx: JobContext) -> LargeRenderResul
     base_dims = None if base is None else (base.shape[1], base.shape[0])
     result = ctx.result(output, plan, gathered, base_dims, base_s)
     if not refined:
-        result.tiles_cut = result.tiles - result.tiles_reused
+        result.tiles_cut = result.tiles  # cut afresh on every attempt, never checkpointed
     if job.upscaler is not None and base is not None:
         result.timings["upscale_s"] = round(upscale_s, 3)
     result.typography = gathered.finished_with
@@ -122,7 +122,7 @@ async def draw_base(job: LargeRenderJob, ctx: JobContext) -> np.ndarray:
             await asyncio.to_thread(pieces.save_note, "base", result.provider)
         return result.image
 
-    image = await ctx.piece("base", render)
+    image = await ctx.piece("base", render, tile=False)
     if hosted and ctx.base_provider is None and pieces is not None:
         ctx.base_provider = await asyncio.to_thread(pieces.load_note, "base")
     return image

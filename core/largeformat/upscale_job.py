@@ -53,7 +53,7 @@ async def upscale_to_file(
         spool = ctx.spool(f"{job.job_id}.pass{index}-{width}x{height}.{pass_fmt}")
         output = OutputFile(spool, pass_fmt, job.dpi, tags if last else None, ctx.preview)
         try:
-            gathered = await _upscale_pass(job, ctx, plan, source, output)
+            gathered = await _upscale_pass(job, ctx, plan, source, output, last)
         finally:
             if intermediate is not None:
                 intermediate.unlink(missing_ok=True)
@@ -65,7 +65,12 @@ async def upscale_to_file(
 
 
 async def _upscale_pass(
-    job: UpscaleJob, ctx: JobContext, plan: UpscalePlan, source: Source, output: OutputFile
+    job: UpscaleJob,
+    ctx: JobContext,
+    plan: UpscalePlan,
+    source: Source,
+    output: OutputFile,
+    last: bool,
 ) -> GatherResult:
     async def upscale_tile(tile: Tile) -> np.ndarray:
         async def render() -> np.ndarray:
@@ -73,7 +78,7 @@ async def _upscale_pass(
             request = UpscaleRequest(_cut(source, padded.box), padded.crop, tile.key)
             return (await ctx.call_model(request, tile.key)).image
 
-        return await ctx.piece(f"{output.path.stem}-{tile.key}", render)
+        return await ctx.piece(f"{output.path.stem}-{tile.key}", render, tile=last)
 
     return await gather_to_file(plan.canvas, upscale_tile, output, ctx.fanout(job), ctx.progress)
 

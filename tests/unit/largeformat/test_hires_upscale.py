@@ -15,6 +15,7 @@ import pyvips
 from PIL import Image
 
 from core import telemetry
+from core.errors import JobFailed
 from core.largeformat.hires import upscaled_crop
 from core.largeformat.hires_upscale import passes_to_cover, resized_crop
 from core.largeformat.job_context import UpscalerCall
@@ -22,7 +23,14 @@ from core.largeformat.seams import seam_score
 from core.largeformat.tiling import plan_tiles
 from core.largeformat.upscaling import UpscaleRequest, UpscaleResult, plan_upscale
 from core.schemas import HiresUpscaler
-from tests.unit.largeformat.test_runner import PureModel, _base, _decoded, _job, _runner
+from tests.unit.largeformat.test_runner import (
+    FailingTiles,
+    PureModel,
+    _base,
+    _decoded,
+    _job,
+    _runner,
+)
 from tests.unit.test_telemetry import Recorder
 
 
@@ -187,3 +195,16 @@ def test_a_later_last_pass_starts_from_the_canvas_resized_to_just_cover_the_targ
     resized = canvas.resize(130 / 256, vscale=65 / 128, kernel="lanczos3").numpy()
     expected = resized.repeat(4, axis=0).repeat(4, axis=1)  # the refine keeps its input here
     assert np.abs(image.astype(int) - expected).max() <= 1
+
+
+def test_a_resumed_hires_counts_only_its_own_tiles_as_reused_not_the_base_or_upscale(tmp_path):
+    job = _job(base_image=None, checkpoint=True, upscaler=UPSCALER)
+    failing = FailingTiles(job, {"r0c1": [ValueError("the replica broke")]})
+    first = UpscalerCall(NearestUpscaler())
+    with pytest.raises(JobFailed, match="the replica broke"):
+        asyncio.run(_runner(tmp_path).render(job, failing, upscaler=first))
+    model, upscaler = PureModel(), NearestUpscaler()
+    result = asyncio.run(_runner(tmp_path).render(job, model, upscaler=UpscalerCall(upscaler)))
+    assert upscaler.calls == 0  # the base and both passes' tiles came from the checkpoints
+    assert 0 < result.tiles_reused < result.tiles
+    assert sum(model.calls.values()) == result.tiles_rendered == result.tiles - result.tiles_reused
