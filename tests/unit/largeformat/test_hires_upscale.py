@@ -22,7 +22,7 @@ from core.largeformat.job_context import UpscalerCall
 from core.largeformat.seams import seam_score
 from core.largeformat.tiling import plan_tiles
 from core.largeformat.upscaling import UpscaleRequest, UpscaleResult, plan_upscale
-from core.schemas import HiresUpscaler
+from core.schemas import GenerateRequest, GenerateResult, HiresUpscaler, UpscaleJob
 from tests.unit.largeformat.test_runner import (
     FailingTiles,
     PureModel,
@@ -199,12 +199,52 @@ def test_a_later_last_pass_starts_from_the_canvas_resized_to_just_cover_the_targ
 
 def test_a_resumed_hires_counts_only_its_own_tiles_as_reused_not_the_base_or_upscale(tmp_path):
     job = _job(base_image=None, checkpoint=True, upscaler=UPSCALER)
-    failing = FailingTiles(job, {"r0c1": [ValueError("the replica broke")]})
+    failing = SlowToFail(job, {"r0c1": [ValueError("the replica broke")]})
     first = UpscalerCall(NearestUpscaler())
     with pytest.raises(JobFailed, match="the replica broke"):
         asyncio.run(_runner(tmp_path).render(job, failing, upscaler=first))
     model, upscaler = PureModel(), NearestUpscaler()
     result = asyncio.run(_runner(tmp_path).render(job, model, upscaler=UpscalerCall(upscaler)))
     assert upscaler.calls == 0  # the base and both passes' tiles came from the checkpoints
-    assert 0 < result.tiles_reused < result.tiles
-    assert sum(model.calls.values()) == result.tiles_rendered == result.tiles - result.tiles_reused
+    assert (result.tiles_reused, result.tiles_rendered) == (result.tiles - 1, 1)  # r0c1 alone
+    assert sum(model.calls.values()) == 1
+
+
+class SlowToFail(FailingTiles):
+    """Fails its tiles after the others are done (all in flight at once, 2 ms each)."""
+
+    async def __call__(self, request: GenerateRequest) -> GenerateResult:
+        if self.by_seed.get(request.seed):
+            await asyncio.sleep(0.3)
+        return await super().__call__(request)
+
+
+def test_a_resumed_upscale_counts_only_its_last_passs_tiles_as_reused(tmp_path):
+    job = UpscaleJob(
+        job_id="up-1",
+        model_name="esrgan",
+        image=_base(),
+        scale=4,
+        model_scale=2,
+        tile_size=16,
+        padding=4,
+        output_key="renders/up-1/image.png",
+        checkpoint=True,
+    )
+    first_pass = len(plan_upscale(64, 32, 2, 16, 4).tiles)
+
+    class BreaksInTheLastPass(NearestUpscaler):
+        async def __call__(self, request: UpscaleRequest) -> UpscaleResult:
+            if self.calls == first_pass:  # the last pass's first tile, once the others are done
+                self.calls += 1
+                await asyncio.sleep(0.3)
+                raise ValueError("the replica broke")
+            return await super().__call__(request)
+
+    with pytest.raises(JobFailed, match="the replica broke"):
+        asyncio.run(_runner(tmp_path).upscale(job, BreaksInTheLastPass()))
+    again = NearestUpscaler()
+    result = asyncio.run(_runner(tmp_path).upscale(job, again))
+    assert result.tiles == len(plan_upscale(128, 64, 2, 16, 4).tiles)
+    assert (result.tiles_reused, result.tiles_rendered) == (result.tiles - 1, 1)  # not pass 1's
+    assert again.calls == 1
