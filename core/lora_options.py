@@ -17,6 +17,7 @@ __all__ = [
     "LoraAdapter",
     "LoraChoice",
     "LoraChoiceError",
+    "SamplingChoiceError",
     "chosen_loras",
     "lora_problems",
 ]
@@ -69,12 +70,17 @@ class LoraChoice(BaseModel):
     )
 
 
-class LoraChoiceError(ValueError):
-    """A render named an adapter its model does not allow; `field` says where."""
+class SamplingChoiceError(ValueError):
+    """A scheduler or adapter the model does not allow; `field` names it (`scheduler`,
+    `loras[i].name`), and so does the message."""
 
     def __init__(self, field: str, message: str):
         super().__init__(message)
         self.field = field
+
+
+class LoraChoiceError(SamplingChoiceError):
+    """A render named an adapter its model does not allow; `field` says where."""
 
 
 def lora_problems(adapters: Sequence[LoraAdapter]) -> list[str]:

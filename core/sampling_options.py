@@ -14,7 +14,7 @@ from core.lora_options import (
     ChosenLoras,
     LoraAdapter,
     LoraChoice,
-    LoraChoiceError,
+    SamplingChoiceError,
     chosen_loras,
     lora_problems,
 )
@@ -57,15 +57,6 @@ class SamplingModel(Protocol):
     schedulers: Sequence[str]
 
 
-class SamplingChoiceError(ValueError):
-    """A scheduler or adapter the model does not allow; `field` names it (`scheduler`,
-    `loras[i].name`), and so does the message."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(message)
-        self.field = field
-
-
 def chosen_sampling(
     scheduler: str | None, loras: Sequence[LoraChoice] | None, model: SamplingModel
 ) -> tuple[str | None, ChosenLoras]:
@@ -79,7 +70,4 @@ def chosen_sampling(
             "scheduler",
             f"scheduler {scheduler!r} is not a scheduler this model allows (allowed: {names})",
         )
-    try:
-        return scheduler, chosen_loras(loras or [], model.loras)
-    except LoraChoiceError as exc:
-        raise SamplingChoiceError(exc.field, str(exc)) from None
+    return scheduler, chosen_loras(loras or [], model.loras)  # its LoraChoiceError is one

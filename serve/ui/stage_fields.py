@@ -32,7 +32,8 @@ PER_MODEL = ("scheduler", "loras")  # offered only with the stage model's choice
 
 @dataclass(frozen=True)
 class StageField:
-    """One input of the form: its kind (int, float or choice), bounds or choices, help."""
+    """One input of the form: its kind (int, float, choice, or adapters: `name[:scale]`
+    items), bounds or choices, help."""
 
     name: str
     kind: Literal["int", "float", "choice", "adapters"]
