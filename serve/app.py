@@ -15,9 +15,10 @@ from typing import Any
 
 from ray.serve import Application
 
-from core.config import INGRESS_DEPLOYMENT, ClusterConfig
+from core.config import INGRESS_DEPLOYMENT, ClusterConfig, ModelConfig
 from core.config_file import config_from_dict, load_config
 from core.deployment_options import model_deployment_options
+from serve.deployment_version import code_digest, deployment_version
 from serve.ingress import Ingress
 from serve.model_server import ModelServer
 from serve.remote_server import RemoteModelServer
@@ -46,10 +47,20 @@ def application(config: ClusterConfig) -> Application:
     storage = config.storage.model_copy(update={"path": config.storage.path.resolve()})
     config = config.model_copy(update={"storage": storage})
     cache_dir = str(Path(config.model_cache_dir).expanduser().resolve())
+    code = code_digest()
     handles = {
-        name: SERVERS.get(model.family, ModelServer)
-        .options(**model_deployment_options(name, model))
-        .bind(name, model.model_dump(mode="json"), cache_dir)
-        for name, model in config.models.items()
+        name: model_server(name, model, cache_dir, code) for name, model in config.models.items()
     }
     return Ingress.options(name=INGRESS_DEPLOYMENT).bind(config.model_dump(mode="json"), handles)
+
+
+def model_server(name: str, model: ModelConfig, cache_dir: str, code: str) -> Application:
+    """The bound deployment of one model, versioned by what its replicas run
+    (`serve.deployment_version`), so that `serve.run` restarts it only when that changes."""
+    server = SERVERS.get(model.family, ModelServer)
+    args = (name, model.model_dump(mode="json"), cache_dir)
+    options = model_deployment_options(name, model)
+    version = deployment_version(server.func_or_class, options["name"], args, code)
+    # Serve takes a version only through its internal flag since `version` left the public
+    # options (which stay set publicly: Serve keeps the names of options a user set).
+    return server.options(**options).options(version=version, _internal=True).bind(*args)

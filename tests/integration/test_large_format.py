@@ -2,7 +2,8 @@
 
 The module redeploys the shared app with only the `quality` model (so that its
 replicas can take all 4 logical GPUs), first at 1 replica and then at 4, and
-restores the original app at the end.
+restores the original app at the end. A redeploy of the same config keeps the running
+replicas (`serve.deployment_version`), so tests that share a config follow each other.
 """
 
 from __future__ import annotations
@@ -89,6 +90,26 @@ def test_bytes_identical_on_one_and_four_replicas(solo):
     REFERENCE["image"] = one
 
 
+def quality_replicas() -> set[str]:
+    """The actor names of the `quality` deployment's replicas."""
+    prefix = f"SERVE_REPLICA::{APP_NAME}#model-quality#"
+    listed = ray.util.list_named_actors(all_namespaces=True)
+    return {actor["name"] for actor in listed if actor["name"].startswith(prefix)}
+
+
+def test_redeploying_the_same_config_keeps_the_models_running_replicas(solo):
+    deploy_quality_only(solo.config, 4)
+    before = wait_until(
+        quality_replicas,
+        lambda names: len(names) == 4,
+        timeout_s=60,
+        interval_s=0.25,
+        what="the quality deployment's replaced replicas to be gone",
+    )
+    deploy_quality_only(solo.config, 4)
+    assert quality_replicas() == before
+
+
 def test_wide_hires_render_runs_on_several_replicas_at_once(solo):
     deploy_quality_only(solo.config, 4)
     body = {**JOB, "width": 2048, "height": 1024, "steps": 3, "format": "tiff", "dpi": 150}
@@ -152,33 +173,6 @@ def busy_quality_replica():
     return None
 
 
-def test_a_full_model_queue_makes_accepted_jobs_wait_never_fail(solo):
-    # Four jobs at once keep twice what 2 replicas take (1 each) plus a queue of 1 in
-    # flight: Serve refuses some calls (BackPressureError); the jobs wait for room. Each
-    # job has about 20 tiles, so two running jobs contend for the replicas for seconds (at
-    # 6 tiles each, one CI run saw no refusal at all).
-    deploy_quality_only(solo.config, 2, max_ongoing_requests=1, max_queued_requests=1)
-    body = {**JOB, "width": 1024, "height": 768, "steps": 3, "wait": False}
-    with solo.client() as http:
-        ids = []
-        for seed in range(4):
-            started = http.post("/v1/renders", json={**body, "seed": seed})
-            assert started.status_code == 202, started.text
-            ids.append(started.json()["id"])
-        waits = 0
-        for job_id in ids:
-            view = wait_until(
-                lambda job_id=job_id: http.get(f"/v1/renders/{job_id}").json(),
-                lambda view: view["status"] not in ("queued", "running"),
-                timeout_s=300,
-                interval_s=0.25,
-                what=f"render {job_id} to end",
-            )
-            assert view["status"] == "done", view
-            waits += view["result"]["metrics"]["overload_waits"]
-    assert waits > 0  # the queue was full at times: the path was taken
-
-
 def test_progress_is_published_and_tiled_mode_works(solo):
     deploy_quality_only(solo.config, 4)
     with solo.client() as http:
@@ -213,6 +207,33 @@ def test_progress_is_published_and_tiled_mode_works(solo):
     assert len(seen) > 1  # progress moved while we watched
     assert record["params"]["mode"] == "tiled" and record["metrics"]["seam_score"] > 0
     assert record["outputs"]["image"].endswith(".png")
+
+
+def test_a_full_model_queue_makes_accepted_jobs_wait_never_fail(solo):
+    # Four jobs at once keep twice what 2 replicas take (1 each) plus a queue of 1 in
+    # flight: Serve refuses some calls (BackPressureError); the jobs wait for room. Each
+    # job has about 20 tiles, so two running jobs contend for the replicas for seconds (at
+    # 6 tiles each, one CI run saw no refusal at all).
+    deploy_quality_only(solo.config, 2, max_ongoing_requests=1, max_queued_requests=1)
+    body = {**JOB, "width": 1024, "height": 768, "steps": 3, "wait": False}
+    with solo.client() as http:
+        ids = []
+        for seed in range(4):
+            started = http.post("/v1/renders", json={**body, "seed": seed})
+            assert started.status_code == 202, started.text
+            ids.append(started.json()["id"])
+        waits = 0
+        for job_id in ids:
+            view = wait_until(
+                lambda job_id=job_id: http.get(f"/v1/renders/{job_id}").json(),
+                lambda view: view["status"] not in ("queued", "running"),
+                timeout_s=300,
+                interval_s=0.25,
+                what=f"render {job_id} to end",
+            )
+            assert view["status"] == "done", view
+            waits += view["result"]["metrics"]["overload_waits"]
+    assert waits > 0  # the queue was full at times: the path was taken
 
 
 @pytest.mark.parametrize(
