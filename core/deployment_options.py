@@ -14,6 +14,10 @@ from typing import Any
 
 from core.config import INGRESS_DEPLOYMENT, ClusterConfig, ModelConfig, deployment_name
 
+SERVE_ONLY_FIELDS = frozenset({"autoscaling", "max_ongoing_requests", "max_queued_requests"})
+"""`ModelConfig` fields that only Serve reads (as the deployment's options below): a
+replica is built without them, so that changing them changes nothing it runs."""
+
 
 def autoscaling_options(model: ModelConfig) -> dict[str, Any]:
     """Serve `autoscaling_config` for one model."""

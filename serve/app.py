@@ -17,7 +17,7 @@ from ray.serve import Application
 
 from core.config import INGRESS_DEPLOYMENT, ClusterConfig, ModelConfig
 from core.config_file import config_from_dict, load_config
-from core.deployment_options import model_deployment_options
+from core.deployment_options import SERVE_ONLY_FIELDS, model_deployment_options
 from serve.deployment_version import code_digest, deployment_version
 from serve.ingress import Ingress
 from serve.model_server import ModelServer
@@ -56,9 +56,10 @@ def application(config: ClusterConfig) -> Application:
 
 def model_server(name: str, model: ModelConfig, cache_dir: str, code: str) -> Application:
     """The bound deployment of one model, versioned by what its replicas run
-    (`serve.deployment_version`), so that `serve.run` restarts it only when that changes."""
+    (`serve.deployment_version`), so that `serve.run` restarts it only when that changes;
+    its replica counts and queue limits are Serve's options, not its replicas' config."""
     server = SERVERS.get(model.family, ModelServer)
-    args = (name, model.model_dump(mode="json"), cache_dir)
+    args = (name, model.model_dump(mode="json", exclude=set(SERVE_ONLY_FIELDS)), cache_dir)
     options = model_deployment_options(name, model)
     version = deployment_version(server.func_or_class, options["name"], args, code)
     # Serve takes a version only through its internal flag since `version` left the public

@@ -6,9 +6,9 @@ same config restarted every model's replicas (each loading its weights and rende
 its warm-up again: 50-60 s for 4 replicas here). With a version derived from what the
 replicas run (the server class, its arguments, which hold the model's config, and
 the code of the packages replicas import), a deployment restarts only when one of
-those changes; changes of Serve's own options (replica counts, autoscaling, queue
-limits) are applied to the running replicas as Serve does for any versioned
-deployment.
+those changes. Serve's own options (replica counts, autoscaling, queue limits: the
+`SERVE_ONLY_FIELDS` of `core.deployment_options`) are not in the replicas' arguments,
+so Serve applies their changes to the running replicas, adding or removing some.
 
 Only `serve.run` reads it: a Serve config file (the Helm chart's `serveConfigV2`)
 versions its deployments from the application's args, as Serve does.
