@@ -26,14 +26,15 @@ def split_pin(source: str) -> tuple[str, str | None]:
     return (source, None) if match is None else (match["location"], match["pin"])
 
 
-def weights_digest(path: Path) -> str:
-    """`sha256:<hex>` of the files at `path` (a directory or one file); reads every byte."""
+def weights_digest(path: Path, pattern: str = "*") -> str:
+    """`sha256:<hex>` of the files at `path` (a directory or one file); in a directory, of
+    those whose names match `pattern`. Reads every byte."""
     if path.is_file():
         files = [(path.name, path)]
     else:
         files = sorted(
             (found.relative_to(path).as_posix(), found)
-            for found in path.rglob("*")
+            for found in path.rglob(pattern)
             if found.is_file() and not _hidden(found.relative_to(path))
         )
     if not files:

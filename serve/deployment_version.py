@@ -21,6 +21,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from core.weights_digest import weights_digest
+
 __all__ = ["REPLICA_PACKAGES", "code_digest", "deployment_version"]
 
 REPLICA_PACKAGES = ("core", "serve", "actors")
@@ -29,13 +31,11 @@ REPLICA_PACKAGES = ("core", "serve", "actors")
 
 def code_digest(root: Path | None = None) -> str:
     """sha256 of the Python files of `REPLICA_PACKAGES` under `root` (by default where
-    this package is installed): their paths relative to `root` and their bytes."""
+    this package is installed): each package's `weights_digest` of its `.py` files."""
     root = root if root is not None else Path(__file__).resolve().parent.parent
     digest = hashlib.sha256()
     for package in REPLICA_PACKAGES:
-        for path in sorted((root / package).rglob("*.py")):
-            digest.update(path.relative_to(root).as_posix().encode() + b"\0")
-            digest.update(path.read_bytes() + b"\0")
+        digest.update(f"{package}\0{weights_digest(root / package, '*.py')}\n".encode())
     return digest.hexdigest()
 
 

@@ -90,11 +90,16 @@ def test_bytes_identical_on_one_and_four_replicas(solo):
     REFERENCE["image"] = one
 
 
-def quality_replicas() -> set[str]:
-    """The actor names of the `quality` deployment's replicas."""
+def quality_replica_actors() -> list[dict[str, str]]:
+    """The named actors (name, namespace) of the `quality` deployment's replicas."""
     prefix = f"SERVE_REPLICA::{APP_NAME}#model-quality#"
     listed = ray.util.list_named_actors(all_namespaces=True)
-    return {actor["name"] for actor in listed if actor["name"].startswith(prefix)}
+    return [actor for actor in listed if actor["name"].startswith(prefix)]
+
+
+def quality_replicas() -> set[str]:
+    """The actor names of the `quality` deployment's replicas."""
+    return {actor["name"] for actor in quality_replica_actors()}
 
 
 def test_redeploying_the_same_config_keeps_the_models_running_replicas(solo):
@@ -161,9 +166,7 @@ def test_killed_replica_mid_render_gives_the_same_image(solo):
 
 def busy_quality_replica():
     """A running `quality` replica with a request in flight, or None."""
-    for actor in ray.util.list_named_actors(all_namespaces=True):
-        if not actor["name"].startswith(f"SERVE_REPLICA::{APP_NAME}#model-quality#"):
-            continue
+    for actor in quality_replica_actors():
         try:
             replica = ray.get_actor(actor["name"], namespace=actor["namespace"])
             if ray.get(replica.get_num_ongoing_requests.remote(), timeout=5) > 0:
