@@ -344,6 +344,25 @@ class LargeRenderJob:
 
 
 @dataclass
+class UpscalerCalls:
+    """A hires job's calls to its upscaler model, counted apart from its tile model's."""
+
+    calls: int
+    replicas_used: list[str]
+    retries: int
+    overload_waits: int
+
+    def metrics(self) -> dict[str, float]:
+        """The figures a run record keeps of them, named `upscaler_*`."""
+        return {
+            "upscaler_calls": self.calls,
+            "upscaler_replicas_used": len(self.replicas_used),
+            "upscaler_retries": self.retries,
+            "upscaler_overload_waits": self.overload_waits,
+        }
+
+
+@dataclass
 class LargeRenderResult:
     """What a finished large-format render produced and how."""
 
@@ -368,6 +387,7 @@ class LargeRenderResult:
     overload_waits: int = 0  # calls that waited for room in the model's full queue
     replica_ramp_s: float = 0.0  # the first call's start to the last replica's first start
     tiles_cut: int = 0  # tiles cut from the upscaled canvas (a hires of strength 0), not drawn
+    upscaler_calls: UpscalerCalls | None = None  # a hires job's upscaler model's calls, apart
 
     @property
     def tiles_rendered(self) -> int:
@@ -390,6 +410,7 @@ class LargeRenderResult:
             "overload_waits": self.overload_waits,
             "splits": self.splits,
             "output_bytes": self.output_bytes,
+            **({} if self.upscaler_calls is None else self.upscaler_calls.metrics()),
         }
 
 

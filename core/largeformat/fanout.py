@@ -91,6 +91,10 @@ class CallStats:
     def record(self, replica: str, started_at: float, compute_s: float) -> None:
         self.intervals.append((replica, started_at, compute_s))
 
+    def calls(self) -> int:
+        """Calls that returned a result."""
+        return len(self.intervals)
+
     def replicas_used(self) -> list[str]:
         return sorted({replica for replica, _, _ in self.intervals})
 

@@ -29,7 +29,13 @@ from core.largeformat.fanout import (
 from core.largeformat.replica_capacity import ReplicaCapacity, ReplicaCount
 from core.largeformat.row_preview import JobPreview
 from core.largeformat.tiling import TilePlan
-from core.schemas import LargeFormat, LargeRenderJob, LargeRenderResult, UpscaleJob
+from core.schemas import (
+    LargeFormat,
+    LargeRenderJob,
+    LargeRenderResult,
+    UpscaleJob,
+    UpscalerCalls,
+)
 from core.store import ArtifactStore
 
 __all__ = ["JobContext", "JobOutput", "UpscalerCall"]
@@ -63,6 +69,7 @@ class JobContext:
     progress: JobProgress
     retry: RetryPolicy = RetryPolicy()
     stats: CallStats = field(default_factory=CallStats)
+    upscaler_stats: CallStats = field(default_factory=CallStats)  # its upscaler model's calls
     started: float = field(default_factory=time.perf_counter)
     checkpoints: Checkpoints | None = None  # finished pieces kept for a resumed attempt
     base_call: ModelCall | None = None  # the hosted model that draws the base, if not `call`
@@ -73,12 +80,14 @@ class JobContext:
     tiles_reused: int = 0  # the job's own tiles taken from an earlier attempt's checkpoints
 
     def upscaling(self) -> JobContext:
-        """This job's context for its upscaler model's calls: the same progress, statistics
-        and checkpoints, no preview (the preview shows the refined canvas)."""
+        """This job's context for its upscaler model's calls: the same progress and
+        checkpoints, statistics of their own (`upscaler_stats`), no preview (the preview
+        shows the refined canvas)."""
         assert self.upscaler is not None, "a hires job with an upscaler model needs its call"
         return replace(
             self,
             call=self.upscaler.call,
+            stats=self.upscaler_stats,
             replicas=self.upscaler.replicas,
             preview=None,
             upscaler=None,
@@ -127,6 +136,15 @@ class JobContext:
             gathered.path.unlink(missing_ok=True)
         return size
 
+    def _upscaler_calls(self) -> UpscalerCalls | None:
+        """The upscaler model's calls (None: the job has no upscaler model)."""
+        if self.upscaler is None:
+            return None
+        stats = self.upscaler_stats
+        return UpscalerCalls(
+            stats.calls(), stats.replicas_used(), stats.retries, stats.overload_waits
+        )
+
     def result(
         self,
         output: JobOutput,
@@ -155,6 +173,7 @@ class JobContext:
             splits=self.stats.splits,
             tiles_reused=self.tiles_reused,
             base_size=base_size,
+            upscaler_calls=self._upscaler_calls(),
             timings={
                 "base_s": round(base_s, 3),
                 "tiles_s": round(gathered.tiles_s, 3),

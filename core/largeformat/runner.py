@@ -51,7 +51,8 @@ class TileJobRunner:
         when `job.upscaler` names one); raise `JobFailed` with a reason."""
         ctx = self._context(job, call, base_call, replicas)
         ctx.upscaler = upscaler
-        return await self._guarded(ctx, render_large(job, ctx), job.model_name)
+        upscaler_model = None if job.upscaler is None else job.upscaler.model_name
+        return await self._guarded(ctx, render_large(job, ctx), job.model_name, upscaler_model)
 
     async def fused(
         self, job: LargeRenderJob, calls: FusedCalls, base_call: ModelCall | None = None
@@ -102,7 +103,11 @@ class TileJobRunner:
         )
 
     async def _guarded(
-        self, ctx: JobContext, work: Awaitable[LargeRenderResult], model: str
+        self,
+        ctx: JobContext,
+        work: Awaitable[LargeRenderResult],
+        model: str,
+        upscaler_model: str | None = None,
     ) -> LargeRenderResult:
         job_id = ctx.job_id
         self.progress.status, self.progress.phase = "running", "starting"
@@ -116,6 +121,9 @@ class TileJobRunner:
             raise JobFailed(job_id, str(exc)) from None
         finally:
             telemetry.count("rendercluster_tile_retries_total", ctx.stats.retries, model=model)
+            if upscaler_model is not None:
+                retries = ctx.upscaler_stats.retries
+                telemetry.count("rendercluster_tile_retries_total", retries, model=upscaler_model)
         telemetry.count("rendercluster_tiles_total", result.tiles_rendered, model=model)
         telemetry.observe("rendercluster_seam_score", result.seam_score, model=model)
         result.provider = ctx.base_provider

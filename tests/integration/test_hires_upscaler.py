@@ -47,6 +47,10 @@ def test_a_hires_render_through_the_upscaler_model_differs_from_lanczos(cluster)
     assert run["params"]["hires_upscaler"] == "upscaler"
     assert job["result"]["hires_upscaler"] == "upscaler"
     assert model_view["result"]["timings"]["upscale_s"] > 0
+    metrics = model_view["result"]["metrics"]  # the upscaler's calls counted apart
+    assert metrics["upscaler_calls"] >= 1 and metrics["upscaler_replicas_used"] >= 1
+    assert run["metrics"]["upscaler_calls"] == metrics["upscaler_calls"]
+    assert "upscaler_calls" not in lanczos_view["result"]["metrics"]
     assert np.abs(lanczos.astype(int) - upscaled).mean() > 1.0
     assert upscaled.std() > 5  # an image, not a blank
 

@@ -15,7 +15,7 @@ import pyvips
 from PIL import Image
 
 from core import telemetry
-from core.errors import JobFailed
+from core.errors import JobFailed, ReplicaUnavailable
 from core.largeformat.hires import upscaled_crop
 from core.largeformat.hires_upscale import passes_to_cover, resized_crop
 from core.largeformat.job_context import UpscalerCall
@@ -120,6 +120,36 @@ def test_a_model_upscaled_base_is_refined_instead_and_its_spool_file_removed(tmp
     assert result.base_size == (64, 32) and result.timings["upscale_s"] >= 0
     assert not list((tmp_path / "model" / "spool").iterdir())  # canvases gone
     assert runner.progress.done == runner.progress.total == upscaler.calls + result.tiles
+
+
+class FlakyUpscaler(NearestUpscaler):
+    """Its first call finds its replica gone (sent again); the others run on "replica-u"."""
+
+    async def __call__(self, request: UpscaleRequest) -> UpscaleResult:
+        if self.calls == 0:
+            self.calls += 1
+            raise ReplicaUnavailable("esrgan", "the replica died")
+        return await super().__call__(request)
+
+
+def test_the_upscaler_models_calls_are_counted_apart_from_the_tile_models(tmp_path):
+    recorder = Recorder()
+    telemetry.use_backend(recorder)
+    try:
+        upscaler = FlakyUpscaler()
+        _, result = _run(tmp_path / "model", _job(upscaler=UPSCALER), upscaler)
+        _, lanczos = _run(tmp_path / "lanczos", _job())
+    finally:
+        telemetry.use_backend(None)
+    assert result.replicas_used == ["replica-a"] and result.retries == 0  # the tiles' model
+    metrics = result.metrics()
+    assert (metrics["replicas_used"], metrics["retries"]) == (1, 0)
+    calls = len(plan_tiles(64, 32, 16, None, 1).tiles + plan_tiles(128, 64, 16, None, 1).tiles)
+    assert (metrics["upscaler_calls"], metrics["upscaler_retries"]) == (calls, 1)
+    assert (metrics["upscaler_replicas_used"], metrics["upscaler_overload_waits"]) == (1, 0)
+    assert recorder.total("rendercluster_tile_retries_total", model="esrgan") == 1
+    assert recorder.total("rendercluster_tile_retries_total", model="quality") == 0
+    assert lanczos.upscaler_calls is None and "upscaler_calls" not in lanczos.metrics()
 
 
 def test_a_model_upscale_that_overshoots_is_resized_to_the_exact_target(tmp_path):
