@@ -166,11 +166,14 @@ def plan(
 
 @models_app.command("digest")
 def digest(
-    path: Annotated[Path, typer.Argument(help="A model directory or weights file on this disk.")],
+    path: Annotated[
+        Path, typer.Argument(help="A model directory, weights file or ncnn .param on this disk.")
+    ],
     as_json: JsonOption = False,
 ) -> None:
-    """The content digest that pins a local or s3:// source: append `@sha256:<hex>` to the
-    source (for s3://, the digest of the files you upload there). Reads every byte."""
+    """The content digest that pins a local, s3:// or ncnn .param source: append
+    `@sha256:<hex>` to the source (for s3://, the digest of the files you upload there; for
+    a .param, of it and its .bin). Reads every byte."""
     with one_line_errors(as_json):
         if not path.exists():
             raise NotFoundError("path", f"{path} is not a file or directory here")

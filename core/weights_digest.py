@@ -3,9 +3,10 @@
 A directory's digest covers every regular file under it (hidden ones aside, such
 as the copy-complete marker): its path relative to the directory, its size and
 the sha256 of its bytes, in path order. A single file's covers its name and
-bytes the same way. File times and the directory's own path do not count, so a
-copy on another node, or the same files uploaded to S3 and copied back, has the
-same digest.
+bytes the same way; an ncnn `.param` file's covers it and the `.bin` beside it (the
+network's graph and its weights make one model). File times and the directory's own
+path do not count, so a copy on another node, or the same files uploaded to S3 and
+copied back, has the same digest.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def weights_digest(path: Path, pattern: str = "*") -> str:
     """`sha256:<hex>` of the files at `path` (a directory or one file); in a directory, of
     those whose names match `pattern`. Reads every byte."""
     if path.is_file():
-        files = [(path.name, path)]
+        files = [(found.name, found) for found in _model_files(path)]
     else:
         files = sorted(
             (found.relative_to(path).as_posix(), found)
@@ -43,6 +44,14 @@ def weights_digest(path: Path, pattern: str = "*") -> str:
     for name, found in files:
         outer.update(f"{name}\0{found.stat().st_size}\0{_file_sha256(found)}\n".encode())
     return f"sha256:{outer.hexdigest()}"
+
+
+def _model_files(path: Path) -> list[Path]:
+    """The files one weights file stands for: a `.param` file and its `.bin`, else itself."""
+    weights = path.with_suffix(".bin")
+    if path.suffix == ".param" and weights.is_file():
+        return [path, weights]
+    return [path]
 
 
 def _hidden(relative: Path) -> bool:

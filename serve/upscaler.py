@@ -28,6 +28,7 @@ from core.model_source import parse_source
 from core.upscaler_variants import REALESRGAN_VARIANTS
 from serve.ncnn_model import read_model
 from serve.ncnn_torch import NcnnGraph
+from serve.pinned_weights import verified
 
 __all__ = [
     "TorchUpscalerEngine",
@@ -69,6 +70,7 @@ def model_files(source: str) -> tuple[Path, Path]:
     missing = [str(path) for path in (param, weights) if not path.is_file()]
     if missing:
         raise ModelLoadError(f"upscaler {source}: model file not found: {', '.join(missing)}")
+    verified(param, parsed.revision, f"upscaler {source}")  # a pin covers the .param and .bin
     return param, weights
 
 

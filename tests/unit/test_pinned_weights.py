@@ -1,6 +1,6 @@
-"""Local and s3:// model sources pinned to their content (`@sha256:<hex>`): the digest,
-the loader's check (an s3:// copy made before its prefix changed is copied again), the
-record's revision and `rendercluster models digest`."""
+"""Local, s3:// and ncnn `.param` model sources pinned to their content (`@sha256:<hex>`):
+the digest, the loader's check (an s3:// copy made before its prefix changed is copied
+again), the record's revision and `rendercluster models digest`."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from core.weights_digest import weights_digest
 from serve.loader import load_model
 from serve.tiny_lora import save_tiny_lora
 from serve.tiny_pipeline import tiny_pipeline_dir
+from serve.upscaler import load_upscaler, model_files
 from tests.unit.conftest import BUCKET, DUMMY_CREDENTIALS, REGION
 
 PIN = "sha256:" + "0" * 64
@@ -122,6 +123,31 @@ def test_models_digest_prints_the_pin_of_a_directory_and_names_a_missing_path(ti
     missing = CliRunner().invoke(app, ["models", "digest", str(tiny_dir / "absent")])
     assert missing.exit_code != 0 and "is not a file or directory here" in missing.output
     assert "Traceback" not in missing.output
+
+
+def test_an_ncnn_upscaler_pins_its_param_and_bin_together(tmp_path):
+    shipped_param, shipped_bin = model_files("realesrgan:animevideov3-x2")
+    param = tmp_path / "esrgan-x2.param"
+    shutil.copy(shipped_param, param)
+    shutil.copy(shipped_bin, param.with_suffix(".bin"))
+    pin = weights_digest(param)
+    shown = CliRunner().invoke(app, ["models", "digest", str(param), "--json"])
+    assert shown.exit_code == 0 and json.loads(shown.output)["digest"] == pin
+    model = ModelConfig(
+        source=f"{param}@{pin}", family="upscaler", upscaler={"scale": 2}, gpus_per_replica=0
+    )
+    assert model_fields("esrgan", model)["model_revision"] == pin
+    assert load_upscaler(model.source, 2).scale == 2
+    weights = bytearray(param.with_suffix(".bin").read_bytes())
+    weights[-4:] = bytes(4)  # the graph is the same, one weight is not
+    param.with_suffix(".bin").write_bytes(bytes(weights))
+    assert weights_digest(param) != pin  # the .bin counts in a .param's digest
+    with pytest.raises(
+        ModelLoadError, match=f"the weights there are sha256:.*not the pinned {pin}"
+    ):
+        load_upscaler(model.source, 2)
+    with pytest.raises(ValueError, match="is an upscaler: set family 'upscaler'"):
+        ModelConfig(source=f"{param}@{pin}")
 
 
 def test_a_lora_adapters_pin_is_checked_when_it_loads(tmp_path):
