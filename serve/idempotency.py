@@ -5,12 +5,15 @@ key and this body created (it answers with that), or None: the key is then held
 for this request, and another request with it gets a 409 with Retry-After until
 this one ends. What the route creates is claimed under the key (`JobDesk`'s
 `claim` and `admit`); a request that ends having created nothing (an error, a
-refusal) lets the key go, so a retry can use it.
+refusal) lets the key go, so a retry can use it. A hold older than
+`core.jobs.store.HELD_FOR_S` is taken for a dead request's, so a route whose work
+may run longer keeps it renewed (`kept`) until it claims.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -18,11 +21,12 @@ from typing import Annotated
 from fastapi import Depends, Header
 
 from core.errors import RequestError
-from core.jobs.store import JobStore
+from core.jobs.store import HELD_FOR_S, JobStore
 from core.tenants import current_tenant
 from serve.api_app import Context
 
 MAX_KEY_CHARS = 255
+RENEW_EVERY_S = HELD_FOR_S / 3  # a held key's renewal while its request runs
 
 
 class IdempotencyHold:
@@ -44,6 +48,29 @@ class IdempotencyHold:
         found = await asyncio.to_thread(self.jobs.reserve, self.key, self.owner, body, self.holder)
         self.held = found is None
         return found
+
+    @contextlib.asynccontextmanager
+    async def kept(self) -> AsyncIterator[None]:
+        """Renew the hold every `RENEW_EVERY_S` while the body runs (a render longer than
+        `HELD_FOR_S` keeps its key); no renewal is left running when it ends."""
+        if not self.held:
+            yield
+            return
+        stop = asyncio.Event()
+        renewing = asyncio.create_task(self._renew_until(stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            await renewing
+
+    async def _renew_until(self, stop: asyncio.Event) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(stop.wait(), RENEW_EVERY_S)
+                return
+            except TimeoutError:
+                await asyncio.to_thread(self.jobs.renew, self.key, self.owner, self.holder)
 
     async def let_go(self) -> None:
         """Free the key unless this request claimed it for something it created."""

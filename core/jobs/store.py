@@ -204,6 +204,18 @@ class JobStore:
         self.store.delete(location)
         return True
 
+    def renew(self, key: str, owner: str | None, holder: str) -> None:
+        """Keep `holder`'s hold on `key` from looking dead: a request that runs longer than
+        `HELD_FOR_S` renews it while it runs (nothing changes once it claimed or let go)."""
+        location = self._idempotency_key(key, owner)
+        try:
+            entry = json.loads(self.store.get_bytes(location))
+        except NotFoundError:
+            return
+        if entry.get("holder") == holder and "id" not in entry:
+            renewed = {**entry, "since": time.time()}
+            self.store.put_bytes(location, json.dumps(renewed).encode())
+
     def release(self, key: str, owner: str | None, holder: str) -> None:
         """Let go of `key` if `holder` holds it still (it created nothing)."""
         location = self._idempotency_key(key, owner)

@@ -70,7 +70,8 @@ async def render(
         encoded = await asyncio.to_thread(ctx.store.get_bytes, record.outputs["image"])
         fmt = str(record.params["format"])
     else:
-        record, encoded, fmt = await ctx.renders.render_single(body, raw_format)
+        async with hold.kept():  # a render longer than a hold's life keeps its key
+            record, encoded, fmt = await ctx.renders.render_single(body, raw_format)
         await ctx.renders.jobs.claim(hold.key, key_body, record.id)
     if raw_format:
         headers = {"X-Render-Id": record.id, "X-Seed": str(record.seed)}

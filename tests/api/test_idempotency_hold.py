@@ -1,17 +1,22 @@
 """An `Idempotency-Key` is held by the first request that sends it, until that one ends.
 
 Another request with the key meanwhile gets a 409 with Retry-After (never a second
-render or job); a request that creates nothing lets the key go.
+render or job), however long the first one runs; a request that creates nothing lets
+the key go.
 """
 
 from __future__ import annotations
+
+import asyncio
+import threading
+import time
 
 import pytest
 from fastapi.testclient import TestClient
 
 from core.schemas import RenderRequestBody
 from serve.api_app import api
-from tests.api.inprocess import config_for, install
+from tests.api.inprocess import config_for, flat_render, install
 
 RENDER = {"prompt": "a cat", "width": 64, "height": 64, "seed": 5}
 
@@ -60,3 +65,34 @@ def test_a_request_that_creates_nothing_lets_its_key_go(client):
     assert rendered.status_code == 200, rendered.text
     too_long = http.post("/v1/renders", json=RENDER, headers={"Idempotency-Key": "x" * 256})
     assert too_long.status_code == 422 and "1 to 255 characters" in too_long.text
+
+
+def test_a_render_that_outlasts_a_holds_life_keeps_its_key(tmp_path, monkeypatch):
+    monkeypatch.setattr("core.jobs.store.HELD_FOR_S", 0.5)  # a hold older looks dead
+    monkeypatch.setattr("serve.idempotency.RENEW_EVERY_S", 0.1)
+    started = threading.Event()
+
+    async def slow_render(model_name, request):
+        started.set()
+        await asyncio.sleep(1.5)  # three times the hold's life
+        return await flat_render(model_name, request)
+
+    monkeypatch.setattr("tests.api.inprocess.flat_render", slow_render)
+    install(config_for(tmp_path / "store"), monkeypatch)
+    headers = {"Idempotency-Key": "k4"}
+    with TestClient(api) as http:
+        answers = []
+        first = threading.Thread(
+            target=lambda: answers.append(http.post("/v1/renders", json=RENDER, headers=headers))
+        )
+        first.start()
+        assert started.wait(timeout=30)
+        time.sleep(1.0)  # past the first term: without renewals a retry would take over
+        retry = http.post("/v1/renders", json=RENDER, headers=headers)
+        first.join(timeout=60)
+        assert retry.status_code == 409 and "still in progress" in retry.text, retry.text
+        (done,) = answers
+        assert done.status_code == 200, done.text
+        replayed = http.post("/v1/renders", json=RENDER, headers=headers)
+        assert replayed.status_code == 200 and replayed.json()["id"] == done.json()["id"]
+        assert len(http.get("/v1/runs").json()["runs"]) == 1

@@ -112,6 +112,22 @@ def test_a_held_key_is_refused_until_its_holder_claims_or_releases_it(jobs, monk
         jobs.reserve("key-2", None, body, "fourth")
 
 
+def test_a_renewed_hold_outlives_its_first_term_and_only_its_holder_renews_it(jobs, monkeypatch):
+    body, now = {"prompt": "a kite"}, [time.time()]
+    monkeypatch.setattr("core.jobs.store.time.time", lambda: now[0])
+    assert jobs.reserve("key-5", None, body, "long") is None
+    now[0] += HELD_FOR_S - 1
+    jobs.renew("key-5", None, "long")  # still rendering
+    jobs.renew("key-5", None, "someone else")  # not its holder: changes nothing
+    now[0] += HELD_FOR_S - 1  # past the first term, within the renewed one
+    with pytest.raises(IdempotencyInProgress):
+        jobs.reserve("key-5", None, body, "retry")
+    jobs.claim("key-5", None, body, "run-5")
+    jobs.renew("key-5", None, "long")  # claimed: a late renewal keeps the claim
+    now[0] += 10 * HELD_FOR_S
+    assert jobs.reserve("key-5", None, body, "retry") == "run-5"
+
+
 def test_of_requests_racing_with_one_key_one_holds_it(jobs):
     body, racers = {"prompt": "a kite"}, 8
     start = threading.Barrier(racers)
