@@ -1,4 +1,8 @@
-"""One real Ray (4 logical GPUs) and one Serve instance shared by every integration test."""
+"""One real Ray (8 logical GPUs) and one Serve instance shared by every integration test.
+
+The app's minimum replicas take 3 logical GPUs; the rest let a model run at 4 fixed
+replicas beside the others, or a second app's model start while `quality` is scaled
+out, without waiting for a GPU."""
 
 from __future__ import annotations
 
@@ -51,6 +55,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCluster
     )
     # Ray's worker processes (the job supervisor among them) inherit this environment.
     os.environ.setdefault(config.jobs.webhook_secret_env, WEBHOOK_SECRET)
-    running = start_local_cluster(config, gpus=4, port=free_port(), cpus=8, metrics_port=0)
+    running = start_local_cluster(config, gpus=8, port=free_port(), cpus=8, metrics_port=0)
     yield RunningCluster(running.url, config, running.metrics.url)
     running.shutdown()

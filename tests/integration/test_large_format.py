@@ -1,9 +1,10 @@
 """Large-format renders through the tile router: fan-out, determinism, failures, API.
 
-The module redeploys the shared app with only the `quality` model (so that its
-replicas can take all 4 logical GPUs), first at 1 replica and then at 4, and
-restores the original app at the end. A redeploy of the same config keeps the running
-replicas (`serve.deployment_version`), so tests that share a config follow each other.
+The module redeploys the shared app with the `quality` model (then the `upscaler`) at a
+fixed number of replicas, first 1 and then 4, beside the other models (the cluster's
+logical GPUs hold them all), and restores the original app at the end: a change of
+replica count is applied to the running replicas, and a redeploy of the same config
+keeps them (`serve.deployment_version`), so tests that share a config follow each other.
 """
 
 from __future__ import annotations
@@ -34,15 +35,15 @@ JOB = {
 }
 
 
-def deploy_solo(config: ClusterConfig, name: str, replicas: int, **model_updates) -> None:
-    """Redeploy the app with model `name` alone, at a fixed number of replicas."""
+def deploy_fixed(config: ClusterConfig, name: str, replicas: int, **model_updates) -> None:
+    """Redeploy the app with model `name` at a fixed number of replicas (and
+    `model_updates`), the other models as configured."""
     data = config.model_dump(mode="json")
     model = data["models"][name]
     model["autoscaling"].update(min_replicas=replicas, max_replicas=replicas)
     model.update(model_updates)
-    data.update(models={name: model}, styles={}, default_style=None, pipelines={})
-    solo = ClusterConfig.model_validate(data)
-    serve.run(application(solo), name=APP_NAME, route_prefix="/", blocking=False)
+    fixed = ClusterConfig.model_validate(data)
+    serve.run(application(fixed), name=APP_NAME, route_prefix="/", blocking=False)
     wait_running()
     wait_until(
         lambda: serve.status().applications[APP_NAME].deployments[f"model-{name}"].replica_states,
@@ -53,12 +54,12 @@ def deploy_solo(config: ClusterConfig, name: str, replicas: int, **model_updates
     )
 
 
-def deploy_quality_only(config: ClusterConfig, replicas: int, **model_updates) -> None:
-    deploy_solo(config, "quality", replicas, **model_updates)
+def deploy_quality(config: ClusterConfig, replicas: int, **model_updates) -> None:
+    deploy_fixed(config, "quality", replicas, **model_updates)
 
 
 @pytest.fixture(scope="module")
-def solo(cluster):
+def redeployed(cluster):
     yield cluster
     serve.run(application(cluster.config), name=APP_NAME, route_prefix="/", blocking=False)
     wait_running()
@@ -76,12 +77,12 @@ def render_large(http: httpx.Client, body: dict) -> tuple[dict, np.ndarray]:
 REFERENCE: dict[str, np.ndarray] = {}
 
 
-def test_bytes_identical_on_one_and_four_replicas(solo):
-    deploy_quality_only(solo.config, 1)
-    with solo.client() as http:
+def test_bytes_identical_on_one_and_four_replicas(redeployed):
+    deploy_quality(redeployed.config, 1)
+    with redeployed.client() as http:
         one_view, one = render_large(http, JOB)
-    deploy_quality_only(solo.config, 4)
-    with solo.client() as http:
+    deploy_quality(redeployed.config, 4)
+    with redeployed.client() as http:
         four_view, four = render_large(http, JOB)
     assert one.shape == four.shape == (512, 768, 3)
     assert one_view["result"]["metrics"]["replicas_used"] == 1
@@ -102,8 +103,8 @@ def quality_replicas() -> set[str]:
     return {actor["name"] for actor in quality_replica_actors()}
 
 
-def test_redeploying_the_same_config_keeps_the_models_running_replicas(solo):
-    deploy_quality_only(solo.config, 4)
+def test_redeploying_the_same_config_keeps_the_models_running_replicas(redeployed):
+    deploy_quality(redeployed.config, 4)
     before = wait_until(
         quality_replicas,
         lambda names: len(names) == 4,
@@ -111,14 +112,14 @@ def test_redeploying_the_same_config_keeps_the_models_running_replicas(solo):
         interval_s=0.25,
         what="the quality deployment's replaced replicas to be gone",
     )
-    deploy_quality_only(solo.config, 4)
+    deploy_quality(redeployed.config, 4)
     assert quality_replicas() == before
 
 
-def test_wide_hires_render_runs_on_several_replicas_at_once(solo):
-    deploy_quality_only(solo.config, 4)
+def test_wide_hires_render_runs_on_several_replicas_at_once(redeployed):
+    deploy_quality(redeployed.config, 4)
     body = {**JOB, "width": 2048, "height": 1024, "steps": 3, "format": "tiff", "dpi": 150}
-    with solo.client() as http:
+    with redeployed.client() as http:
         view, image = render_large(http, body)
     metrics = view["result"]["metrics"]
     assert image.shape == (1024, 2048, 3)
@@ -128,9 +129,9 @@ def test_wide_hires_render_runs_on_several_replicas_at_once(solo):
     assert view["status"] == "done" and view["format"] == "tiff"
 
 
-def test_killed_replica_mid_render_gives_the_same_image(solo):
-    deploy_quality_only(solo.config, 4)
-    with solo.client() as http:
+def test_killed_replica_mid_render_gives_the_same_image(redeployed):
+    deploy_quality(redeployed.config, 4)
+    with redeployed.client() as http:
         started = http.post("/v1/renders", json={**JOB, "wait": False})
         assert started.status_code == 202
         job_id = started.json()["id"]
@@ -176,9 +177,9 @@ def busy_quality_replica():
     return None
 
 
-def test_progress_is_published_and_tiled_mode_works(solo):
-    deploy_quality_only(solo.config, 4)
-    with solo.client() as http:
+def test_progress_is_published_and_tiled_mode_works(redeployed):
+    deploy_quality(redeployed.config, 4)
+    with redeployed.client() as http:
         started = http.post(
             "/v1/renders",
             # 12 steps: long enough per tile for the 0.1 s poll to see progress move
@@ -212,14 +213,14 @@ def test_progress_is_published_and_tiled_mode_works(solo):
     assert record["outputs"]["image"].endswith(".png")
 
 
-def test_a_full_model_queue_makes_accepted_jobs_wait_never_fail(solo):
+def test_a_full_model_queue_makes_accepted_jobs_wait_never_fail(redeployed):
     # Four jobs at once keep twice what 2 replicas take (1 each) plus a queue of 1 in
     # flight: Serve refuses some calls (BackPressureError); the jobs wait for room. Each
     # job has about 20 tiles, so two running jobs contend for the replicas for seconds (at
     # 6 tiles each, one CI run saw no refusal at all).
-    deploy_quality_only(solo.config, 2, max_ongoing_requests=1, max_queued_requests=1)
+    deploy_quality(redeployed.config, 2, max_ongoing_requests=1, max_queued_requests=1)
     body = {**JOB, "width": 1024, "height": 768, "steps": 3, "wait": False}
-    with solo.client() as http:
+    with redeployed.client() as http:
         ids = []
         for seed in range(4):
             started = http.post("/v1/renders", json={**body, "seed": seed})
@@ -249,24 +250,24 @@ def test_a_full_model_queue_makes_accepted_jobs_wait_never_fail(solo):
         ({"mode": "tiled", "base_image": "AAAA"}, "base_image"),
     ],
 )
-def test_large_render_errors_are_422(solo, patch, field):
-    with solo.client() as http:
+def test_large_render_errors_are_422(redeployed, patch, field):
+    with redeployed.client() as http:
         response = http.post("/v1/renders", json={**JOB, **patch})
     assert response.status_code == 422, response.text
     assert response.json()["error"]["field"] == field
 
 
-def test_unknown_render_id_is_404(solo):
-    with solo.client() as http:
+def test_unknown_render_id_is_404(redeployed):
+    with redeployed.client() as http:
         response = http.get("/v1/renders/20260101-000000-000000-deadbeef")
     assert response.status_code == 404
     assert "no run" in response.json()["error"]["message"]
 
 
-def test_out_of_memory_tile_is_split_and_the_job_completes(solo):
-    deploy_quality_only(solo.config, 4, max_pixels_per_call=300 * 300)  # tiles of 384² OOM
+def test_out_of_memory_tile_is_split_and_the_job_completes(redeployed):
+    deploy_quality(redeployed.config, 1, max_pixels_per_call=300 * 300)  # tiles of 384² OOM
     body = {**JOB, "width": 768, "height": 384, "seed": 5, "tile_size": 384}
-    with solo.client() as http:
+    with redeployed.client() as http:
         view, image = render_large(http, body)
     assert image.shape == (384, 768, 3)
     metrics = view["result"]["metrics"]
@@ -281,16 +282,16 @@ def upscale(http: httpx.Client, image: np.ndarray, **fields) -> tuple[dict, np.n
     return view, np.asarray(Image.open(BytesIO(http.get(view["result"]["url"]).content)))
 
 
-def test_tiled_upscale_matches_a_whole_image_pass_on_one_and_four_replicas(solo):
+def test_tiled_upscale_matches_a_whole_image_pass_on_one_and_four_replicas(redeployed):
     from serve.upscaler import load_upscaler
 
     source = scene(300, 200)
     whole = load_upscaler("realesrgan:animevideov3-x4", 4).upscale(source)
-    deploy_solo(solo.config, "upscaler", 1)
-    with solo.client() as http:
+    deploy_fixed(redeployed.config, "upscaler", 1)
+    with redeployed.client() as http:
         one_view, one = upscale(http, source)
-    deploy_solo(solo.config, "upscaler", 4)
-    with solo.client() as http:
+    deploy_fixed(redeployed.config, "upscaler", 4)
+    with redeployed.client() as http:
         four_view, four = upscale(http, source)
         record = http.get(f"/v1/runs/{four_view['id']}").json()
     assert one.shape == four.shape == whole.shape == (800, 1200, 3)
@@ -302,9 +303,9 @@ def test_tiled_upscale_matches_a_whole_image_pass_on_one_and_four_replicas(solo)
     assert record["kind"] == "upscale" and record["params"]["passes"] == 1
 
 
-def test_upscale_chains_passes_beyond_one(solo):
-    deploy_solo(solo.config, "upscaler", 4)
-    with solo.client() as http:
+def test_upscale_chains_passes_beyond_one(redeployed):
+    deploy_fixed(redeployed.config, "upscaler", 4)
+    with redeployed.client() as http:
         view, image = upscale(http, scene(40, 30), scale=16, format="tiff")
     assert image.shape == (480, 640, 3)
     assert view["result"]["metrics"]["tiles"] == 2  # pass 2: 160x120 in 128-px tiles
@@ -320,9 +321,9 @@ def test_upscale_chains_passes_beyond_one(solo):
         ({"scale": 64}, "scale", "over the limit"),
     ],
 )
-def test_bad_upscale_requests_are_422(solo, patch, field, fragment):
+def test_bad_upscale_requests_are_422(redeployed, patch, field, fragment):
     body = {"image": png_b64(scene(600, 400)), **patch}
-    with solo.client() as http:
+    with redeployed.client() as http:
         response = http.post("/v1/upscale", json=body)
     assert response.status_code == 422, response.text
     error = response.json()["error"]
