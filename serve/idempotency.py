@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -24,6 +25,8 @@ from core.errors import RequestError
 from core.jobs.store import HELD_FOR_S, JobStore
 from core.tenants import current_tenant
 from serve.api_app import Context
+
+logger = logging.getLogger(__name__)
 
 MAX_KEY_CHARS = 255
 RENEW_EVERY_S = HELD_FOR_S / 3  # a held key's renewal while its request runs
@@ -70,7 +73,11 @@ class IdempotencyHold:
                 await asyncio.wait_for(stop.wait(), RENEW_EVERY_S)
                 return
             except TimeoutError:
+                pass
+            try:
                 await asyncio.to_thread(self.jobs.renew, self.key, self.owner, self.holder)
+            except Exception:  # the store failed this once: the render goes on, next try later
+                logger.warning("could not renew an Idempotency-Key hold", exc_info=True)
 
     async def let_go(self) -> None:
         """Free the key unless this request claimed it for something it created."""

@@ -96,3 +96,24 @@ def test_a_render_that_outlasts_a_holds_life_keeps_its_key(tmp_path, monkeypatch
         replayed = http.post("/v1/renders", json=RENDER, headers=headers)
         assert replayed.status_code == 200 and replayed.json()["id"] == done.json()["id"]
         assert len(http.get("/v1/runs").json()["runs"]) == 1
+
+
+def test_a_failed_renewal_does_not_fail_the_render(tmp_path, monkeypatch):
+    monkeypatch.setattr("serve.idempotency.RENEW_EVERY_S", 0.05)
+
+    async def slow_render(model_name, request):
+        await asyncio.sleep(0.3)
+        return await flat_render(model_name, request)
+
+    def broken_renew(self, key, owner, holder):
+        raise OSError("the store is unreachable")
+
+    monkeypatch.setattr("tests.api.inprocess.flat_render", slow_render)
+    monkeypatch.setattr("core.jobs.store.JobStore.renew", broken_renew)
+    install(config_for(tmp_path / "store"), monkeypatch)
+    headers = {"Idempotency-Key": "k5"}
+    with TestClient(api) as http:
+        done = http.post("/v1/renders", json=RENDER, headers=headers)
+        assert done.status_code == 200, done.text
+        replayed = http.post("/v1/renders", json=RENDER, headers=headers)
+        assert replayed.status_code == 200 and replayed.json()["id"] == done.json()["id"]
