@@ -204,27 +204,26 @@ class JobStore:
         self.store.delete(location)
         return True
 
+    def _still_held(self, key: str, owner: str | None, holder: str) -> dict | None:
+        """The hold on `key` if `holder` has it and has claimed nothing yet, else None."""
+        try:
+            entry = json.loads(self.store.get_bytes(self._idempotency_key(key, owner)))
+        except NotFoundError:
+            return None
+        return entry if entry.get("holder") == holder and "id" not in entry else None
+
     def renew(self, key: str, owner: str | None, holder: str) -> None:
         """Keep `holder`'s hold on `key` from looking dead: a request that runs longer than
         `HELD_FOR_S` renews it while it runs (nothing changes once it claimed or let go)."""
-        location = self._idempotency_key(key, owner)
-        try:
-            entry = json.loads(self.store.get_bytes(location))
-        except NotFoundError:
-            return
-        if entry.get("holder") == holder and "id" not in entry:
-            renewed = {**entry, "since": time.time()}
-            self.store.put_bytes(location, json.dumps(renewed).encode())
+        entry = self._still_held(key, owner, holder)
+        if entry is not None:
+            renewed = json.dumps({**entry, "since": time.time()}).encode()
+            self.store.put_bytes(self._idempotency_key(key, owner), renewed)
 
     def release(self, key: str, owner: str | None, holder: str) -> None:
         """Let go of `key` if `holder` holds it still (it created nothing)."""
-        location = self._idempotency_key(key, owner)
-        try:
-            entry = json.loads(self.store.get_bytes(location))
-        except NotFoundError:
-            return
-        if entry.get("holder") == holder and "id" not in entry:
-            self.store.delete(location)
+        if self._still_held(key, owner, holder) is not None:
+            self.store.delete(self._idempotency_key(key, owner))
 
     def claim(self, key: str, owner: str | None, body: dict, created_id: str) -> None:
         """Remember that `key` (with `body`) created `created_id`."""
