@@ -47,13 +47,29 @@ def download(client: RenderClient, view: dict[str, Any], out: Path) -> Path:
     return out
 
 
+def _replicas(count: float) -> str:
+    return f"{int(count)} replica" + ("" if int(count) == 1 else "s")
+
+
+def _work(metrics: dict[str, float]) -> str:
+    """Where a large-format job's tiles were drawn: on the model's replicas, or cut from
+    the upscaled base (a hires of strength 0); and its upscaler model's share."""
+    tiles = int(metrics["tiles"])
+    if metrics.get("tiles_cut", 0) >= tiles:
+        work = f"{tiles} tiles cut from the upscaled base, not refined"
+    else:
+        work = f"{tiles} tiles on {_replicas(metrics['replicas_used'])}"
+    if "upscaler_calls" in metrics:
+        calls, replicas = metrics["upscaler_calls"], metrics["upscaler_replicas_used"]
+        work += f", upscaled in {int(calls)} tiles on {_replicas(replicas)} of the upscaler"
+    return work
+
+
 def describe(view: dict[str, Any], out: Path, elapsed_s: float) -> str:
     """One summary line of a finished large-format job."""
     metrics = view["result"]["metrics"]
     seed = f", seed {view['seed']}" if view.get("seed") is not None else ""
     return (
         f"wrote [bold]{out}[/] ({view['width']}x{view['height']}, render {view['id']}{seed}): "
-        f"{int(metrics['tiles'])} tiles on "
-        f"{int(metrics['replicas_used'])} replicas, seam score "
-        f"{view['result']['seam_score']:.3f}, {elapsed_s:.1f} s"
+        f"{_work(metrics)}, seam score {view['result']['seam_score']:.3f}, {elapsed_s:.1f} s"
     )
