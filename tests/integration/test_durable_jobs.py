@@ -91,10 +91,24 @@ def _until_ended(http: httpx.Client, job_id: str) -> dict:
     )
 
 
-def current_router(job_id: str):
-    """The router working on the job's current attempt."""
-    router = job_router(job_id, JOBS_NAMESPACE)
-    assert router is not None, f"job {job_id} has no router"
+def _router_after_tiles(job_id: str, tiles: int):
+    """The job's router once it has finished `tiles` tiles, read from the router itself:
+    the job's own progress reaches the store only every `PROGRESS_POLL_S`, by when a
+    small job may be done."""
+    router = wait_until(
+        lambda: job_router(job_id, JOBS_NAMESPACE, timeout_s=5),
+        lambda router: router is not None,
+        timeout_s=120,
+        interval_s=0.05,
+        what=f"job {job_id} to get its router",
+    )
+    wait_until(
+        lambda: ray.get(router.progress.remote(), timeout=10),
+        lambda progress: progress["done"] >= tiles,
+        timeout_s=300,
+        interval_s=0.02,
+        what=f"job {job_id}'s router to finish {tiles} tiles",
+    )
     return router
 
 
@@ -122,8 +136,7 @@ def test_killing_the_router_resumes_from_checkpoints_with_the_same_bytes(cluster
     with cluster.client() as http:
         reference = _reference(http)
         job_id = _submit(http)
-        _until_tiles(http, job_id, 3)
-        router = current_router(job_id)
+        router = _router_after_tiles(job_id, 3)
         pid = ray.get(router.where.remote())["pid"]
         os.kill(pid, signal.SIGKILL)  # the router's process dies, as on a lost node
         job = _until_ended(http, job_id)
